@@ -1,0 +1,218 @@
+"""The contract messages of DESIGN.md as pydantic models, plus the district work-log envelope.
+
+They live in the core because the core's vocabulary *is* these messages: it is
+handed one and returns others. Pydantic does no I/O, so the core stays pure;
+``streams.schemas`` exports their JSON Schema for producers in other languages.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
+SCHEMA_VERSION = 1
+
+Latitude = Annotated[float, Field(ge=-90.0, le=90.0, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(ge=-180.0, le=180.0, allow_inf_nan=False)]
+Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/-]+$")]
+Text = Annotated[str, Field(max_length=4000)]
+ShortText = Annotated[str, Field(max_length=400)]
+
+
+class Message(BaseModel):
+    # Producers on a newer schema may add optional fields (the contract grows
+    # only by adding), so unknown fields are ignored rather than refused.
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    schema_version: Literal[1] = Field(
+        description="version of the message contract; this release reads and writes 1"
+    )
+
+    def to_json_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+
+class Reporter(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    name: ShortText | None = None
+    phone: Annotated[str, Field(max_length=40)] | None = None
+
+
+class IncidentReport(Message):
+    """A sensor alarm, hotline ticket or patrol observation; `report_id` is the idempotency key."""
+
+    report_id: Identifier
+    source: Literal["sensor", "hotline", "patrol", "app"]
+    category: Identifier
+    lat: Latitude
+    lon: Longitude
+    reported_at: AwareDatetime
+    description: Text | None = None
+    address: ShortText | None = None
+    reporter: Reporter | None = None
+    sensor_id: Identifier | None = None
+    confidence: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] | None = None
+    attributes: dict[str, Any] | None = None
+
+
+# --- unit events: one model per `type`, told apart by that field ---
+
+
+class _UnitEventBase(Message):
+    event_id: Identifier
+    unit_id: Identifier
+    at: AwareDatetime
+
+
+class LogOn(_UnitEventBase):
+    type: Literal["log_on"]
+    agency: Identifier
+    kind: Literal["officer", "auxiliary"]
+    district: Identifier
+    home_street: Identifier
+    mode: Literal["foot", "bike", "car"]
+    delegations: list[Identifier] = Field(default_factory=list, max_length=200)
+    lat: Latitude
+    lon: Longitude
+
+
+class LogOff(_UnitEventBase):
+    type: Literal["log_off"]
+
+
+class Location(_UnitEventBase):
+    type: Literal["location"]
+    lat: Latitude
+    lon: Longitude
+
+
+class Availability(_UnitEventBase):
+    type: Literal["unavailable", "available"]
+
+
+class OrderStatus(_UnitEventBase):
+    type: Literal["ack", "en_route", "on_scene", "decline"]
+    order_id: Identifier
+
+
+class Resolved(_UnitEventBase):
+    type: Literal["resolved"]
+    order_id: Identifier
+    outcome: ShortText | None = None
+    notes: Text | None = None
+
+
+UnitEvent = Annotated[
+    Union[LogOn, LogOff, Location, Availability, OrderStatus, Resolved],
+    Field(discriminator="type"),
+]
+unit_event_adapter: TypeAdapter[UnitEvent] = TypeAdapter(UnitEvent)
+
+
+# --- what the district core emits ---
+
+
+class DispatchOrder(Message):
+    order_id: str
+    kind: Literal["assign", "cancel"]
+    incident_id: str
+    unit_id: str
+    role: Literal["lead", "support"]
+    agency: str
+    category: str
+    priority: int
+    lat: float
+    lon: float
+    address: str | None = None
+    eta_s: float | None = None
+    ack_by: datetime | None = None
+    issued_at: datetime
+    joint_with: list[str] = Field(default_factory=list)
+
+
+IncidentEventType = Literal[
+    "created",
+    "report_merged",
+    "dispatched",
+    "acknowledged",
+    "en_route",
+    "on_scene",
+    "resolved",
+    "closed",
+    "reassigned",
+    "escalated",
+    "cancelled",
+    "queued",
+]
+
+
+class IncidentEvent(Message):
+    event_id: str = Field(description="deterministic, so that replays are idempotent")
+    incident_id: str
+    seq: int = Field(ge=1, description="per incident, gap-free")
+    type: IncidentEventType
+    at: datetime
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Escalation(Message):
+    escalation_id: str
+    incident_id: str
+    level: Literal[1, 2, 3]
+    reason: Literal["ack_overdue", "arrival_overdue", "resolve_overdue", "no_eligible_unit"]
+    deadline: datetime
+    at: datetime
+    district: str
+    street: str
+    category: str
+
+
+class DeadLetter(Message):
+    reason: str = Field(description="a stable machine code, e.g. invalid_json, outside_area")
+    error: str = Field(description="human-readable explanation")
+    raw: str = Field(description="the original bytes: UTF-8 text, or base64 when raw_encoding says so")
+    raw_encoding: Literal["utf-8", "base64"] = "utf-8"
+    key: str | None = None
+    topic: str
+    partition: int
+    offset: int
+    received_at: datetime
+
+
+# --- the district work log (internal topic, keyed by district) ---
+
+
+class Provenance(BaseModel):
+    """Where a work item came from, so that a rejection deep in the core can still be dead-lettered."""
+
+    model_config = ConfigDict(frozen=True)
+    topic: str
+    partition: int
+    offset: int
+    key: str | None = None
+    raw: str
+
+
+class WorkItem(BaseModel):
+    """One entry of a district's ordered work log: an admitted report, a unit event or a clock tick."""
+
+    model_config = ConfigDict(frozen=True)
+    kind: Literal["report", "unit_event", "tick"]
+    district: str
+    at: AwareDatetime = Field(description="when the platform received it: the core's only clock")
+    street: str | None = None
+    report: IncidentReport | None = None
+    unit_event: UnitEvent | None = None
+    provenance: Provenance | None = None
+
+
+CONTRACT_MESSAGES: dict[str, Any] = {
+    "IncidentReport": IncidentReport,
+    "UnitEvent": unit_event_adapter,
+    "DispatchOrder": DispatchOrder,
+    "IncidentEvent": IncidentEvent,
+    "Escalation": Escalation,
+    "DeadLetter": DeadLetter,
+}

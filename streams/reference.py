@@ -1,0 +1,32 @@
+"""Loads the catalogue and the geography named by the settings, or the defaults shipped with the package."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+from processors.catalogue import Catalogue, parse_catalogue
+from processors.geography import Geography, GeographyError, parse_geography
+from streams.settings import Settings
+
+
+def _read(path: Path | None, default_name: str) -> tuple[str, str]:
+    if path is not None:
+        return path.read_text(encoding="utf-8"), str(path)
+    resource = resources.files("processors.data").joinpath(default_name)
+    return resource.read_text(encoding="utf-8"), f"(shipped) {default_name}"
+
+
+def load_catalogue(settings: Settings) -> Catalogue:
+    text, source = _read(settings.catalogue, "catalogue.yaml")
+    return parse_catalogue(text, source)
+
+
+def load_geography(settings: Settings) -> Geography:
+    text, source = _read(settings.geography, "geography.geojson")
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise GeographyError(f"{source}: not valid JSON: {exc}") from exc
+    return parse_geography(doc, source)

@@ -1,0 +1,91 @@
+"""The one settings object: every ``PATROL_*`` environment variable is read here and nowhere else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PATROL_", extra="ignore")
+
+    # --- contract settings (DESIGN.md) ---
+    kafka_bootstrap: str | None = Field(
+        default=None, description="host:port[,host:port]; unset starts the embedded broker"
+    )
+    database_url: str | None = Field(
+        default=None, description="postgresql:// URL; unset starts the embedded PostgreSQL"
+    )
+    catalogue: Path | None = Field(default=None, description="catalogue YAML; unset uses the shipped one")
+    geography: Path | None = Field(default=None, description="district GeoJSON; unset uses the shipped one")
+    metrics_port: int = Field(default=9464, description="Prometheus exposition port; 0 disables")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # --- our own additions ---
+    app_id: str = Field(
+        default="patrol-dispatch",
+        description="faust app id: names the consumer groups and prefixes internal topics",
+    )
+    topic_partitions: int = Field(default=4, ge=1, description="partitions of every topic we create")
+    topic_replication: int = Field(default=1, ge=1)
+    # Tansu answers a fetch only when its max wait expires, so this wait is the
+    # per-hop latency floor; faust hard-codes 1500 ms, we make it ours.
+    fetch_max_wait_ms: int = Field(default=5, ge=0, le=10_000)
+    # Tansu holds a new group's join for half the session timeout, so a short
+    # session makes a worker ready in ~5 s instead of faust's default ~30 s.
+    kafka_session_timeout_s: float = Field(default=10.0, ge=6.0, le=300.0)
+    max_report_bytes: int = Field(default=64 * 1024, description="larger inbound messages are dead-lettered")
+    future_skew_s: float = Field(
+        default=300.0, description="a reported_at later than arrival plus this is rejected"
+    )
+    sink_batch_size: int = Field(default=500, ge=1)
+    sink_flush_ms: int = Field(default=200, ge=1)
+    data_dir: Path = Field(default=Path("run"), description="embedded broker/database scratch space")
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return not self.kafka_bootstrap
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return not self.database_url
+
+    def kafka_client_options(self) -> dict:
+        """Security options shared by every aiokafka client we build."""
+        opts: dict = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            import ssl
+
+            opts["ssl_context"] = ssl.create_default_context(
+                cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None
+            )
+        if self.kafka_security_protocol.startswith("SASL"):
+            opts["sasl_mechanism"] = self.kafka_sasl_mechanism or "PLAIN"
+            opts["sasl_plain_username"] = self.kafka_sasl_username
+            opts["sasl_plain_password"] = (
+                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
+            )
+        return opts
+
+    def with_overrides(self, **values) -> "Settings":
+        """A copy with explicit values (e.g. the embedded broker's address) filled in."""
+        return self.model_copy(update=values)
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as PATROL_* variables, for a child process such as a worker started by `patrol up`."""
+        env = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"PATROL_{name.upper()}"] = str(value)
+        return env

@@ -1,0 +1,180 @@
+"""The PostgreSQL sink: incident events and dead letters into the audit tables, batched and idempotent.
+
+Offsets are committed only after the batch's rows are in the database, so a
+crash or a database outage can re-deliver a batch but never skip one; the
+primary keys make the re-delivery a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import ValidationError
+
+from processors.messages import DeadLetter, IncidentEvent
+from processors.intake import Inbound, Rejected, dead_letter
+from streams import metrics
+from streams.settings import Settings
+from streams.topics import INCIDENT_EVENTS, INCIDENT_REPORTS_DLQ
+
+log = structlog.get_logger("patrol.sink")
+
+# What each event type does to the incident record's status; other types leave it as it is.
+STATUS_AFTER = {
+    "created": "created",
+    "dispatched": "dispatched",
+    "reassigned": "dispatched",
+    "queued": "queued",
+    "acknowledged": "acknowledged",
+    "en_route": "en_route",
+    "on_scene": "on_scene",
+    "resolved": "resolved",
+    "closed": "closed",
+    "cancelled": "cancelled",
+}
+
+
+@dataclass
+class Batch:
+    events: list[IncidentEvent] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.events) + len(self.dead_letters)
+
+
+async def write_batch(connection: asyncpg.Connection, batch: Batch) -> None:
+    async with connection.transaction():
+        if batch.events:
+            await connection.executemany(
+                """INSERT INTO incident_events (event_id, incident_id, seq, type, at, data)
+                   VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING""",
+                [(e.event_id, e.incident_id, e.seq, e.type, e.at, json.dumps(e.data)) for e in batch.events],
+            )
+            created = [e for e in batch.events if e.type == "created"]
+            if created:
+                await connection.executemany(
+                    """INSERT INTO incidents (incident_id, report_id, category, domain, priority, district,
+                           street, lat, lon, source, address, description, reporter, reported_at,
+                           created_at, status, status_at, last_seq)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb,
+                               $14::text::timestamptz, $15, 'created', $15, $16)
+                       ON CONFLICT DO NOTHING""",
+                    [_incident_row(e) for e in created],
+                )
+            moves = [e for e in batch.events if e.type in STATUS_AFTER and e.type != "created"]
+            if moves:
+                await connection.executemany(
+                    """UPDATE incidents SET status = $2, status_at = $3, last_seq = $4
+                       WHERE incident_id = $1 AND last_seq < $4""",
+                    [(e.incident_id, STATUS_AFTER[e.type], e.at, e.seq) for e in moves],
+                )
+        if batch.dead_letters:
+            await connection.executemany(
+                """INSERT INTO dead_letters (topic, "partition", "offset", reason, error, raw, raw_encoding,
+                       key, received_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING""",
+                [
+                    (d.topic, d.partition, d.offset, d.reason, d.error, d.raw, d.raw_encoding, d.key, d.received_at)
+                    for d in batch.dead_letters
+                ],
+            )
+    metrics.SINK_ROWS.labels("incident_events").inc(len(batch.events))
+    metrics.SINK_ROWS.labels("dead_letters").inc(len(batch.dead_letters))
+
+
+def _incident_row(e: IncidentEvent) -> tuple:
+    d = e.data
+    return (
+        e.incident_id, d["report_id"], d["category"], d.get("domain"), d["priority"], d["district"],
+        d["street"], d["lat"], d["lon"], d.get("source"), d.get("address"), d.get("description"),
+        json.dumps(d["reporter"]) if d.get("reporter") else None, d.get("reported_at"), e.at, e.seq,
+    )
+
+
+class Sink:
+    """Consumes the audit topics with its own consumer group and writes them to PostgreSQL."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.group_id = f"{settings.app_id}-sink"
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        s = self.settings
+        consumer = AIOKafkaConsumer(
+            INCIDENT_EVENTS,
+            INCIDENT_REPORTS_DLQ,
+            bootstrap_servers=s.kafka_bootstrap,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=s.fetch_max_wait_ms,
+            session_timeout_ms=int(s.kafka_session_timeout_s * 1000),
+            heartbeat_interval_ms=int(s.kafka_session_timeout_s * 200),
+            **s.kafka_client_options(),
+        )
+        producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, **s.kafka_client_options())
+        pool = await asyncpg.create_pool(s.database_url, min_size=1, max_size=2)
+        await producer.start()
+        await consumer.start()
+        log.info("sink started", group=self.group_id)
+        try:
+            while not self._stopping.is_set():
+                records = await consumer.getmany(timeout_ms=s.sink_flush_ms, max_records=s.sink_batch_size)
+                if not records:
+                    continue
+                batch = Batch()
+                for tp_records in records.values():
+                    for record in tp_records:
+                        await self._collect(record, batch, producer)
+                await self._write_until_done(pool, batch)
+                await consumer.commit()
+        finally:
+            await consumer.stop()
+            await producer.stop()
+            await pool.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _collect(self, record, batch: Batch, producer: AIOKafkaProducer) -> None:
+        try:
+            if record.topic == INCIDENT_EVENTS:
+                batch.events.append(IncidentEvent.model_validate_json(record.value or b""))
+            else:
+                batch.dead_letters.append(DeadLetter.model_validate_json(record.value or b""))
+        except ValidationError as exc:
+            inbound = Inbound(
+                topic=record.topic, partition=record.partition, offset=record.offset,
+                key=record.key, value=record.value, received_at=datetime.now(timezone.utc),
+            )
+            letter = dead_letter(inbound, Rejected("sink_invalid", f"not a valid {record.topic} message: {exc.error_count()} errors"), inbound.received_at)
+            metrics.DEAD_LETTERS.labels("sink", letter.reason).inc()
+            if record.topic == INCIDENT_REPORTS_DLQ:
+                # a malformed dead letter is kept as a row instead of looping it back to its own topic
+                batch.dead_letters.append(letter)
+            else:
+                await producer.send_and_wait(INCIDENT_REPORTS_DLQ, letter.to_json_bytes(), key=record.key)
+
+    async def _write_until_done(self, pool: asyncpg.Pool, batch: Batch) -> None:
+        delay = 0.2
+        while True:
+            started = asyncio.get_running_loop().time()
+            try:
+                async with pool.acquire() as connection:
+                    await write_batch(connection, batch)
+                metrics.SINK_BATCH_SECONDS.observe(asyncio.get_running_loop().time() - started)
+                return
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
+                # The rows must land before the offsets move, so we wait for the database however long it takes.
+                metrics.SINK_RETRIES.inc()
+                log.warning("sink write failed; retrying", error=str(exc), retry_in_s=delay, rows=len(batch))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)

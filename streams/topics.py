@@ -1,0 +1,63 @@
+"""The topic catalogue: every contract topic and our internal district work log, created idempotently at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.settings import Settings
+
+INCIDENT_REPORTS = "incident.reports"
+INCIDENT_REPORTS_DLQ = "incident.reports.dlq"
+UNIT_EVENTS = "unit.events"
+DISPATCH_ORDERS = "dispatch.orders"
+INCIDENT_EVENTS = "incident.events"
+SLA_ESCALATIONS = "sla.escalations"
+
+CONTRACT_TOPICS = (
+    INCIDENT_REPORTS,
+    INCIDENT_REPORTS_DLQ,
+    UNIT_EVENTS,
+    DISPATCH_ORDERS,
+    INCIDENT_EVENTS,
+    SLA_ESCALATIONS,
+)
+
+# Topics that producers outside the platform write to, and so what `patrol publish` accepts.
+INBOUND_TOPICS = (INCIDENT_REPORTS, UNIT_EVENTS)
+
+
+def worklog_topic(settings: Settings) -> str:
+    """The district work log: one ordered log per district (keyed by district), internal to the app."""
+    return f"{settings.app_id}-district-worklog"
+
+
+@dataclass(frozen=True)
+class TopicReport:
+    created: list[str]
+    existing: list[str]
+
+
+async def ensure_topics(settings: Settings) -> TopicReport:
+    """Create every topic we need; topics that already exist are left as they are."""
+    names = [*CONTRACT_TOPICS, worklog_topic(settings)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_client_options())
+    await admin.start()
+    try:
+        present = set(await admin.list_topics())
+        missing = [n for n in names if n not in present]
+        created: list[str] = []
+        if missing:
+            response = await admin.create_topics(
+                [NewTopic(n, settings.topic_partitions, settings.topic_replication) for n in missing]
+            )
+            for name, code, *_ in response.topic_errors:
+                if code == 0:
+                    created.append(name)
+                elif code != TopicAlreadyExistsError.errno:  # another worker won the race
+                    raise RuntimeError(f"could not create topic {name}: error code {code}")
+        return TopicReport(created=created, existing=[n for n in names if n not in created])
+    finally:
+        await admin.close()

@@ -1,0 +1,135 @@
+"""`patrol up`, the main job: infrastructure, a worker, a sample of reports, and what became of them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from importlib import resources
+from pathlib import Path
+
+import asyncpg
+from rich.console import Console
+from rich.table import Table
+
+from processors.intake import Inbound, Limits, Rejected, admit_report
+from streams.embedded import embedded_infrastructure, spawn_child, stop_child
+from streams.migrate import migrate
+from streams.publish import Outgoing, publish, read_lines
+from streams.reference import load_catalogue, load_geography
+from streams.settings import Settings
+from streams.topics import INCIDENT_REPORTS, ensure_topics
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What intake should make of a batch of reports, predicted with the worker's own rules."""
+
+    report_ids: frozenset[str]
+    rejections: Counter
+
+    @property
+    def dead_letters(self) -> int:
+        return sum(self.rejections.values())
+
+
+def predict(settings: Settings, messages: list[Outgoing]) -> Expected:
+    catalogue, geography = load_catalogue(settings), load_geography(settings)
+    limits = Limits(max_bytes=settings.max_report_bytes, future_skew=timedelta(seconds=settings.future_skew_s))
+    now = datetime.now(timezone.utc)
+    ids: set[str] = set()
+    rejections: Counter = Counter()
+    for i, m in enumerate(messages):
+        result = admit_report(Inbound(m.topic, 0, i, m.key, m.value, now), catalogue, geography, limits)
+        if isinstance(result, Rejected):
+            rejections[result.reason] += 1
+        else:
+            ids.add(result.report.report_id)
+    return Expected(frozenset(ids), rejections)
+
+
+def sample_reports() -> list[Outgoing]:
+    text = resources.files("streams.samples").joinpath("reports.jsonl").read_bytes()
+    return read_lines(text.splitlines(), topic=INCIDENT_REPORTS)
+
+
+def start_worker(settings: Settings, log_path: Path):
+    """A `patrol worker` child process configured with these settings; it dies with us."""
+    return spawn_child(
+        [sys.executable, "-m", "streams.cli", "worker"],
+        log=log_path, death_signal=signal.SIGTERM, env={**os.environ, **settings.to_env()},
+    )
+
+
+async def observed(database_url: str, report_ids: frozenset[str]) -> tuple[int, Counter]:
+    connection = await asyncpg.connect(database_url)
+    try:
+        incidents = await connection.fetchval(
+            "SELECT count(*) FROM incidents WHERE report_id = ANY($1::text[])", list(report_ids)
+        )
+        rows = await connection.fetch("SELECT reason, count(*) AS n FROM dead_letters GROUP BY reason")
+        return incidents, Counter({r["reason"]: r["n"] for r in rows})
+    finally:
+        await connection.close()
+
+
+def run_up(settings: Settings, console: Console, timeout_s: float = 120.0) -> int:
+    """Returns the process exit code: 0 when everything published was accounted for."""
+    workdir = Path(settings.data_dir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    with embedded_infrastructure(settings, workdir) as live:
+        console.print(f"[bold]broker[/] {live.kafka_bootstrap}   [bold]database[/] {_redact(live.database_url)}")
+        asyncio.run(migrate(live.database_url))
+        asyncio.run(ensure_topics(live))
+        worker = start_worker(live, workdir / "worker.log")
+        console.print(f"worker started (pid {worker.pid}, log {workdir / 'worker.log'})")
+        try:
+            messages = sample_reports()
+            expected = predict(live, messages)
+            asyncio.run(publish(live, messages))
+            console.print(f"published {len(messages)} reports ({len(expected.report_ids)} distinct valid, "
+                          f"{expected.dead_letters} invalid, the rest resends)")
+            started = time.monotonic()
+            with console.status("waiting for the worker to account for every report…") as status:
+                while True:
+                    if worker.poll() is not None:
+                        console.print(f"[red]the worker exited with code {worker.returncode}; see {workdir / 'worker.log'}")
+                        return 1
+                    incidents, letters = asyncio.run(observed(live.database_url, expected.report_ids))
+                    status.update(f"incidents {incidents}/{len(expected.report_ids)}, "
+                                  f"dead letters {sum(letters.values())}/{expected.dead_letters}")
+                    if incidents >= len(expected.report_ids) and sum(letters.values()) >= expected.dead_letters:
+                        break
+                    if time.monotonic() - started > timeout_s:
+                        console.print("[red]timed out waiting for the worker")
+                        break
+                    time.sleep(0.5)
+            _print_summary(console, expected, incidents, letters, time.monotonic() - started)
+            complete = incidents == len(expected.report_ids) and letters == expected.rejections
+            return 0 if complete else 1
+        finally:
+            stop_child(worker, signal.SIGTERM, timeout=30)
+
+
+def _print_summary(console: Console, expected: Expected, incidents: int, letters: Counter, seconds: float) -> None:
+    table = Table(title=f"What happened to the sample (settled in {seconds:.1f} s)")
+    table.add_column("outcome")
+    table.add_column("expected", justify="right")
+    table.add_column("in PostgreSQL", justify="right")
+    table.add_row("incidents created", str(len(expected.report_ids)), str(incidents))
+    for reason in sorted(set(expected.rejections) | set(letters)):
+        table.add_row(f"dead letter: {reason}", str(expected.rejections.get(reason, 0)), str(letters.get(reason, 0)))
+    console.print(table)
+
+
+def _redact(url: str | None) -> str:
+    if not url or "@" not in url:
+        return str(url)
+    scheme, rest = url.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    return f"{scheme}://{credentials.split(':')[0]}@{host}"

@@ -1,0 +1,181 @@
+"""The worker: a faust app binding intake and the district cores to their topics, plus the PostgreSQL sink.
+
+intake (incident.reports, unit.events) ─> district work log ─> district core ─> orders, events, escalations
+                      └─ bad input ─> incident.reports.dlq      (and dead letters of its own)
+"""
+
+from __future__ import annotations
+
+import ssl
+from datetime import datetime, timedelta, timezone
+
+import faust
+import structlog
+
+from processors.catalogue import Catalogue
+from processors.geography import Geography
+from processors.intake import Inbound, Limits, Rejected, admit_report, admit_unit_event, dead_letter
+from processors.messages import DeadLetter, DispatchOrder, Escalation, IncidentEvent, LogOff, LogOn, Message, WorkItem
+from streams import metrics
+from streams.district_log import DistrictLog
+from streams.faust_transport import PatrolApp
+from streams.settings import Settings
+from streams.sink import Sink
+from streams.topics import (
+    DISPATCH_ORDERS,
+    INCIDENT_EVENTS,
+    INCIDENT_REPORTS,
+    INCIDENT_REPORTS_DLQ,
+    SLA_ESCALATIONS,
+    UNIT_EVENTS,
+    worklog_topic,
+)
+
+log = structlog.get_logger("patrol.worker")
+
+RAW = {"key_serializer": "raw", "value_serializer": "raw"}
+
+
+def route(message: Message) -> tuple[str, str | None]:
+    """The topic and key each kind of core output is published under (DESIGN.md, Topics)."""
+    if isinstance(message, IncidentEvent):
+        return INCIDENT_EVENTS, message.incident_id
+    if isinstance(message, DispatchOrder):
+        return DISPATCH_ORDERS, message.unit_id
+    if isinstance(message, Escalation):
+        return SLA_ESCALATIONS, message.incident_id
+    if isinstance(message, DeadLetter):
+        return INCIDENT_REPORTS_DLQ, message.key
+    raise TypeError(f"no topic for {type(message).__name__}")
+
+
+def broker_credentials(settings: Settings):
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return None
+    context = None
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        )
+    if settings.kafka_security_protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None,
+        mechanism=settings.kafka_sasl_mechanism or "PLAIN",
+        ssl_context=context,
+    )
+
+
+def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) -> faust.App:
+    app = PatrolApp(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=broker_credentials(settings),
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        store="memory://",
+        web_enabled=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=settings.kafka_session_timeout_s / 5,
+        broker_commit_every=100,
+        broker_commit_interval=1.0,
+    )
+    limits = Limits(max_bytes=settings.max_report_bytes, future_skew=timedelta(seconds=settings.future_skew_s))
+    reports_topic = app.topic(INCIDENT_REPORTS, **RAW)
+    unit_events_topic = app.topic(UNIT_EVENTS, **RAW)
+    worklog = app.topic(worklog_topic(settings), partitions=settings.topic_partitions, **RAW)
+    outputs = {name: app.topic(name, **RAW) for name in (INCIDENT_EVENTS, DISPATCH_ORDERS, SLA_ESCALATIONS, INCIDENT_REPORTS_DLQ)}
+    # unit_id -> district of its last log_on; unit.events is keyed by unit, so each unit's
+    # entry is read and written only by the partition that carries that unit's events.
+    unit_districts = app.Table("unit-districts", default=None, partitions=settings.topic_partitions)
+    districts = DistrictLog(settings, worklog_topic(settings), catalogue)
+
+    async def publish(message: Message) -> None:
+        topic, key = route(message)
+        await outputs[topic].send(key=key.encode() if key else None, value=message.to_json_bytes())
+
+    async def reject(record: Inbound, rejection: Rejected, stage: str) -> None:
+        metrics.DEAD_LETTERS.labels(stage, rejection.reason).inc()
+        log.info("dead-lettered", stage=stage, reason=rejection.reason, topic=record.topic,
+                 partition=record.partition, offset=record.offset)
+        await publish(dead_letter(record, rejection, record.received_at))
+
+    async def forward(item: WorkItem) -> None:
+        await worklog.send(key=item.district.encode(), value=item.model_dump_json(exclude_none=True).encode())
+
+    @app.agent(reports_topic, name="intake-reports")
+    async def intake_reports(stream):
+        async for event in stream.events():
+            record = _inbound(event)
+            admitted = admit_report(record, catalogue, geography, limits)
+            if isinstance(admitted, Rejected):
+                metrics.REPORTS.labels("unknown", "rejected").inc()
+                await reject(record, admitted, "intake")
+            else:
+                metrics.REPORTS.labels(admitted.report.source, "admitted").inc()
+                await forward(admitted)
+
+    @app.agent(unit_events_topic, name="intake-unit-events")
+    async def intake_unit_events(stream):
+        async for event in stream.events():
+            record = _inbound(event)
+            key = (record.key or b"").decode("utf-8", "replace")
+            admitted = admit_unit_event(record, geography, limits, unit_districts[key] if key else None)
+            if isinstance(admitted, Rejected):
+                metrics.UNIT_EVENTS.labels("unknown", "rejected").inc()
+                await reject(record, admitted, "intake")
+                continue
+            unit_event = admitted.unit_event
+            if unit_event.unit_id != key:
+                # the table is partitioned by key; a mis-keyed event would be routed by another partition's memory
+                rejection = Rejected("schema_violation", f"message key {key!r} is not the unit_id {unit_event.unit_id!r}")
+                await reject(record, rejection, "intake")
+                continue
+            if isinstance(unit_event, LogOn):
+                unit_districts[key] = unit_event.district
+            elif isinstance(unit_event, LogOff):
+                unit_districts[key] = None
+            metrics.UNIT_EVENTS.labels(unit_event.type, "admitted").inc()
+            await forward(admitted)
+
+    @app.agent(worklog, name="district-core")
+    async def district_core(stream):
+        async for event in stream.events():
+            message = event.message
+            try:
+                item = WorkItem.model_validate_json(message.value or b"")
+            except ValueError as exc:
+                item = None
+                record = _inbound(event)
+                await reject(record, Rejected("invalid_work_item", f"unreadable work-log entry: {exc}"), "core")
+            for output in await districts.apply(message.partition, message.offset, item):
+                if isinstance(output, IncidentEvent):
+                    metrics.INCIDENT_EVENTS.labels(output.type, item.district).inc()
+                await publish(output)
+
+    sink = Sink(settings)
+
+    @app.task
+    async def run_sink():
+        await sink.run()
+
+    @app.task
+    async def serve_metrics():
+        metrics.serve_metrics(settings.metrics_port)
+
+    return app
+
+
+def _inbound(event) -> Inbound:
+    message = event.message
+    return Inbound(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        received_at=datetime.now(timezone.utc),
+    )
