@@ -35,7 +35,11 @@ REASONS = {
     "reported_in_future": "reported_at is later than arrival plus the allowed clock skew",
     "unknown_district": "a unit logs on to a district the geography does not have",
     "unknown_unit": "an event for a unit that has not logged on",
+    "key_mismatch": "a unit event whose message key is not its unit_id",
     "unit_not_assigned": "a status event for an order the unit does not hold",
+    "invalid_work_item": "an unreadable entry in a district work log",
+    "sink_invalid": "a message on an audit topic that the sink cannot read",
+    "processing_error": "a defect of ours met this message; it is kept here instead of stopping the worker",
 }
 
 
@@ -57,12 +61,10 @@ class Inbound:
     received_at: datetime
 
     def provenance(self) -> Provenance:
+        raw, encoding = encode_raw(self.value or b"")
         return Provenance(
-            topic=self.topic,
-            partition=self.partition,
-            offset=self.offset,
-            key=_text(self.key),
-            raw=encode_raw(self.value or b"")[0],
+            topic=self.topic, partition=self.partition, offset=self.offset, key=_text(self.key),
+            raw=raw, raw_encoding=encoding,
         )
 
 
@@ -133,7 +135,7 @@ def dead_letter(record: Inbound | Provenance, rejection: Rejected, received_at: 
         raw, encoding = encode_raw(record.value or b"")
         key = _text(record.key)
     else:
-        raw, encoding, key = record.raw, "utf-8", record.key
+        raw, encoding, key = record.raw, record.raw_encoding, record.key
     return DeadLetter(
         schema_version=1,
         reason=rejection.reason,

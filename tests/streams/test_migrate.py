@@ -1,0 +1,20 @@
+from streams.migrate import available_migrations, migrate
+
+EXPECTED_TABLES = {"incident_events", "incidents", "dead_letters", "schema_migrations"}
+
+
+async def test_migrations_apply_once_and_rerun_as_a_no_op(infrastructure, db):
+    # the session fixture has already migrated this database
+    assert await migrate(infrastructure.database_url) == []
+    versions = [r["version"] for r in await db.fetch("SELECT version FROM schema_migrations ORDER BY version")]
+    assert versions == [m.version for m in available_migrations()]
+    tables = {r["tablename"] for r in await db.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert EXPECTED_TABLES <= tables
+
+
+async def test_the_event_log_refuses_nothing_twice(db):
+    # idempotency lives in the keys: a replayed event is a no-op, not an error
+    insert = """INSERT INTO incident_events (event_id, incident_id, seq, type, at, data)
+                VALUES ('T-1:1', 'T-1', 1, 'created', now(), '{}') ON CONFLICT DO NOTHING"""
+    assert await db.execute(insert) == "INSERT 0 1"
+    assert await db.execute(insert) == "INSERT 0 0"
