@@ -1,17 +1,41 @@
-"""The district core: one district's state and the decisions it makes for each entry of its work log.
+"""The district core: one district's incidents and units, and the decisions it makes for each entry of its work log.
 
 Deterministic by construction: the only clock is the work item's `at`, ids are
-derived from the log's content, so replaying a district's log reproduces every
-decision and every emitted message byte for byte.
+derived from the log's content, ties are broken by id, so replaying a
+district's log reproduces every decision and every emitted message byte for byte.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-from processors.catalogue import Catalogue
-from processors.messages import IncidentEvent, IncidentReport, Message, WorkItem
+from processors.catalogue import Catalogue, Category
+from processors.geography import distance_m
+from processors.intake import Rejected, dead_letter
+from processors.messages import (
+    Availability,
+    DispatchOrder,
+    IncidentEvent,
+    IncidentReport,
+    Location,
+    LogOff,
+    LogOn,
+    Message,
+    OrderStatus,
+    Resolved,
+    WorkItem,
+)
+from processors.spatial import UnitGrid
+from processors.units import FASTEST_M_S, STAGE_OF_EVENT, STAGES, Assignment, StreetLoad, Unit
+
+# Candidates within this much of the best ETA count as a near-tie and are chosen
+# between by the workload of their home streets instead.
+NEAR_TIE_S = 60.0
+NEAR_TIE_SHARE = 0.15
+CANDIDATES_PER_PLACE = 8
+CANDIDATES_EXPLAINED = 5
 
 
 def incident_id_for(district: str, report_id: str) -> str:
@@ -25,19 +49,48 @@ def incident_id_for(district: str, report_id: str) -> str:
 class Incident:
     incident_id: str
     report_id: str
-    category: str
+    category: Category
     priority: int
     street: str
+    lat: float
+    lon: float
+    address: str | None
+    created_at: datetime
+    last_report_at: datetime
     status: str = "created"
     seq: int = 0
+    orders_issued: int = 0
+    # agency place -> the assignment filling it, while the unit is working on it
+    active: dict[str, Assignment] = field(default_factory=dict)
+    resolved: dict[str, Assignment] = field(default_factory=dict)
+    # units that declined, dropped or were pulled off: never chosen again for this incident
+    excluded: set[str] = field(default_factory=set)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status not in ("closed", "cancelled")
+
+    def missing(self) -> list[str]:
+        return [a for a in self.category.agencies if a not in self.active and a not in self.resolved]
+
+    def role_of(self, agency: str) -> str:
+        return "lead" if agency == self.category.agencies[0] else "support"
 
 
 @dataclass
 class DistrictState:
     district: str
     incidents: dict[str, Incident] = field(default_factory=dict)
-    # report_id -> incident_id: a resent report is the same report, never a second incident
+    # report_id -> incident_id: a resent or duplicate report never becomes a second incident
     reports: dict[str, str] = field(default_factory=dict)
+    units: dict[str, Unit] = field(default_factory=dict)
+    grid: UnitGrid = field(default_factory=UnitGrid)
+    # order_id -> (incident_id, agency place); kept after the order ends, to tell stale events apart
+    orders: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # incidents with an agency place no unit could fill yet
+    queue: set[str] = field(default_factory=set)
+    open_by_category: dict[str, set[str]] = field(default_factory=dict)
+    load: StreetLoad = field(default_factory=StreetLoad)
 
 
 class DistrictCore:
@@ -47,37 +100,57 @@ class DistrictCore:
         self.state = DistrictState(district=district)
         self.catalogue = catalogue
 
-    def apply(self, item: WorkItem) -> list[Message]:
-        if item.kind == "report" and item.report is not None:
-            return self._on_report(item, item.report)
-        return []
+    # ------------------------------------------------------------------ entry
 
-    def _on_report(self, item: WorkItem, report: IncidentReport) -> list[Message]:
+    def apply(self, item: WorkItem) -> list[Message]:
+        out: list[Message] = []
+        if item.kind == "report" and item.report is not None:
+            self._on_report(item, item.report, out)
+        elif item.kind == "unit_event" and item.unit_event is not None:
+            self._on_unit_event(item, out)
+        return out
+
+    # ---------------------------------------------------------------- reports
+
+    def _on_report(self, item: WorkItem, report: IncidentReport, out: list[Message]) -> None:
         state = self.state
         if report.report_id in state.reports:
-            return []
+            return
         category = self.catalogue.get(report.category)
         if category is None:
-            # intake admitted it under another catalogue (a catalogue roll-out); it is kept
-            # as an incident of unknown priority rather than dropped
-            priority = 5
-        else:
-            priority = category.priority
-        incident_id = incident_id_for(state.district, report.report_id)
+            # admitted under another catalogue (a roll-out in progress): kept, not dropped
+            self._reject(item, "unknown_category", f"category {report.category!r} left the catalogue", out)
+            return
+        duplicate = self._find_duplicate(category, report.lat, report.lon, item.at)
+        if duplicate is not None:
+            incident, distance = duplicate
+            state.reports[report.report_id] = incident.incident_id
+            incident.last_report_at = item.at
+            self._event(incident, "report_merged", item.at, out, {
+                "report_id": report.report_id, "source": report.source, "distance_m": round(distance, 1)})
+            return
+
         incident = Incident(
-            incident_id=incident_id,
+            incident_id=incident_id_for(state.district, report.report_id),
             report_id=report.report_id,
-            category=report.category,
-            priority=priority,
+            category=category,
+            priority=category.priority,
             street=item.street or "",
+            lat=report.lat,
+            lon=report.lon,
+            address=report.address,
+            created_at=item.at,
+            last_report_at=item.at,
         )
-        state.incidents[incident_id] = incident
-        state.reports[report.report_id] = incident_id
+        state.incidents[incident.incident_id] = incident
+        state.reports[report.report_id] = incident.incident_id
+        state.open_by_category.setdefault(category.code, set()).add(incident.incident_id)
+        state.load.add(state.load.open_incidents, incident.street, 1)
         data = {
             "report_id": report.report_id,
-            "category": report.category,
-            "domain": category.domain if category else None,
-            "priority": priority,
+            "category": category.code,
+            "domain": category.domain,
+            "priority": incident.priority,
             "district": state.district,
             "street": incident.street,
             "lat": report.lat,
@@ -86,19 +159,306 @@ class DistrictCore:
             "reported_at": report.reported_at.isoformat(),
             "address": report.address,
             "description": report.description,
+            "agencies": list(category.agencies),
             # the incident record is the one place a reporter's personal data is kept
             "reporter": report.reporter.model_dump(exclude_none=True) if report.reporter else None,
         }
-        return [self._event(incident, "created", item, {k: v for k, v in data.items() if v is not None})]
+        self._event(incident, "created", item.at, out, {k: v for k, v in data.items() if v is not None})
+        self._dispatch(incident, item.at, out)
 
-    def _event(self, incident: Incident, type_: str, item: WorkItem, data: dict) -> IncidentEvent:
-        incident.seq += 1
-        return IncidentEvent(
-            schema_version=1,
-            event_id=f"{incident.incident_id}:{incident.seq}",
-            incident_id=incident.incident_id,
-            seq=incident.seq,
-            type=type_,
-            at=item.at,
-            data=data,
+    def _find_duplicate(self, category: Category, lat: float, lon: float, at: datetime):
+        """The nearest open incident of the same category that this report is another call about."""
+        best = None
+        for incident_id in sorted(self.state.open_by_category.get(category.code, ())):
+            incident = self.state.incidents[incident_id]
+            if (at - incident.last_report_at).total_seconds() > category.dedup.window_s:
+                continue
+            d = distance_m(lat, lon, incident.lat, incident.lon)
+            if d <= category.dedup.radius_m and (best is None or d < best[1]):
+                best = (incident, d)
+        return best
+
+    # ------------------------------------------------------------- dispatching
+
+    def _dispatch(self, incident: Incident, at: datetime, out: list[Message], *,
+                  reason: str | None = None, replaces: str | None = None) -> None:
+        """Fill every empty agency place of `incident` with the best free unit, or queue what cannot be filled.
+
+        `reason` / `replaces` say why a place is being filled again (a decline, a log-off, …),
+        which makes the event a `reassigned` rather than a `dispatched`.
+        """
+        state = self.state
+        chosen: list[tuple[str, Unit, float]] = []
+        explained: list[dict] = []
+        taken: set[str] = set()
+        bumped: list[tuple[Incident, str]] = []
+        for agency in incident.missing():
+            ranking = self._rank(incident, agency, taken)
+            explained += [
+                {"unit_id": uid, "agency": agency, "eta_s": round(eta, 1),
+                 "street": state.units[uid].home_street,
+                 "street_pressure": round(state.load.pressure(state.units[uid].home_street), 3)}
+                for eta, _, uid in ranking[:CANDIDATES_EXPLAINED]
+            ]
+            pick = self._pick(ranking)
+            if pick is None and incident.priority == 1:
+                pick = self._preemptable(incident, agency, taken)
+                if pick is not None:
+                    bumped.append(self._preempt(state.units[pick[1]], incident, at, out))
+            if pick is not None:
+                eta, unit_id = pick
+                taken.add(unit_id)
+                chosen.append((agency, state.units[unit_id], eta))
+
+        if chosen:
+            orders = [self._order(incident, agency, unit, eta, at) for agency, unit, eta in chosen]
+            team = sorted(a.unit_id for a in incident.active.values())
+            for order in orders:
+                out.append(order.model_copy(update={"joint_with": [u for u in team if u != order.unit_id]}))
+            data = {
+                "units": [{"unit_id": o.unit_id, "agency": o.agency, "role": o.role, "order_id": o.order_id,
+                           "eta_s": o.eta_s} for o in orders],
+                "candidates": explained,
+            }
+            if reason:
+                data["reason"] = reason
+            if replaces:
+                data["replaces"] = replaces
+            self._event(incident, "reassigned" if replaces else "dispatched", at, out, data)
+
+        for other, unit_id in bumped:
+            # now that the unit holds its new order, the bumped task may find another free unit
+            self._dispatch(other, at, out, reason="preempted", replaces=unit_id)
+
+        missing = incident.missing()
+        if missing and incident.incident_id not in state.queue:
+            state.queue.add(incident.incident_id)
+            self._event(incident, "queued", at, out, {
+                "missing_agencies": missing, "reason": reason or "no_eligible_unit", "candidates": explained})
+        elif not missing:
+            state.queue.discard(incident.incident_id)
+
+    def _rank(self, incident: Incident, agency: str, taken: set[str]) -> list[tuple[float, float, str]]:
+        units = self.state.units
+
+        def eta(unit_id: str, d: float) -> float | None:
+            unit = units[unit_id]
+            if not unit.free or unit_id in taken or unit_id in incident.excluded:
+                return None
+            if not unit.may_act_for(incident.category, agency):
+                return None
+            return unit.eta_s(d)
+
+        return self.state.grid.nearest(incident.lat, incident.lon, eta, CANDIDATES_PER_PLACE, 1.0 / FASTEST_M_S)
+
+    def _pick(self, ranking: list[tuple[float, float, str]]) -> tuple[float, str] | None:
+        """The fastest unit, except that among near-ties the one whose home street can spare it best wins."""
+        if not ranking:
+            return None
+        best = ranking[0][0]
+        near = [r for r in ranking if r[0] <= best + max(NEAR_TIE_S, NEAR_TIE_SHARE * best)]
+        load = self.state.load
+        eta, _, unit_id = min(near, key=lambda r: (load.pressure(self.state.units[r[2]].home_street), r[0], r[2]))
+        return eta, unit_id
+
+    def _preemptable(self, incident: Incident, agency: str, taken: set[str]) -> tuple[float, str] | None:
+        """For a priority-1 incident with no free unit: the fastest unit busy on a lower-priority task short of the scene."""
+        units, incidents = self.state.units, self.state.incidents
+
+        def eta(unit_id: str, d: float) -> float | None:
+            unit = units[unit_id]
+            if unit_id in taken or unit_id in incident.excluded or not unit.on_duty or not unit.available:
+                return None
+            if unit.order_id is None or unit.stage == "on_scene":
+                return None
+            if incidents[unit.incident_id].priority <= incident.priority:
+                return None
+            if not unit.may_act_for(incident.category, agency):
+                return None
+            return unit.eta_s(d)
+
+        ranking = self.state.grid.nearest(incident.lat, incident.lon, eta, 1, 1.0 / FASTEST_M_S)
+        return (ranking[0][0], ranking[0][2]) if ranking else None
+
+    def _preempt(self, unit: Unit, by: Incident, at: datetime, out: list[Message]) -> tuple[Incident, str]:
+        """Pull `unit` off its lower-priority task for `by`; that task is re-queued, and says so."""
+        bumped = self.state.incidents[unit.incident_id]
+        agency = self._withdraw(unit, bumped, at, out, exclude=False)
+        self.state.queue.add(bumped.incident_id)
+        self._event(bumped, "queued", at, out, {
+            "reason": "preempted", "by_incident": by.incident_id, "unit_id": unit.unit_id,
+            "missing_agencies": [agency]})
+        return bumped, unit.unit_id
+
+    def _order(self, incident: Incident, agency: str, unit: Unit, eta: float, at: datetime) -> DispatchOrder:
+        incident.orders_issued += 1
+        order_id = f"{incident.incident_id}-O{incident.orders_issued}"
+        role = incident.role_of(agency)
+        incident.active[agency] = Assignment(order_id=order_id, unit_id=unit.unit_id, agency=agency, role=role,
+                                             eta_s=round(eta, 1))
+        self.state.orders[order_id] = (incident.incident_id, agency)
+        self._changing(unit, lambda: self._hold(unit, order_id, incident))
+        return DispatchOrder(
+            schema_version=1, order_id=order_id, kind="assign", incident_id=incident.incident_id,
+            unit_id=unit.unit_id, role=role, agency=agency, category=incident.category.code,
+            priority=incident.priority, lat=incident.lat, lon=incident.lon, address=incident.address,
+            eta_s=round(eta, 1), ack_by=at + timedelta(seconds=incident.category.sla.ack_s), issued_at=at,
         )
+
+    @staticmethod
+    def _hold(unit: Unit, order_id: str, incident: Incident) -> None:
+        unit.order_id, unit.incident_id, unit.priority, unit.stage = order_id, incident.incident_id, incident.priority, "assigned"
+
+    def _withdraw(self, unit: Unit, incident: Incident, at: datetime, out: list[Message], *, exclude: bool) -> str:
+        """Take `unit` off `incident`: cancel its order and leave its place empty. Returns the agency place.
+
+        With `exclude` the unit is never chosen for this incident again (it declined or walked away)."""
+        agency = self.state.orders[unit.order_id][1]
+        assignment = incident.active.pop(agency)
+        if exclude:
+            incident.excluded.add(unit.unit_id)
+        out.append(DispatchOrder(
+            schema_version=1, order_id=assignment.order_id, kind="cancel", incident_id=incident.incident_id,
+            unit_id=unit.unit_id, role=assignment.role, agency=agency, category=incident.category.code,
+            priority=incident.priority, lat=incident.lat, lon=incident.lon, address=incident.address,
+            issued_at=at,
+        ))
+        self._release(unit)
+        return agency
+
+    def _release(self, unit: Unit) -> None:
+        def clear() -> None:
+            unit.order_id = unit.incident_id = unit.priority = unit.stage = None
+
+        self._changing(unit, clear)
+
+    def _changing(self, unit: Unit, change) -> None:
+        """Apply `change` to the unit, keeping the per-street count of free units right."""
+        was = unit.free
+        change()
+        if unit.free != was:
+            self.state.load.add(self.state.load.free_units, unit.home_street, 1 if unit.free else -1)
+
+    def _offer(self, unit: Unit, at: datetime, out: list[Message]) -> None:
+        """A unit has come free: queued incidents it could serve are dispatched again, most urgent first."""
+        state = self.state
+        for incident_id in sorted(state.queue, key=lambda i: (state.incidents[i].priority,
+                                                               state.incidents[i].created_at, i)):
+            if not unit.free:
+                return
+            incident = state.incidents[incident_id]
+            if unit.unit_id in incident.excluded:
+                continue
+            if any(unit.may_act_for(incident.category, a) for a in incident.missing()):
+                self._dispatch(incident, at, out, reason="unit_available")
+
+    # ------------------------------------------------------------- unit events
+
+    def _on_unit_event(self, item: WorkItem, out: list[Message]) -> None:
+        event = item.unit_event
+        state = self.state
+        unit = state.units.get(event.unit_id)
+        if isinstance(event, LogOn):
+            self._log_on(event, item.at, out)
+            return
+        if unit is None:
+            self._reject(item, "unknown_unit", f"unit {event.unit_id!r} is not known to {state.district}", out)
+            return
+        if isinstance(event, LogOff):
+            if unit.order_id is not None:
+                self._replace(unit, item.at, out, reason="log_off")
+            self._changing(unit, lambda: setattr(unit, "on_duty", False))
+            state.grid.remove(unit.unit_id)
+        elif isinstance(event, Location):
+            unit.lat, unit.lon = event.lat, event.lon
+            if unit.on_duty:
+                state.grid.place(unit.unit_id, event.lat, event.lon)
+        elif isinstance(event, Availability):
+            self._changing(unit, lambda: setattr(unit, "available", event.type == "available"))
+            self._offer(unit, item.at, out)
+        elif isinstance(event, (OrderStatus, Resolved)):
+            self._on_order_status(item, unit, event, out)
+
+    def _log_on(self, event: LogOn, at: datetime, out: list[Message]) -> None:
+        state = self.state
+        unit = state.units.get(event.unit_id)
+        if unit is None:
+            unit = state.units[event.unit_id] = Unit(
+                unit_id=event.unit_id, agency=event.agency, kind=event.kind, home_street=event.home_street,
+                mode=event.mode, delegations=frozenset(event.delegations), lat=event.lat, lon=event.lon,
+                on_duty=False,
+            )
+
+        def update() -> None:
+            unit.agency, unit.kind, unit.mode = event.agency, event.kind, event.mode
+            unit.delegations = frozenset(event.delegations)
+            unit.lat, unit.lon = event.lat, event.lon
+            unit.on_duty = unit.available = True
+
+        if unit.home_street != event.home_street:
+            # move the unit's weight to its new home street
+            self._changing(unit, lambda: setattr(unit, "on_duty", False))
+            unit.home_street = event.home_street
+        self._changing(unit, update)
+        state.grid.place(unit.unit_id, event.lat, event.lon)
+        self._offer(unit, at, out)
+
+    def _on_order_status(self, item: WorkItem, unit: Unit, event, out: list[Message]) -> None:
+        state = self.state
+        if unit.order_id != event.order_id or event.order_id not in state.orders:
+            self._reject(item, "unit_not_assigned",
+                         f"unit {unit.unit_id} does not hold order {event.order_id}", out)
+            return
+        incident_id, agency = state.orders[event.order_id]
+        incident = state.incidents[incident_id]
+        assignment = incident.active[agency]
+        if event.type == "decline":
+            self._replace(unit, item.at, out, reason="declined")
+            self._offer(unit, item.at, out)
+            return
+        stage = STAGE_OF_EVENT[event.type]
+        if STAGES.index(stage) <= STAGES.index(assignment.stage):
+            return  # a resend, or news overtaken by later news: nothing changes
+        assignment.stage = unit.stage = stage
+        data = {"unit_id": unit.unit_id, "order_id": assignment.order_id, "agency": agency}
+        if isinstance(event, Resolved):
+            data.update({k: v for k, v in (("outcome", event.outcome), ("notes", event.notes)) if v})
+        self._event(incident, stage, item.at, out, data)
+        if stage == "resolved":
+            incident.resolved[agency] = incident.active.pop(agency)
+            self._release(unit)
+            if not incident.active:
+                self._close(incident, item.at, out)
+            self._offer(unit, item.at, out)
+
+    def _replace(self, unit: Unit, at: datetime, out: list[Message], reason: str) -> None:
+        """The unit drops its task (declined, logged off): cancel its order and fill its place again."""
+        incident = self.state.incidents[unit.incident_id]
+        self._withdraw(unit, incident, at, out, exclude=True)
+        self._dispatch(incident, at, out, reason=reason, replaces=unit.unit_id)
+
+    def _close(self, incident: Incident, at: datetime, out: list[Message]) -> None:
+        state = self.state
+        # a joint place still waiting in the queue is no longer needed once the others have resolved it
+        state.queue.discard(incident.incident_id)
+        state.open_by_category.get(incident.category.code, set()).discard(incident.incident_id)
+        state.load.add(state.load.open_incidents, incident.street, -1)
+        self._event(incident, "closed", at, out, {
+            "units": sorted(a.unit_id for a in incident.resolved.values()),
+            "open_s": round((at - incident.created_at).total_seconds(), 1)})
+
+    # ---------------------------------------------------------------- helpers
+
+    def _event(self, incident: Incident, type_: str, at: datetime, out: list[Message], data: dict) -> None:
+        incident.seq += 1
+        if type_ not in ("report_merged", "queued", "escalated"):
+            incident.status = type_
+        out.append(IncidentEvent(
+            schema_version=1, event_id=f"{incident.incident_id}:{incident.seq}", incident_id=incident.incident_id,
+            seq=incident.seq, type=type_, at=at, data=data,
+        ))
+
+    @staticmethod
+    def _reject(item: WorkItem, reason: str, error: str, out: list[Message]) -> None:
+        if item.provenance is not None:
+            out.append(dead_letter(item.provenance, Rejected(reason, error), item.at))

@@ -1,0 +1,81 @@
+"""Patrol units as the district core sees them: profile, position, status, and who may act on what."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from processors.catalogue import Category
+
+# Urban speeds, door to door: walking, cycling, and a patrol car in city traffic.
+SPEED_M_S = {"foot": 1.4, "bike": 4.2, "car": 8.3}
+FASTEST_M_S = max(SPEED_M_S.values())
+# Streets are not straight lines; a typical urban grid adds about a third to the crow-fly distance.
+DETOUR_FACTOR = 1.3
+
+
+@dataclass
+class Unit:
+    unit_id: str
+    agency: str
+    kind: str  # officer | auxiliary
+    home_street: str
+    mode: str
+    delegations: frozenset[str]
+    lat: float
+    lon: float
+    on_duty: bool = True
+    available: bool = True  # the unit's own word: `unavailable` / `available`
+    order_id: str | None = None  # the one active order it holds, if any
+    incident_id: str | None = None
+    priority: int | None = None  # of the incident it is on
+    stage: str | None = None  # assigned | acknowledged | en_route | on_scene
+
+    @property
+    def free(self) -> bool:
+        return self.on_duty and self.available and self.order_id is None
+
+    def eta_s(self, distance_m: float) -> float:
+        return distance_m * DETOUR_FACTOR / SPEED_M_S[self.mode]
+
+    def may_act_for(self, category: Category, agency: str) -> bool:
+        """May this unit fill the `agency` place of a dispatch for `category`?"""
+        if self.kind == "auxiliary" and not category.auxiliary_ok:
+            return False
+        if self.agency == agency:
+            return True
+        # delegated enforcement (委托执法): the unit carries the category in its log-on
+        return category.code in self.delegations
+
+
+@dataclass
+class Assignment:
+    """One unit's part in an incident: the order it was given and how far it has got."""
+
+    order_id: str
+    unit_id: str
+    agency: str
+    role: str
+    eta_s: float
+    stage: str = "assigned"  # assigned | acknowledged | en_route | on_scene | resolved
+
+
+STAGES = ("assigned", "acknowledged", "en_route", "on_scene", "resolved")
+STAGE_OF_EVENT = {"ack": "acknowledged", "en_route": "en_route", "on_scene": "on_scene", "resolved": "resolved"}
+
+
+@dataclass
+class StreetLoad:
+    """Open incidents and free units per street: what workload balancing looks at."""
+
+    open_incidents: dict[str, int] = field(default_factory=dict)
+    free_units: dict[str, int] = field(default_factory=dict)
+
+    def pressure(self, street: str) -> float:
+        return self.open_incidents.get(street, 0) / (self.free_units.get(street, 0) + 1)
+
+    def add(self, table: dict[str, int], street: str, n: int) -> None:
+        value = table.get(street, 0) + n
+        if value:
+            table[street] = value
+        else:
+            table.pop(street, None)
