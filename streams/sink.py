@@ -1,4 +1,4 @@
-"""The PostgreSQL sink: incident events and dead letters into the audit tables, batched and idempotent.
+"""The PostgreSQL sink: incident events, dispatch orders and dead letters into the audit tables, batched and idempotent.
 
 Offsets are committed only after the batch's rows are in the database, so a
 crash or a database outage can re-deliver a batch but never skip one; the
@@ -17,11 +17,11 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import ValidationError
 
-from processors.messages import DeadLetter, IncidentEvent
+from processors.messages import DeadLetter, DispatchOrder, IncidentEvent
 from processors.intake import Inbound, Rejected, dead_letter
 from streams import metrics
 from streams.settings import Settings
-from streams.topics import INCIDENT_EVENTS, INCIDENT_REPORTS_DLQ
+from streams.topics import DISPATCH_ORDERS, INCIDENT_EVENTS, INCIDENT_REPORTS_DLQ
 
 log = structlog.get_logger("patrol.sink")
 
@@ -44,9 +44,10 @@ STATUS_AFTER = {
 class Batch:
     events: list[IncidentEvent] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    orders: list[DispatchOrder] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.events) + len(self.dead_letters)
+        return len(self.events) + len(self.dead_letters) + len(self.orders)
 
 
 async def write_batch(connection: asyncpg.Connection, batch: Batch) -> None:
@@ -85,7 +86,16 @@ async def write_batch(connection: asyncpg.Connection, batch: Batch) -> None:
                     for d in batch.dead_letters
                 ],
             )
+        if batch.orders:
+            await connection.executemany(
+                """INSERT INTO dispatch_orders (order_id, kind, incident_id, unit_id, role, agency, category,
+                       priority, eta_s, ack_by, issued_at, joint_with)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING""",
+                [(o.order_id, o.kind, o.incident_id, o.unit_id, o.role, o.agency, o.category, o.priority,
+                  o.eta_s, o.ack_by, o.issued_at, o.joint_with) for o in batch.orders],
+            )
     metrics.SINK_ROWS.labels("incident_events").inc(len(batch.events))
+    metrics.SINK_ROWS.labels("dispatch_orders").inc(len(batch.orders))
     metrics.SINK_ROWS.labels("dead_letters").inc(len(batch.dead_letters))
 
 
@@ -96,6 +106,14 @@ def _incident_row(e: IncidentEvent) -> tuple:
         d["street"], d["lat"], d["lon"], d.get("source"), d.get("address"), d.get("description"),
         json.dumps(d["reporter"]) if d.get("reporter") else None, d.get("reported_at"), e.at, e.seq,
     )
+
+
+# topic -> (message model, Batch field its rows collect in)
+AUDITED = {
+    INCIDENT_EVENTS: (IncidentEvent, "events"),
+    INCIDENT_REPORTS_DLQ: (DeadLetter, "dead_letters"),
+    DISPATCH_ORDERS: (DispatchOrder, "orders"),
+}
 
 
 class Sink:
@@ -109,8 +127,7 @@ class Sink:
     async def run(self) -> None:
         s = self.settings
         consumer = AIOKafkaConsumer(
-            INCIDENT_EVENTS,
-            INCIDENT_REPORTS_DLQ,
+            *AUDITED,
             bootstrap_servers=s.kafka_bootstrap,
             group_id=self.group_id,
             enable_auto_commit=False,
@@ -145,11 +162,9 @@ class Sink:
         self._stopping.set()
 
     async def _collect(self, record, batch: Batch, producer: AIOKafkaProducer) -> None:
+        model, rows = AUDITED[record.topic]
         try:
-            if record.topic == INCIDENT_EVENTS:
-                batch.events.append(IncidentEvent.model_validate_json(record.value or b""))
-            else:
-                batch.dead_letters.append(DeadLetter.model_validate_json(record.value or b""))
+            getattr(batch, rows).append(model.model_validate_json(record.value or b""))
         except ValidationError as exc:
             inbound = Inbound(
                 topic=record.topic, partition=record.partition, offset=record.offset,

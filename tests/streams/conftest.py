@@ -9,11 +9,15 @@ every test shares the worker and tells its own data apart by unique ids.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import os
 import signal
 import sys
 import time
 import uuid
+from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -40,10 +44,60 @@ async def _admin(url: str, sql: str) -> None:
         await connection.close()
 
 
+ISOLATED_DISTRICTS = 12
+
+
+@dataclass(frozen=True)
+class IsolatedDistrict:
+    """A district of its own, far from the sample one, so that a test's units serve only that test's incidents."""
+
+    district: str
+    lat: float
+    lon: float
+
+    @property
+    def streets(self) -> tuple[str, str]:
+        return (f"{self.district}-W", f"{self.district}-E")
+
+    def point(self, north_m: float = 0.0, east_m: float = 0.0) -> tuple[float, float]:
+        """A point in the west street, offset from its centre (each street is about 2 km square)."""
+        return (self.lat + north_m / 111_000, self.lon + east_m / 96_000)
+
+
+def _isolated(i: int) -> IsolatedDistrict:
+    return IsolatedDistrict(f"TEST{i:02d}", 20.0 + i * 0.5, 100.0)
+
+
+def session_geography(path: Path) -> Path:
+    """The shipped district plus isolated test districts, each two 0.02° squares side by side."""
+    doc = json.loads(resources.files("processors.data").joinpath("geography.geojson").read_text())
+    for i in range(ISOLATED_DISTRICTS):
+        d = _isolated(i)
+        for j, street in enumerate(d.streets):
+            lon0 = d.lon - 0.01 + j * 0.02
+            ring = [[lon0, d.lat - 0.01], [lon0 + 0.02, d.lat - 0.01], [lon0 + 0.02, d.lat + 0.01],
+                    [lon0, d.lat + 0.01], [lon0, d.lat - 0.01]]
+            doc["features"].append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+                                    "properties": {"district": d.district, "street": street, "name": street}})
+    path.write_text(json.dumps(doc))
+    return path
+
+
+_handed_out = itertools.count()
+
+
+@pytest.fixture
+def isolated_district() -> IsolatedDistrict:
+    n = next(_handed_out)
+    assert n < ISOLATED_DISTRICTS, "raise ISOLATED_DISTRICTS: more tests need a district of their own"
+    return _isolated(n)
+
+
 @pytest.fixture(scope="session")
 def infrastructure(tmp_path_factory) -> Settings:
-    settings = Settings(metrics_port=0, app_id=f"patrol-test-{uuid.uuid4().hex[:8]}")
     workdir = tmp_path_factory.mktemp("infra")
+    settings = Settings(metrics_port=0, app_id=f"patrol-test-{uuid.uuid4().hex[:8]}",
+                        geography=session_geography(workdir / "geography.geojson"))
     with embedded_infrastructure(settings, workdir) as live:
         scratch = None
         if not settings.uses_embedded_database:
@@ -112,3 +166,45 @@ async def eventually(probe, timeout: float = 90.0, interval: float = 0.25):
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met within {timeout:.0f} s; last value: {last!r}")
+
+
+class TopicReader:
+    """Reads a topic from its beginning without a consumer group (no group-formation wait), keeping records whose key is wanted."""
+
+    def __init__(self, settings: Settings, topic: str, keys: set[str]):
+        from aiokafka import AIOKafkaConsumer
+
+        self.topic = topic
+        self.keys = keys
+        self.records: list[dict] = []
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                                          fetch_max_wait_ms=settings.fetch_max_wait_ms,
+                                          **settings.kafka_client_options())
+
+    async def __aenter__(self) -> "TopicReader":
+        from aiokafka import TopicPartition
+
+        await self._consumer.start()
+        partitions = self._consumer.partitions_for_topic(self.topic) or set()
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_beginning(*tps)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self._consumer.stop()
+
+    async def poll(self) -> list[dict]:
+        batch = await self._consumer.getmany(timeout_ms=100)
+        for records in batch.values():
+            for record in records:
+                if record.key is not None and record.key.decode() in self.keys:
+                    self.records.append(json.loads(record.value))
+        return self.records
+
+    async def wait_for(self, predicate, timeout: float = 60.0) -> list[dict]:
+        async def probe():
+            records = await self.poll()
+            return records if predicate(records) else None
+
+        return await eventually(probe, timeout, interval=0)

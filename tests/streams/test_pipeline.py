@@ -66,11 +66,13 @@ async def test_each_report_becomes_one_incident_or_one_dead_letter(infrastructur
     json_letter = next(r for r in dead if r["reason"] == "invalid_json")
     assert (json_letter["raw"], json_letter["topic"]) == ("{ not json", INCIDENT_REPORTS)
 
-    # each incident has exactly its one `created` event in the audit log, despite the resend
+    # each incident has exactly one `created` event in the audit log, despite the resend
     events = await db.fetch(
         "SELECT incident_id, type, seq FROM incident_events WHERE incident_id = ANY($1::text[])",
         [r["incident_id"] for r in rows])
-    assert sorted((e["type"], e["seq"]) for e in events) == [("created", 1)] * len(valid)
+    assert sorted(e["incident_id"] for e in events if e["type"] == "created") == sorted(
+        r["incident_id"] for r in rows)
+    assert all(e["seq"] == 1 for e in events if e["type"] == "created")
     worker.assert_alive()
 
 

@@ -1,0 +1,134 @@
+"""Dispatch end to end on the real broker: units log on, reports arrive, orders reach the right units,
+field events close the incidents, and PostgreSQL holds the whole timeline."""
+
+import json
+import uuid
+
+import pytest
+
+from streams.publish import Outgoing
+from streams.topics import DISPATCH_ORDERS, INCIDENT_REPORTS, UNIT_EVENTS
+from tests.streams.conftest import TopicReader, eventually, send
+
+pytestmark = pytest.mark.integration
+
+
+def message(topic: str, key: str, doc: dict) -> Outgoing:
+    return Outgoing(topic, key.encode(), json.dumps(doc).encode())
+
+
+class Field:
+    """Builds what field units and hotlines publish, with unique ids per test run."""
+
+    def __init__(self, district):
+        self.district = district
+        self.run = uuid.uuid4().hex[:6]
+        self.n = 0
+
+    def _event(self, unit_id: str, type_: str, **fields) -> Outgoing:
+        self.n += 1
+        return message(UNIT_EVENTS, unit_id, {
+            "schema_version": 1, "event_id": f"{self.run}-{self.n}", "unit_id": unit_id,
+            "at": "2026-11-25T08:00:00Z", "type": type_, **fields})
+
+    def log_on(self, unit_id: str, agency: str, point, mode="car") -> Outgoing:
+        return self._event(unit_id, "log_on", agency=agency, kind="officer", district=self.district.district,
+                           home_street=self.district.streets[0], mode=mode, lat=point[0], lon=point[1])
+
+    def status(self, unit_id: str, type_: str, order_id: str) -> Outgoing:
+        return self._event(unit_id, type_, order_id=order_id)
+
+    async def log_on_all(self, settings, db, units: list[tuple[str, str, tuple]]) -> None:
+        """Log units on and wait until the district core knows them.
+
+        Reports and unit events travel different topics, so without this a report could
+        overtake a log-on. The barrier: a status for an order nobody holds is dead-lettered
+        by the core only after the unit's log-on (same unit, same partition, in order)."""
+        await send(settings, [self.log_on(uid, agency, point) for uid, agency, point in units])
+        await send(settings, [self.status(uid, "ack", f"{self.run}-barrier") for uid, _, _ in units])
+
+        async def known():
+            n = await db.fetchval("SELECT count(*) FROM dead_letters WHERE reason = 'unit_not_assigned' "
+                                  "AND key = ANY($1::text[])", [uid for uid, _, _ in units])
+            return n == len(units)
+
+        await eventually(known)
+
+    def report(self, report_id: str, category: str, point) -> Outgoing:
+        return message(INCIDENT_REPORTS, report_id, {
+            "schema_version": 1, "report_id": report_id, "source": "hotline", "category": category,
+            "lat": point[0], "lon": point[1], "reported_at": "2026-11-25T07:59:00Z"})
+
+
+async def test_orders_reach_the_right_units_and_field_events_close_the_incidents(
+        infrastructure, worker, db, isolated_district):
+    f = Field(isolated_district)
+    here = isolated_district.point()
+    units = {
+        "police-near": (f"{f.run}-P1", "police", isolated_district.point(east_m=200)),
+        "police-far": (f"{f.run}-P2", "police", isolated_district.point(east_m=900)),
+        "traffic": (f"{f.run}-T1", "traffic", isolated_district.point(north_m=300)),
+        "city": (f"{f.run}-C1", "city_management", isolated_district.point(north_m=-300)),
+    }
+    await f.log_on_all(infrastructure, db, list(units.values()))
+    fight, crowd = f"{f.run}-fight", f"{f.run}-crowd"
+    await send(infrastructure, [f.report(fight, "PS-FIGHT", here)])
+    unit_ids = {uid for uid, _, _ in units.values()}
+
+    async with TopicReader(infrastructure, DISPATCH_ORDERS, unit_ids) as orders:
+        [first] = await orders.wait_for(lambda r: len(r) >= 1)
+        assert (first["unit_id"], first["kind"], first["category"]) == (units["police-near"][0], "assign", "PS-FIGHT")
+
+        # the joint category: one unit of each agency, the nearest free police unit now being P2
+        await send(infrastructure, [f.report(crowd, "EM-CROWD", isolated_district.point(north_m=100))])
+        records = await orders.wait_for(lambda r: len(r) >= 4)
+        joint = [o for o in records if o["category"] == "EM-CROWD"]
+        assert {o["unit_id"] for o in joint} == {units[k][0] for k in ("police-far", "traffic", "city")}
+        for o in joint:
+            assert len(o["joint_with"]) == 2
+
+        # field units work their orders to the end
+        for o in records:
+            for step in ("ack", "en_route", "on_scene", "resolved"):
+                await send(infrastructure, [f.status(o["unit_id"], step, o["order_id"])])
+
+    async def both_closed():
+        rows = await db.fetch("SELECT report_id, status FROM incidents WHERE report_id = ANY($1::text[])",
+                              [fight, crowd])
+        return rows if len(rows) == 2 and all(r["status"] == "closed" for r in rows) else None
+
+    await eventually(both_closed)
+    timeline = await db.fetch(
+        """SELECT e.type FROM incident_events e JOIN incidents i USING (incident_id)
+           WHERE i.report_id = $1 ORDER BY e.seq""", fight)
+    assert [r["type"] for r in timeline] == [
+        "created", "dispatched", "acknowledged", "en_route", "on_scene", "resolved", "closed"]
+    crowd_types = [r["type"] for r in await db.fetch(
+        """SELECT e.type FROM incident_events e JOIN incidents i USING (incident_id)
+           WHERE i.report_id = $1 ORDER BY e.seq""", crowd)]
+    assert crowd_types.count("resolved") == 3 and crowd_types[-1] == "closed"
+    stored = await db.fetchval("SELECT count(*) FROM dispatch_orders WHERE unit_id = ANY($1::text[])",
+                               list(unit_ids))
+    assert stored == 4
+    worker.assert_alive()
+
+
+async def test_a_status_for_an_order_the_unit_does_not_hold_is_dead_lettered(
+        infrastructure, worker, db, isolated_district):
+    f = Field(isolated_district)
+    holder, other = f"{f.run}-P1", f"{f.run}-P2"
+    await f.log_on_all(infrastructure, db, [(holder, "police", isolated_district.point(east_m=100)),
+                                           (other, "police", isolated_district.point(east_m=5000))])
+    await send(infrastructure, [f.report(f"{f.run}-r", "PS-FIGHT", isolated_district.point())])
+    async with TopicReader(infrastructure, DISPATCH_ORDERS, {holder}) as orders:
+        [order] = await orders.wait_for(lambda r: len(r) >= 1)
+    await send(infrastructure, [f.status(other, "on_scene", order["order_id"])])
+
+    async def letter():
+        return await db.fetchrow("SELECT * FROM dead_letters WHERE key = $1 AND reason = 'unit_not_assigned' "
+                                 "AND error LIKE $2", other, f"%{order['order_id']}%")
+
+    row = await eventually(letter)
+    assert order["order_id"] in row["error"] and row["topic"] == UNIT_EVENTS
+    incident = await db.fetchrow("SELECT status FROM incidents WHERE report_id = $1", f"{f.run}-r")
+    assert incident["status"] == "dispatched"
