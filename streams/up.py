@@ -23,7 +23,7 @@ from streams.migrate import migrate
 from streams.publish import Outgoing, publish, read_lines
 from streams.reference import load_catalogue, load_geography
 from streams.settings import Settings
-from streams.topics import INCIDENT_REPORTS, ensure_topics
+from streams.topics import INCIDENT_REPORTS, UNIT_EVENTS, ensure_topics
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,12 @@ def sample_reports() -> list[Outgoing]:
     return read_lines(text.splitlines(), topic=INCIDENT_REPORTS)
 
 
+def district_roster() -> list[Outgoing]:
+    """The sample district's units logging on for their shift."""
+    text = resources.files("processors.data").joinpath("roster.jsonl").read_bytes()
+    return read_lines(text.splitlines(), topic=UNIT_EVENTS)
+
+
 def start_worker(settings: Settings, log_path: Path):
     """A `patrol worker` child process configured with these settings; it dies with us."""
     return spawn_child(
@@ -66,14 +72,35 @@ def start_worker(settings: Settings, log_path: Path):
     )
 
 
-async def observed(database_url: str, report_ids: frozenset[str]) -> tuple[int, Counter]:
+@dataclass(frozen=True)
+class Observed:
+    statuses: Counter  # incident status -> count, for the published reports
+    dead_letters: Counter  # reason -> count, since the run started
+    orders: int
+
+    @property
+    def incidents(self) -> int:
+        return sum(self.statuses.values())
+
+    @property
+    def settled(self) -> bool:
+        # every incident has been decided on: sent a unit or queued for one
+        return self.statuses.get("created", 0) == 0
+
+
+async def observe(database_url: str, report_ids: frozenset[str], since: datetime) -> Observed:
     connection = await asyncpg.connect(database_url)
     try:
-        incidents = await connection.fetchval(
-            "SELECT count(*) FROM incidents WHERE report_id = ANY($1::text[])", list(report_ids)
-        )
-        rows = await connection.fetch("SELECT reason, count(*) AS n FROM dead_letters GROUP BY reason")
-        return incidents, Counter({r["reason"]: r["n"] for r in rows})
+        rows = await connection.fetch(
+            "SELECT status, count(*) AS n FROM incidents WHERE report_id = ANY($1::text[]) GROUP BY status",
+            list(report_ids))
+        letters = await connection.fetch(
+            "SELECT reason, count(*) AS n FROM dead_letters WHERE received_at >= $1 GROUP BY reason", since)
+        orders = await connection.fetchval(
+            """SELECT count(*) FROM dispatch_orders o JOIN incidents i USING (incident_id)
+               WHERE o.kind = 'assign' AND i.report_id = ANY($1::text[])""", list(report_ids))
+        return Observed(Counter({r["status"]: r["n"] for r in rows}),
+                        Counter({r["reason"]: r["n"] for r in letters}), orders)
     finally:
         await connection.close()
 
@@ -89,6 +116,10 @@ def run_up(settings: Settings, console: Console, timeout_s: float = 120.0) -> in
         worker = start_worker(live, workdir / "worker.log")
         console.print(f"worker started (pid {worker.pid}, log {workdir / 'worker.log'})")
         try:
+            since = datetime.now(timezone.utc)
+            roster = district_roster()
+            asyncio.run(publish(live, roster))
+            console.print(f"{len(roster)} units of the sample district logged on")
             messages = sample_reports()
             expected = predict(live, messages)
             asyncio.run(publish(live, messages))
@@ -100,30 +131,35 @@ def run_up(settings: Settings, console: Console, timeout_s: float = 120.0) -> in
                     if worker.poll() is not None:
                         console.print(f"[red]the worker exited with code {worker.returncode}; see {workdir / 'worker.log'}")
                         return 1
-                    incidents, letters = asyncio.run(observed(live.database_url, expected.report_ids))
-                    status.update(f"incidents {incidents}/{len(expected.report_ids)}, "
-                                  f"dead letters {sum(letters.values())}/{expected.dead_letters}")
-                    if incidents >= len(expected.report_ids) and sum(letters.values()) >= expected.dead_letters:
+                    seen = asyncio.run(observe(live.database_url, expected.report_ids, since))
+                    status.update(f"incidents {seen.incidents}/{len(expected.report_ids)}, "
+                                  f"dead letters {sum(seen.dead_letters.values())}/{expected.dead_letters}")
+                    if (seen.incidents >= len(expected.report_ids) and seen.settled
+                            and sum(seen.dead_letters.values()) >= expected.dead_letters):
                         break
                     if time.monotonic() - started > timeout_s:
                         console.print("[red]timed out waiting for the worker")
                         break
                     time.sleep(0.5)
-            _print_summary(console, expected, incidents, letters, time.monotonic() - started)
-            complete = incidents == len(expected.report_ids) and letters == expected.rejections
+            _print_summary(console, expected, seen, time.monotonic() - started)
+            complete = seen.incidents == len(expected.report_ids) and seen.dead_letters == expected.rejections
             return 0 if complete else 1
         finally:
             stop_child(worker, signal.SIGTERM, timeout=30)
 
 
-def _print_summary(console: Console, expected: Expected, incidents: int, letters: Counter, seconds: float) -> None:
+def _print_summary(console: Console, expected: Expected, seen: Observed, seconds: float) -> None:
     table = Table(title=f"What happened to the sample (settled in {seconds:.1f} s)")
     table.add_column("outcome")
     table.add_column("expected", justify="right")
     table.add_column("in PostgreSQL", justify="right")
-    table.add_row("incidents created", str(len(expected.report_ids)), str(incidents))
-    for reason in sorted(set(expected.rejections) | set(letters)):
-        table.add_row(f"dead letter: {reason}", str(expected.rejections.get(reason, 0)), str(letters.get(reason, 0)))
+    table.add_row("incidents created", str(len(expected.report_ids)), str(seen.incidents))
+    for status in sorted(s for s in seen.statuses if s != "created"):
+        table.add_row(f"  now {status}", "", str(seen.statuses[status]))
+    table.add_row("dispatch orders issued", "", str(seen.orders))
+    for reason in sorted(set(expected.rejections) | set(seen.dead_letters)):
+        table.add_row(f"dead letter: {reason}", str(expected.rejections.get(reason, 0)),
+                      str(seen.dead_letters.get(reason, 0)))
     console.print(table)
 
 
