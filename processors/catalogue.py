@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from processors.calendar import WorkingCalendar
 
 Domain = Literal["public_security", "traffic", "city_management"]
 
@@ -35,6 +38,8 @@ class Category(BaseModel):
     sla: Sla
     dedup: Dedup
     auxiliary_ok: bool = False
+    calendar: str | None = Field(
+        default=None, description="name of a working-time calendar its SLA limits are counted in")
 
     @property
     def is_joint(self) -> bool:
@@ -44,6 +49,7 @@ class Category(BaseModel):
 class Catalogue(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
     categories: Annotated[list[Category], Field(min_length=1)]
+    calendars: dict[str, WorkingCalendar] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _codes_unique(self) -> "Catalogue":
@@ -51,8 +57,16 @@ class Catalogue(BaseModel):
         for c in self.categories:
             if c.code in seen:
                 raise ValueError(f"category code {c.code!r} appears twice")
+            if c.calendar is not None and c.calendar not in self.calendars:
+                raise ValueError(f"category {c.code!r} names calendar {c.calendar!r}, which is not under calendars")
             seen.add(c.code)
         return self
+
+    def deadline(self, category: Category, start: datetime, seconds: float) -> datetime:
+        """When a limit of `seconds` that starts at `start` runs out, in the category's own time."""
+        if category.calendar is None:
+            return start + timedelta(seconds=seconds)
+        return self.calendars[category.calendar].add_working_time(start, seconds)
 
     _by_code: dict[str, Category] = PrivateAttr(default_factory=dict)
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from processors.catalogue import Catalogue, Category
+from processors.deadlines import DeadlineBook
 from processors.geography import distance_m
 from processors.intake import Rejected, dead_letter
 from processors.messages import (
     Availability,
     DispatchOrder,
+    Escalation,
     IncidentEvent,
     IncidentReport,
     Location,
@@ -65,6 +67,12 @@ class Incident:
     resolved: dict[str, Assignment] = field(default_factory=dict)
     # units that declined, dropped or were pulled off: never chosen again for this incident
     excluded: set[str] = field(default_factory=set)
+    first_dispatched_at: datetime | None = None
+    # since when the incident has had no unit at all (None while someone is on it)
+    waiting_since: datetime | None = None
+    arrived: bool = False
+    # (level, reason) pairs already escalated: each is raised once per incident
+    raised: set[tuple[int, str]] = field(default_factory=set)
 
     @property
     def is_open(self) -> bool:
@@ -91,6 +99,9 @@ class DistrictState:
     queue: set[str] = field(default_factory=set)
     open_by_category: dict[str, set[str]] = field(default_factory=dict)
     load: StreetLoad = field(default_factory=StreetLoad)
+    deadlines: DeadlineBook = field(default_factory=DeadlineBook)
+    # the district's clock: the latest `at` of its work log (ticks included); never read from the machine
+    now: datetime | None = None
 
 
 class DistrictCore:
@@ -104,6 +115,11 @@ class DistrictCore:
 
     def apply(self, item: WorkItem) -> list[Message]:
         out: list[Message] = []
+        state = self.state
+        if state.now is None or item.at > state.now:
+            state.now = item.at
+        # limits that ran out before this item arrived are dealt with before it
+        self._fire_due(state.now, out)
         if item.kind == "report" and item.report is not None:
             self._on_report(item, item.report, out)
         elif item.kind == "unit_event" and item.unit_event is not None:
@@ -164,6 +180,8 @@ class DistrictCore:
             "reporter": report.reporter.model_dump(exclude_none=True) if report.reporter else None,
         }
         self._event(incident, "created", item.at, out, {k: v for k, v in data.items() if v is not None})
+        state.deadlines.set(("resolve", incident.incident_id),
+                            self.catalogue.deadline(category, item.at, category.sla.resolve_s))
         self._dispatch(incident, item.at, out)
 
     def _find_duplicate(self, category: Category, lat: float, lon: float, at: datetime):
@@ -225,6 +243,10 @@ class DistrictCore:
             if replaces:
                 data["replaces"] = replaces
             self._event(incident, "reassigned" if replaces else "dispatched", at, out, data)
+            if incident.first_dispatched_at is None:
+                incident.first_dispatched_at = at
+                state.deadlines.set(("arrive", incident.incident_id), self.catalogue.deadline(
+                    incident.category, at, incident.category.sla.arrive_s))
 
         for other, unit_id in bumped:
             # now that the unit holds its new order, the bumped task may find another free unit
@@ -237,6 +259,20 @@ class DistrictCore:
                 "missing_agencies": missing, "reason": reason or "no_eligible_unit", "candidates": explained})
         elif not missing:
             state.queue.discard(incident.incident_id)
+        self._watch_waiting(incident, at)
+
+    def _watch_waiting(self, incident: Incident, at: datetime) -> None:
+        """Start or stop the clocks of an incident that has nobody on it at all."""
+        book, sla = self.state.deadlines, incident.category.sla
+        if incident.active or not incident.is_open:
+            incident.waiting_since = None
+            book.drop(("waiting", incident.incident_id, 2))
+            book.drop(("waiting", incident.incident_id, 3))
+        elif incident.waiting_since is None:
+            incident.waiting_since = at
+            book.set(("waiting", incident.incident_id, 2), self.catalogue.deadline(incident.category, at, sla.ack_s))
+            book.set(("waiting", incident.incident_id, 3),
+                     self.catalogue.deadline(incident.category, at, sla.arrive_s))
 
     def _rank(self, incident: Incident, agency: str, taken: set[str]) -> list[tuple[float, float, str]]:
         units = self.state.units
@@ -298,11 +334,13 @@ class DistrictCore:
                                              eta_s=round(eta, 1))
         self.state.orders[order_id] = (incident.incident_id, agency)
         self._changing(unit, lambda: self._hold(unit, order_id, incident))
+        ack_by = self.catalogue.deadline(incident.category, at, incident.category.sla.ack_s)
+        self.state.deadlines.set(("ack", order_id), ack_by)
         return DispatchOrder(
             schema_version=1, order_id=order_id, kind="assign", incident_id=incident.incident_id,
             unit_id=unit.unit_id, role=role, agency=agency, category=incident.category.code,
             priority=incident.priority, lat=incident.lat, lon=incident.lon, address=incident.address,
-            eta_s=round(eta, 1), ack_by=at + timedelta(seconds=incident.category.sla.ack_s), issued_at=at,
+            eta_s=round(eta, 1), ack_by=ack_by, issued_at=at,
         )
 
     @staticmethod
@@ -315,6 +353,7 @@ class DistrictCore:
         With `exclude` the unit is never chosen for this incident again (it declined or walked away)."""
         agency = self.state.orders[unit.order_id][1]
         assignment = incident.active.pop(agency)
+        self.state.deadlines.drop(("ack", assignment.order_id))
         if exclude:
             incident.excluded.add(unit.unit_id)
         out.append(DispatchOrder(
@@ -420,6 +459,10 @@ class DistrictCore:
         if STAGES.index(stage) <= STAGES.index(assignment.stage):
             return  # a resend, or news overtaken by later news: nothing changes
         assignment.stage = unit.stage = stage
+        state.deadlines.drop(("ack", assignment.order_id))
+        if STAGES.index(stage) >= STAGES.index("on_scene") and not incident.arrived:
+            incident.arrived = True
+            state.deadlines.drop(("arrive", incident.incident_id))
         data = {"unit_id": unit.unit_id, "order_id": assignment.order_id, "agency": agency}
         if isinstance(event, Resolved):
             data.update({k: v for k, v in (("outcome", event.outcome), ("notes", event.notes)) if v})
@@ -443,9 +486,63 @@ class DistrictCore:
         state.queue.discard(incident.incident_id)
         state.open_by_category.get(incident.category.code, set()).discard(incident.incident_id)
         state.load.add(state.load.open_incidents, incident.street, -1)
+        for key in (("arrive", incident.incident_id), ("resolve", incident.incident_id),
+                    ("waiting", incident.incident_id, 2), ("waiting", incident.incident_id, 3)):
+            state.deadlines.drop(key)
         self._event(incident, "closed", at, out, {
             "units": sorted(a.unit_id for a in incident.resolved.values()),
             "open_s": round((at - incident.created_at).total_seconds(), 1)})
+
+    # -------------------------------------------------------------- SLA ladder
+
+    def _fire_due(self, now: datetime, out: list[Message]) -> None:
+        state = self.state
+        for due, key in state.deadlines.pop_due(now):
+            kind = key[0]
+            if kind == "ack":
+                self._ack_overdue(key[1], due, out)
+                continue
+            incident = state.incidents[key[1]]
+            if not incident.is_open:
+                continue
+            if kind == "arrive" and not incident.arrived:
+                self._escalate(incident, 2, "arrival_overdue", due, out)
+            elif kind == "resolve":
+                self._escalate(incident, 3, "resolve_overdue", due, out)
+            elif kind == "waiting" and not incident.active:
+                self._escalate(incident, key[2], "no_eligible_unit", due, out)
+
+    def _ack_overdue(self, order_id: str, due: datetime, out: list[Message]) -> None:
+        """Level 1: the unit did not acknowledge in time. Its order is cancelled and the task goes to the next best unit."""
+        state = self.state
+        incident_id, agency = state.orders[order_id]
+        incident = state.incidents[incident_id]
+        assignment = incident.active.get(agency)
+        if assignment is None or assignment.order_id != order_id or assignment.stage != "assigned":
+            return
+        unit = state.units[assignment.unit_id]
+        now = state.now
+        self._escalate(incident, 1, "ack_overdue", due, out, unit_id=unit.unit_id)
+        self._withdraw(unit, incident, now, out, exclude=True)
+        # a unit that does not answer is not offered other work until it says it is available
+        self._changing(unit, lambda: setattr(unit, "available", False))
+        self._dispatch(incident, now, out, reason="ack_overdue", replaces=unit.unit_id)
+
+    def _escalate(self, incident: Incident, level: int, reason: str, deadline: datetime, out: list[Message],
+                  **detail) -> None:
+        if (level, reason) in incident.raised:
+            return
+        incident.raised.add((level, reason))
+        escalation_id = f"{incident.incident_id}:L{level}:{reason}"
+        at = self.state.now
+        self._event(incident, "escalated", at, out, {
+            "escalation_id": escalation_id, "level": level, "reason": reason, "deadline": deadline.isoformat(),
+            **detail})
+        out.append(Escalation(
+            schema_version=1, escalation_id=escalation_id, incident_id=incident.incident_id, level=level,
+            reason=reason, deadline=deadline, at=at, district=self.state.district, street=incident.street,
+            category=incident.category.code,
+        ))
 
     # ---------------------------------------------------------------- helpers
 

@@ -8,6 +8,7 @@ from processors.district import DistrictCore
 from processors.messages import (
     DeadLetter,
     DispatchOrder,
+    Escalation,
     IncidentEvent,
     IncidentReport,
     Provenance,
@@ -37,7 +38,13 @@ class Scenario:
         return produced
 
     def tick(self, seconds: float = 1.0) -> None:
+        """Move the test's clock on; the core learns of it with the next item."""
         self.clock += timedelta(seconds=seconds)
+
+    def wait(self, seconds: float) -> list:
+        """Let time pass: the core hears a clock tick, as the worker's ticker sends every second."""
+        self.tick(seconds)
+        return self.feed(WorkItem(kind="tick", district=self.district, at=self.clock))
 
     def _provenance(self, topic: str, key: str) -> Provenance:
         self.offset += 1
@@ -77,6 +84,9 @@ class Scenario:
     def events(self, type_: str | None = None, incident_id: str | None = None) -> list[IncidentEvent]:
         return [m for m in self.out if isinstance(m, IncidentEvent)
                 and (type_ is None or m.type == type_) and (incident_id is None or m.incident_id == incident_id)]
+
+    def escalations(self) -> list[Escalation]:
+        return [m for m in self.out if isinstance(m, Escalation)]
 
     def dead_letters(self) -> list[DeadLetter]:
         return [m for m in self.out if isinstance(m, DeadLetter)]

@@ -40,5 +40,5 @@ def test_duplicate_codes_are_refused():
 
 
 def test_extra_fields_are_kept_for_later_additions_to_the_format():
-    extended = SHIPPED.replace("    auxiliary_ok: false\n", "    auxiliary_ok: false\n    calendar: office\n", 1)
-    assert parse_catalogue(extended).categories[0].model_extra == {"calendar": "office"}
+    extended = SHIPPED.replace("    auxiliary_ok: false\n", "    auxiliary_ok: false\n    handbook: chapter-3\n", 1)
+    assert parse_catalogue(extended).categories[0].model_extra == {"handbook": "chapter-3"}

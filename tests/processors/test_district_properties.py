@@ -50,7 +50,7 @@ def run(s: Scenario, ops) -> None:
         elif kind == "move":
             s.unit_event(op[1], "location", lat=op[2][0], lon=op[2][1])
         else:
-            s.tick(op[1])
+            s.wait(op[1])
 
 
 def check_invariants(core: DistrictCore) -> None:
