@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 from rich.console import Console
@@ -106,6 +106,54 @@ def publish_command(
     for m in messages:
         counts[m.topic] = counts.get(m.topic, 0) + 1
     console.print("published " + ", ".join(f"{n} to {t}" for t, n in counts.items()))
+
+
+@app.command("unit")
+def unit_command(
+    unit_id: str = typer.Argument(..., help="this unit's id: the key of its dispatch orders and of its unit events"),
+    log_on: bool = typer.Option(False, "--log-on", help="first publish a log_on with the profile below; "
+                                "without it the unit is assumed logged on"),
+    agency: Optional[str] = typer.Option(None, help="police, traffic, city_management, …"),
+    kind: Literal["officer", "auxiliary"] = typer.Option("officer"),
+    street: Optional[str] = typer.Option(None, help="home street code, e.g. JJ-SYJ"),
+    mode: Literal["foot", "bike", "car"] = typer.Option("foot"),
+    lat: Optional[float] = typer.Option(None, help="where the unit is now (WGS-84)"),
+    lon: Optional[float] = typer.Option(None, help="where the unit is now (WGS-84)"),
+    district: str = typer.Option("JINJIANG"),
+    delegation: Optional[list[str]] = typer.Option(
+        None, "--delegation", help="a catalogue code it may act on under delegated authority; repeatable"),
+) -> None:
+    """Field-unit terminal: this unit's dispatch orders on screen; single keys report its progress to unit.events."""
+    from streams.field_unit import TerminalError, build_log_on, run_terminal, validate_unit_id
+
+    # Not _settings(): its log lines on stderr would tear the live screen; the
+    # terminal shows library warnings in its own log panel instead.
+    settings = Settings()
+    if not settings.kafka_bootstrap:
+        err_console.print("PATROL_KAFKA_BOOTSTRAP is not set: the unit terminal needs a running broker")
+        raise typer.Exit(2)
+    try:
+        validate_unit_id(unit_id)
+        if log_on:
+            profile = build_log_on(unit_id, agency=agency, kind=kind, street=street, mode=mode, lat=lat, lon=lon,
+                                   district=district, delegations=delegation)
+        else:
+            given = [name for name, value in (("--agency", agency), ("--street", street), ("--lat", lat),
+                                              ("--lon", lon), ("--delegation", delegation or None)) if value is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} only mean something with --log-on")
+            profile = None
+    except ValueError as exc:
+        err_console.print(str(exc))
+        raise typer.Exit(2)
+    try:
+        code = asyncio.run(run_terminal(settings, unit_id, profile, console))
+    except TerminalError as exc:
+        err_console.print(f"[red]{exc}[/]")
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    raise typer.Exit(code)
 
 
 @app.command()
