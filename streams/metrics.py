@@ -12,6 +12,11 @@ DEAD_LETTERS = Counter("patrol_dead_letters_total", "Messages dead-lettered, by 
 INCIDENT_EVENTS = Counter(
     "patrol_incident_events_total", "Incident events emitted by the district core", ["type", "district"]
 )
+SLA_BREACHES = Counter(
+    "patrol_sla_breaches_total",
+    "SLA limits missed and escalated, by stage (acknowledge, arrive, resolve, assign), domain and ladder level",
+    ["stage", "domain", "level"],
+)
 SINK_ROWS = Counter("patrol_sink_rows_total", "Rows written to PostgreSQL by the sink", ["table"])
 SINK_BATCH_SECONDS = Histogram(
     "patrol_sink_batch_seconds",

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     future_skew_s: float = Field(
         default=300.0, description="a reported_at later than arrival plus this is rejected"
     )
+    tick_interval_s: float = Field(
+        default=1.0, gt=0, le=60, description="how often the district clocks hear the time; SLA breaches are noticed within one tick")
     sink_batch_size: int = Field(default=500, ge=1)
     sink_flush_ms: int = Field(default=200, ge=1)
     data_dir: Path = Field(default=Path("run"), description="embedded broker/database scratch space")

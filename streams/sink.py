@@ -1,4 +1,4 @@
-"""The PostgreSQL sink: incident events, dispatch orders and dead letters into the audit tables, batched and idempotent.
+"""The PostgreSQL sink: incident events, dispatch orders, escalations and dead letters into the audit tables, batched and idempotent.
 
 Offsets are committed only after the batch's rows are in the database, so a
 crash or a database outage can re-deliver a batch but never skip one; the
@@ -17,11 +17,11 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import ValidationError
 
-from processors.messages import DeadLetter, DispatchOrder, IncidentEvent
+from processors.messages import DeadLetter, DispatchOrder, Escalation, IncidentEvent
 from processors.intake import Inbound, Rejected, dead_letter
 from streams import metrics
 from streams.settings import Settings
-from streams.topics import DISPATCH_ORDERS, INCIDENT_EVENTS, INCIDENT_REPORTS_DLQ
+from streams.topics import DISPATCH_ORDERS, INCIDENT_EVENTS, INCIDENT_REPORTS_DLQ, SLA_ESCALATIONS
 
 log = structlog.get_logger("patrol.sink")
 
@@ -45,9 +45,10 @@ class Batch:
     events: list[IncidentEvent] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     orders: list[DispatchOrder] = field(default_factory=list)
+    escalations: list[Escalation] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.events) + len(self.dead_letters) + len(self.orders)
+        return len(self.events) + len(self.dead_letters) + len(self.orders) + len(self.escalations)
 
 
 async def write_batch(connection: asyncpg.Connection, batch: Batch) -> None:
@@ -94,7 +95,16 @@ async def write_batch(connection: asyncpg.Connection, batch: Batch) -> None:
                 [(o.order_id, o.kind, o.incident_id, o.unit_id, o.role, o.agency, o.category, o.priority,
                   o.eta_s, o.ack_by, o.issued_at, o.joint_with) for o in batch.orders],
             )
+        if batch.escalations:
+            await connection.executemany(
+                """INSERT INTO escalations (escalation_id, incident_id, level, reason, deadline, at, district,
+                       street, category)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING""",
+                [(e.escalation_id, e.incident_id, e.level, e.reason, e.deadline, e.at, e.district, e.street,
+                  e.category) for e in batch.escalations],
+            )
     metrics.SINK_ROWS.labels("incident_events").inc(len(batch.events))
+    metrics.SINK_ROWS.labels("escalations").inc(len(batch.escalations))
     metrics.SINK_ROWS.labels("dispatch_orders").inc(len(batch.orders))
     metrics.SINK_ROWS.labels("dead_letters").inc(len(batch.dead_letters))
 
@@ -113,6 +123,7 @@ AUDITED = {
     INCIDENT_EVENTS: (IncidentEvent, "events"),
     INCIDENT_REPORTS_DLQ: (DeadLetter, "dead_letters"),
     DISPATCH_ORDERS: (DispatchOrder, "orders"),
+    SLA_ESCALATIONS: (Escalation, "escalations"),
 }
 
 

@@ -45,6 +45,14 @@ log = structlog.get_logger("patrol.worker")
 
 RAW = {"key_serializer": "raw", "value_serializer": "raw"}
 
+# the stage of the task whose limit an escalation reason says was missed
+BREACH_STAGE = {
+    "ack_overdue": "acknowledge",
+    "arrival_overdue": "arrive",
+    "resolve_overdue": "resolve",
+    "no_eligible_unit": "assign",
+}
+
 
 def route(message: Message) -> tuple[str, str | None]:
     """The topic and key each kind of core output is published under (DESIGN.md, Topics)."""
@@ -105,6 +113,10 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
 
     async def publish(message: Message) -> None:
         topic, key = route(message)
+        if isinstance(message, Escalation):
+            category = catalogue.get(message.category)
+            metrics.SLA_BREACHES.labels(
+                BREACH_STAGE[message.reason], category.domain if category else "unknown", str(message.level)).inc()
         await outputs[topic].send(key=key.encode() if key else None, value=message.to_json_bytes())
 
     async def reject(record: Inbound | Provenance, rejection: Rejected, stage: str) -> None:
@@ -182,6 +194,14 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
     async def district_core(stream):
         async for event in stream.events():
             await guarded(event, "core", decide)
+
+    @app.timer(interval=settings.tick_interval_s)
+    async def tick():
+        # Every worker ticks every district: a duplicate tick is harmless (time only moves
+        # forward in the core), while a missing one would delay an escalation.
+        now = datetime.now(timezone.utc)
+        for district in geography.districts:
+            await forward(WorkItem(kind="tick", district=district, at=now))
 
     sink = Sink(settings)
 

@@ -23,12 +23,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+import yaml
 
 from streams.embedded import embedded_infrastructure, free_port, spawn_child, stop_child
 from streams.migrate import migrate
 from streams.publish import Outgoing, publish
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.topics import INCIDENT_REPORTS, UNIT_EVENTS, ensure_topics
 
 
 def _with_database(url: str, name: str) -> str:
@@ -83,6 +84,20 @@ def session_geography(path: Path) -> Path:
     return path
 
 
+# Categories with second-scale limits, so that SLA breaches happen within a test.
+FAST_CATEGORIES = [
+    {"code": "XT-FAST", "name": "Test: fast police matter", "domain": "public_security", "agencies": ["police"],
+     "priority": 2, "sla": {"ack_s": 3, "arrive_s": 8, "resolve_s": 20}, "dedup": {"radius_m": 1, "window_s": 1}},
+]
+
+
+def session_catalogue(path: Path) -> Path:
+    doc = yaml.safe_load(resources.files("processors.data").joinpath("catalogue.yaml").read_text())
+    doc["categories"] += FAST_CATEGORIES
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    return path
+
+
 _handed_out = itertools.count()
 
 
@@ -97,7 +112,8 @@ def isolated_district() -> IsolatedDistrict:
 def infrastructure(tmp_path_factory) -> Settings:
     workdir = tmp_path_factory.mktemp("infra")
     settings = Settings(metrics_port=0, app_id=f"patrol-test-{uuid.uuid4().hex[:8]}",
-                        geography=session_geography(workdir / "geography.geojson"))
+                        geography=session_geography(workdir / "geography.geojson"),
+                        catalogue=session_catalogue(workdir / "catalogue.yaml"))
     with embedded_infrastructure(settings, workdir) as live:
         scratch = None
         if not settings.uses_embedded_database:
@@ -129,6 +145,11 @@ class WorkerProcess:
         if self.process is not None:
             stop_child(self.process, signal.SIGTERM, timeout=30)
 
+    def kill(self) -> None:
+        """A crash: no shutdown, no final commit."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
     def assert_alive(self) -> None:
         assert self.process.poll() is None, f"worker died: {self.log.read_text()[-3000:]}"
 
@@ -141,6 +162,27 @@ def worker(infrastructure: Settings) -> WorkerProcess:
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture
+def second_site(infrastructure: Settings, tmp_path):
+    """A broker and a database of their own (same settings otherwise), for tests that crash and restart workers
+    without disturbing the session's shared worker."""
+    from streams.embedded import EmbeddedBroker
+
+    broker = EmbeddedBroker(tmp_path).start()
+    name = f"patrol_site_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_admin(infrastructure.database_url, f'CREATE DATABASE "{name}"'))
+    site = infrastructure.with_overrides(
+        kafka_bootstrap=broker.bootstrap, database_url=_with_database(infrastructure.database_url, name),
+        app_id=f"patrol-site-{uuid.uuid4().hex[:8]}", data_dir=tmp_path, metrics_port=0)
+    try:
+        asyncio.run(migrate(site.database_url))
+        asyncio.run(ensure_topics(site))
+        yield site
+    finally:
+        broker.stop()
+        asyncio.run(_admin(infrastructure.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
@@ -208,3 +250,50 @@ class TopicReader:
             return records if predicate(records) else None
 
         return await eventually(probe, timeout, interval=0)
+
+
+def message(topic: str, key: str, doc: dict) -> Outgoing:
+    return Outgoing(topic, key.encode(), json.dumps(doc).encode())
+
+
+class Field:
+    """Builds what field units and hotlines publish, with unique ids per test run."""
+
+    def __init__(self, district):
+        self.district = district
+        self.run = uuid.uuid4().hex[:6]
+        self.n = 0
+
+    def _event(self, unit_id: str, type_: str, **fields) -> Outgoing:
+        self.n += 1
+        return message(UNIT_EVENTS, unit_id, {
+            "schema_version": 1, "event_id": f"{self.run}-{self.n}", "unit_id": unit_id,
+            "at": "2026-11-25T08:00:00Z", "type": type_, **fields})
+
+    def log_on(self, unit_id: str, agency: str, point, mode="car") -> Outgoing:
+        return self._event(unit_id, "log_on", agency=agency, kind="officer", district=self.district.district,
+                           home_street=self.district.streets[0], mode=mode, lat=point[0], lon=point[1])
+
+    def status(self, unit_id: str, type_: str, order_id: str) -> Outgoing:
+        return self._event(unit_id, type_, order_id=order_id)
+
+    async def log_on_all(self, settings: Settings, db, units: list[tuple[str, str, tuple]]) -> None:
+        """Log units on and wait until the district core knows them.
+
+        Reports and unit events travel different topics, so without this a report could
+        overtake a log-on. The barrier: a status for an order nobody holds is dead-lettered
+        by the core only after the unit's log-on (same unit, same partition, in order)."""
+        await send(settings, [self.log_on(uid, agency, point) for uid, agency, point in units])
+        await send(settings, [self.status(uid, "ack", f"{self.run}-barrier") for uid, _, _ in units])
+
+        async def known():
+            n = await db.fetchval("SELECT count(*) FROM dead_letters WHERE reason = 'unit_not_assigned' "
+                                  "AND key = ANY($1::text[])", [uid for uid, _, _ in units])
+            return n == len(units)
+
+        await eventually(known)
+
+    def report(self, report_id: str, category: str, point) -> Outgoing:
+        return message(INCIDENT_REPORTS, report_id, {
+            "schema_version": 1, "report_id": report_id, "source": "hotline", "category": category,
+            "lat": point[0], "lon": point[1], "reported_at": "2026-11-25T07:59:00Z"})

@@ -1,63 +1,12 @@
 """Dispatch end to end on the real broker: units log on, reports arrive, orders reach the right units,
 field events close the incidents, and PostgreSQL holds the whole timeline."""
 
-import json
-import uuid
-
 import pytest
 
-from streams.publish import Outgoing
-from streams.topics import DISPATCH_ORDERS, INCIDENT_REPORTS, UNIT_EVENTS
-from tests.streams.conftest import TopicReader, eventually, send
+from streams.topics import DISPATCH_ORDERS, UNIT_EVENTS
+from tests.streams.conftest import Field, TopicReader, eventually, send
 
 pytestmark = pytest.mark.integration
-
-
-def message(topic: str, key: str, doc: dict) -> Outgoing:
-    return Outgoing(topic, key.encode(), json.dumps(doc).encode())
-
-
-class Field:
-    """Builds what field units and hotlines publish, with unique ids per test run."""
-
-    def __init__(self, district):
-        self.district = district
-        self.run = uuid.uuid4().hex[:6]
-        self.n = 0
-
-    def _event(self, unit_id: str, type_: str, **fields) -> Outgoing:
-        self.n += 1
-        return message(UNIT_EVENTS, unit_id, {
-            "schema_version": 1, "event_id": f"{self.run}-{self.n}", "unit_id": unit_id,
-            "at": "2026-11-25T08:00:00Z", "type": type_, **fields})
-
-    def log_on(self, unit_id: str, agency: str, point, mode="car") -> Outgoing:
-        return self._event(unit_id, "log_on", agency=agency, kind="officer", district=self.district.district,
-                           home_street=self.district.streets[0], mode=mode, lat=point[0], lon=point[1])
-
-    def status(self, unit_id: str, type_: str, order_id: str) -> Outgoing:
-        return self._event(unit_id, type_, order_id=order_id)
-
-    async def log_on_all(self, settings, db, units: list[tuple[str, str, tuple]]) -> None:
-        """Log units on and wait until the district core knows them.
-
-        Reports and unit events travel different topics, so without this a report could
-        overtake a log-on. The barrier: a status for an order nobody holds is dead-lettered
-        by the core only after the unit's log-on (same unit, same partition, in order)."""
-        await send(settings, [self.log_on(uid, agency, point) for uid, agency, point in units])
-        await send(settings, [self.status(uid, "ack", f"{self.run}-barrier") for uid, _, _ in units])
-
-        async def known():
-            n = await db.fetchval("SELECT count(*) FROM dead_letters WHERE reason = 'unit_not_assigned' "
-                                  "AND key = ANY($1::text[])", [uid for uid, _, _ in units])
-            return n == len(units)
-
-        await eventually(known)
-
-    def report(self, report_id: str, category: str, point) -> Outgoing:
-        return message(INCIDENT_REPORTS, report_id, {
-            "schema_version": 1, "report_id": report_id, "source": "hotline", "category": category,
-            "lat": point[0], "lon": point[1], "reported_at": "2026-11-25T07:59:00Z"})
 
 
 async def test_orders_reach_the_right_units_and_field_events_close_the_incidents(

@@ -1,6 +1,7 @@
 from streams.migrate import available_migrations, migrate
 
-EXPECTED_TABLES = {"incident_events", "incidents", "dead_letters", "dispatch_orders", "schema_migrations"}
+EXPECTED_TABLES = {"incident_events", "incidents", "dead_letters", "dispatch_orders", "escalations",
+                   "schema_migrations"}
 
 
 async def test_migrations_apply_once_and_rerun_as_a_no_op(infrastructure, db):
