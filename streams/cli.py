@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Literal, Optional
@@ -36,6 +37,12 @@ def up(timeout: float = typer.Option(120.0, help="seconds to wait for the worker
     """The main job: embedded broker and database (unless configured), a worker, a sample day, the report."""
     from streams.up import run_up
 
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    # Our own handler, so that asyncio.run does not install its own: that one cancels the
+    # running task, and a library that swallows the cancellation would let Ctrl-C pass unnoticed.
+    signal.signal(signal.SIGINT, interrupt)
     try:
         code = run_up(_settings(), console, timeout_s=timeout)
     except KeyboardInterrupt:

@@ -153,9 +153,15 @@ class Sink:
         await producer.start()
         await consumer.start()
         log.info("sink started", group=self.group_id)
+        loop = asyncio.get_running_loop()
+        written, last_said = 0, loop.time()
         try:
             while not self._stopping.is_set():
                 records = await consumer.getmany(timeout_ms=s.sink_flush_ms, max_records=s.sink_batch_size)
+                if loop.time() - last_said > 30:
+                    # a line every half minute, so that a stalled sink can be told from an idle one
+                    log.info("sink progress", rows_written=written, assigned=len(consumer.assignment()))
+                    last_said = loop.time()
                 if not records:
                     continue
                 batch = Batch()
@@ -164,6 +170,7 @@ class Sink:
                         await self._collect(record, batch, producer)
                 await self._write_until_done(pool, batch)
                 await consumer.commit()
+                written += len(batch)
         finally:
             await consumer.stop()
             await producer.stop()

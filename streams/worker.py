@@ -195,6 +195,11 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
         async for event in stream.events():
             await guarded(event, "core", decide)
 
+    @app.timer(interval=30.0)
+    async def report_progress():
+        # one line every half minute: where each district log partition stands, to tell a stall from a lull
+        log.info("district logs", positions={p: c.next_offset for p, c in sorted(districts.partitions.items())})
+
     @app.timer(interval=settings.tick_interval_s)
     async def tick():
         # Every worker ticks every district: a duplicate tick is harmless (time only moves

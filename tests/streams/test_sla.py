@@ -67,7 +67,14 @@ async def test_a_worker_killed_before_the_deadline_escalates_exactly_once_after_
 
             # every limit falls due while it is down or restarting: the silent unit is taken off (level 1),
             # nobody else can come (levels 2 and 3), nobody arrives (2), nothing is resolved (3)
-            await eventually(ladder_complete, timeout=120)
+            try:
+                await eventually(ladder_complete, timeout=120)
+            except AssertionError:
+                rows = await db.fetch("SELECT level, reason, at FROM escalations WHERE incident_id = $1",
+                                      order["incident_id"])
+                events = await db.fetch("SELECT seq, type, at FROM incident_events WHERE incident_id = $1 ORDER BY seq",
+                                        order["incident_id"])
+                raise AssertionError(f"escalations {rows}; events {events}")
             await eventually(lambda: _seconds_of_ticks(db, order["incident_id"]), timeout=30)
             rows = await db.fetch("SELECT level, reason FROM escalations WHERE incident_id = $1", order["incident_id"])
             assert sorted((r["level"], r["reason"]) for r in rows) == LADDER
