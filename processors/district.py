@@ -40,6 +40,10 @@ CANDIDATES_PER_PLACE = 8
 CANDIDATES_EXPLAINED = 5
 
 
+def _seconds(span) -> float:
+    return round(span.total_seconds(), 3)
+
+
 def incident_id_for(district: str, report_id: str) -> str:
     """Derived from the first report, not from a counter: report ids are unique for good, while a
     counter restarts with a new log and would reuse ids already in the audit trail."""
@@ -68,6 +72,8 @@ class Incident:
     # units that declined, dropped or were pulled off: never chosen again for this incident
     excluded: set[str] = field(default_factory=set)
     first_dispatched_at: datetime | None = None
+    arrive_by: datetime | None = None
+    resolve_by: datetime | None = None
     # since when the incident has had no unit at all (None while someone is on it)
     waiting_since: datetime | None = None
     arrived: bool = False
@@ -180,8 +186,8 @@ class DistrictCore:
             "reporter": report.reporter.model_dump(exclude_none=True) if report.reporter else None,
         }
         self._event(incident, "created", item.at, out, {k: v for k, v in data.items() if v is not None})
-        state.deadlines.set(("resolve", incident.incident_id),
-                            self.catalogue.deadline(category, item.at, category.sla.resolve_s))
+        incident.resolve_by = self.catalogue.deadline(category, item.at, category.sla.resolve_s)
+        state.deadlines.set(("resolve", incident.incident_id), incident.resolve_by)
         self._dispatch(incident, item.at, out)
 
     def _find_duplicate(self, category: Category, lat: float, lon: float, at: datetime):
@@ -245,8 +251,8 @@ class DistrictCore:
             self._event(incident, "reassigned" if replaces else "dispatched", at, out, data)
             if incident.first_dispatched_at is None:
                 incident.first_dispatched_at = at
-                state.deadlines.set(("arrive", incident.incident_id), self.catalogue.deadline(
-                    incident.category, at, incident.category.sla.arrive_s))
+                incident.arrive_by = self.catalogue.deadline(incident.category, at, incident.category.sla.arrive_s)
+                state.deadlines.set(("arrive", incident.incident_id), incident.arrive_by)
 
         for other, unit_id in bumped:
             # now that the unit holds its new order, the bumped task may find another free unit
@@ -330,11 +336,11 @@ class DistrictCore:
         incident.orders_issued += 1
         order_id = f"{incident.incident_id}-O{incident.orders_issued}"
         role = incident.role_of(agency)
+        ack_by = self.catalogue.deadline(incident.category, at, incident.category.sla.ack_s)
         incident.active[agency] = Assignment(order_id=order_id, unit_id=unit.unit_id, agency=agency, role=role,
-                                             eta_s=round(eta, 1))
+                                             eta_s=round(eta, 1), issued_at=at, ack_by=ack_by)
         self.state.orders[order_id] = (incident.incident_id, agency)
         self._changing(unit, lambda: self._hold(unit, order_id, incident))
-        ack_by = self.catalogue.deadline(incident.category, at, incident.category.sla.ack_s)
         self.state.deadlines.set(("ack", order_id), ack_by)
         return DispatchOrder(
             schema_version=1, order_id=order_id, kind="assign", incident_id=incident.incident_id,
@@ -458,12 +464,19 @@ class DistrictCore:
         stage = STAGE_OF_EVENT[event.type]
         if STAGES.index(stage) <= STAGES.index(assignment.stage):
             return  # a resend, or news overtaken by later news: nothing changes
-        assignment.stage = unit.stage = stage
-        state.deadlines.drop(("ack", assignment.order_id))
+        at = item.at
+        data = {"unit_id": unit.unit_id, "order_id": assignment.order_id, "agency": agency,
+                **self._timing(incident, at)}
+        # the figures the command centre's SLA statistics are made of: each limit met or not, and how long it took
+        if assignment.stage == "assigned":
+            data.update(since_order_s=_seconds(at - assignment.issued_at), ack_on_time=at <= assignment.ack_by)
         if STAGES.index(stage) >= STAGES.index("on_scene") and not incident.arrived:
             incident.arrived = True
             state.deadlines.drop(("arrive", incident.incident_id))
-        data = {"unit_id": unit.unit_id, "order_id": assignment.order_id, "agency": agency}
+            data.update(since_dispatch_s=_seconds(at - incident.first_dispatched_at),
+                        arrive_on_time=at <= incident.arrive_by)
+        assignment.stage = unit.stage = stage
+        state.deadlines.drop(("ack", assignment.order_id))
         if isinstance(event, Resolved):
             data.update({k: v for k, v in (("outcome", event.outcome), ("notes", event.notes)) if v})
         self._event(incident, stage, item.at, out, data)
@@ -491,7 +504,13 @@ class DistrictCore:
             state.deadlines.drop(key)
         self._event(incident, "closed", at, out, {
             "units": sorted(a.unit_id for a in incident.resolved.values()),
-            "open_s": round((at - incident.created_at).total_seconds(), 1)})
+            "open_s": _seconds(at - incident.created_at), "resolve_on_time": at <= incident.resolve_by,
+            **self._timing(incident, at)})
+
+    @staticmethod
+    def _timing(incident: Incident, at: datetime) -> dict:
+        return {"category": incident.category.code, "domain": incident.category.domain,
+                "priority": incident.priority, "since_created_s": _seconds(at - incident.created_at)}
 
     # -------------------------------------------------------------- SLA ladder
 

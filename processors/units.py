@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from processors.catalogue import Category
 
@@ -56,6 +57,8 @@ class Assignment:
     agency: str
     role: str
     eta_s: float
+    issued_at: datetime
+    ack_by: datetime
     stage: str = "assigned"  # assigned | acknowledged | en_route | on_scene | resolved
 
 

@@ -1,8 +1,21 @@
-"""Prometheus metrics of a worker: `patrol_` prefix, base units, bounded labels only (never an id)."""
+"""Prometheus metrics of a worker: `patrol_` prefix, base units, bounded labels only (never an id).
+
+Counters and histograms follow the messages a worker publishes (`observe`);
+gauges describe only the district-log partitions this worker owns
+(`describe_districts`), so that sums across workers are right.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+from collections import Counter as Tally
+from datetime import datetime
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from processors.messages import DispatchOrder, Escalation, IncidentEvent, Message, WorkItem
+
+# Response times reach from seconds (an acknowledgement) to days (illegal construction).
+RESPONSE_BUCKETS = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400, 259200, 864000)
 
 REPORTS = Counter(
     "patrol_reports_total", "Inbound incident reports by source and intake outcome", ["source", "outcome"]
@@ -12,10 +25,50 @@ DEAD_LETTERS = Counter("patrol_dead_letters_total", "Messages dead-lettered, by 
 INCIDENT_EVENTS = Counter(
     "patrol_incident_events_total", "Incident events emitted by the district core", ["type", "district"]
 )
+DISPATCH_ORDERS = Counter(
+    "patrol_dispatch_orders_total", "Dispatch orders issued to field units", ["kind", "agency", "role"]
+)
+REASSIGNMENTS = Counter(
+    "patrol_reassignments_total", "Tasks handed from one unit to another, by why", ["reason"]
+)
 SLA_BREACHES = Counter(
     "patrol_sla_breaches_total",
     "SLA limits missed and escalated, by stage (acknowledge, arrive, resolve, assign), domain and ladder level",
     ["stage", "domain", "level"],
+)
+SLA_OUTCOMES = Counter(
+    "patrol_sla_outcomes_total",
+    "Time limits that ran their course, met or missed (compliance = met / all)",
+    ["stage", "domain", "outcome"],
+)
+DECISION_SECONDS = Histogram(
+    "patrol_dispatch_decision_seconds",
+    "From a report's arrival at intake to its dispatch order being published",
+    ["priority"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+RESPONSE_SECONDS = Histogram(
+    "patrol_response_seconds",
+    "Acknowledge (order to ack), arrive (first dispatch to on scene) and resolve (created to closed) times",
+    ["stage", "domain"],
+    buckets=RESPONSE_BUCKETS,
+)
+OPEN_INCIDENTS = Gauge(
+    "patrol_open_incidents", "Open incidents in the districts this worker owns",
+    ["district", "street", "domain", "priority"],
+)
+QUEUED_INCIDENTS = Gauge(
+    "patrol_queued_incidents", "Incidents waiting for a unit no one could send yet", ["district", "domain"]
+)
+UNITS = Gauge(
+    "patrol_units", "Logged-on units by status (free, busy, unavailable)", ["district", "street", "agency", "status"]
+)
+STREET_WORKLOAD = Gauge(
+    "patrol_street_workload", "Open incidents per free unit of the street (what balancing evens out)",
+    ["district", "street"],
+)
+CONSUMER_LAG = Gauge(
+    "patrol_consumer_lag", "Messages not yet consumed, per owned topic partition", ["group", "topic", "partition"]
 )
 SINK_ROWS = Counter("patrol_sink_rows_total", "Rows written to PostgreSQL by the sink", ["table"])
 SINK_BATCH_SECONDS = Histogram(
@@ -24,6 +77,83 @@ SINK_BATCH_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 SINK_RETRIES = Counter("patrol_sink_retries_total", "Sink batches retried after a database error")
+WORKER_INFO = Gauge("patrol_worker_info", "Always 1; labels say which app and version this worker runs",
+                    ["app_id", "version"])
+
+# the stage of the task whose limit an escalation reason says was missed
+BREACH_STAGE = {
+    "ack_overdue": "acknowledge",
+    "arrival_overdue": "arrive",
+    "resolve_overdue": "resolve",
+    "no_eligible_unit": "assign",
+}
+
+
+def observe(message: Message, item: WorkItem, now: datetime, domain_of) -> None:
+    """Count what the district core just decided on `item` (which entered intake at `item.at`)."""
+    received_at = item.at if item.kind == "report" else None
+    if isinstance(message, DispatchOrder):
+        DISPATCH_ORDERS.labels(message.kind, message.agency, message.role).inc()
+        if message.kind == "assign" and received_at is not None:
+            DECISION_SECONDS.labels(str(message.priority)).observe(max(0.0, (now - received_at).total_seconds()))
+    elif isinstance(message, Escalation):
+        stage = BREACH_STAGE[message.reason]
+        domain = domain_of(message.category)
+        SLA_BREACHES.labels(stage, domain, str(message.level)).inc()
+        if stage != "assign":
+            SLA_OUTCOMES.labels(stage, domain, "missed").inc()
+    elif isinstance(message, IncidentEvent):
+        data = message.data
+        INCIDENT_EVENTS.labels(message.type, item.district).inc()
+        if message.type == "reassigned":
+            REASSIGNMENTS.labels(data.get("reason", "unknown")).inc()
+        elif message.type == "queued" and data.get("reason") == "preempted":
+            REASSIGNMENTS.labels("preempted").inc()
+        domain = data.get("domain", "unknown")
+        # a limit already escalated as missed is counted then; only the ones met are counted here
+        for stage, seconds, on_time in (("acknowledge", "since_order_s", "ack_on_time"),
+                                        ("arrive", "since_dispatch_s", "arrive_on_time"),
+                                        ("resolve", "open_s", "resolve_on_time")):
+            if seconds in data:
+                RESPONSE_SECONDS.labels(stage, domain).observe(data[seconds])
+                if data.get(on_time):
+                    SLA_OUTCOMES.labels(stage, domain, "met").inc()
+
+
+def describe_districts(cores) -> None:
+    """Set the gauges from the district cores this worker owns (an iterable of DistrictCore)."""
+    open_, queued, units, workload = Tally(), Tally(), Tally(), {}
+    for core in cores:
+        state = core.state
+        district = state.district
+        for incident in state.incidents.values():
+            if incident.is_open:
+                open_[(district, incident.street, incident.category.domain, str(incident.priority))] += 1
+        for incident_id in state.queue:
+            queued[(district, state.incidents[incident_id].category.domain)] += 1
+        for unit in state.units.values():
+            if unit.on_duty:
+                status = "free" if unit.free else ("busy" if unit.order_id else "unavailable")
+                units[(district, unit.home_street, unit.agency, status)] += 1
+        streets = set(state.load.open_incidents) | set(state.load.free_units)
+        for street in streets:
+            workload[(district, street)] = state.load.open_incidents.get(street, 0) / max(
+                1, state.load.free_units.get(street, 0))
+    for gauge, values in ((OPEN_INCIDENTS, open_), (QUEUED_INCIDENTS, queued), (UNITS, units),
+                          (STREET_WORKLOAD, workload)):
+        # label sets that disappeared (a street whose last incident closed) must not linger at their old value
+        gauge.clear()
+        for labels, value in values.items():
+            gauge.labels(*labels).set(value)
+
+
+async def measure_lag(group: str, consumer) -> None:
+    """Lag of each partition `consumer` owns (faust's consumer or aiokafka's: both have these calls)."""
+    for tp in consumer.assignment():
+        highwater = consumer.highwater(tp)
+        position = await consumer.position(tp)
+        if highwater is not None and position is not None:
+            CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(max(0, highwater - position))
 
 
 def serve_metrics(port: int) -> None:

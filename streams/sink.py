@@ -154,10 +154,13 @@ class Sink:
         await consumer.start()
         log.info("sink started", group=self.group_id)
         loop = asyncio.get_running_loop()
-        written, last_said = 0, loop.time()
+        written, last_said, last_measured = 0, loop.time(), 0.0
         try:
             while not self._stopping.is_set():
                 records = await consumer.getmany(timeout_ms=s.sink_flush_ms, max_records=s.sink_batch_size)
+                if loop.time() - last_measured > 5:
+                    await metrics.measure_lag(self.group_id, consumer)
+                    last_measured = loop.time()
                 if loop.time() - last_said > 30:
                     # a line every half minute, so that a stalled sink can be told from an idle one
                     log.info("sink progress", rows_written=written, assigned=len(consumer.assignment()))

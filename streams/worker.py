@@ -26,7 +26,7 @@ from processors.messages import (
     Provenance,
     WorkItem,
 )
-from streams import metrics
+from streams import __version__, metrics
 from streams.district_log import DistrictLog
 from streams.faust_transport import PatrolApp
 from streams.settings import Settings
@@ -45,13 +45,6 @@ log = structlog.get_logger("patrol.worker")
 
 RAW = {"key_serializer": "raw", "value_serializer": "raw"}
 
-# the stage of the task whose limit an escalation reason says was missed
-BREACH_STAGE = {
-    "ack_overdue": "acknowledge",
-    "arrival_overdue": "arrive",
-    "resolve_overdue": "resolve",
-    "no_eligible_unit": "assign",
-}
 
 
 def route(message: Message) -> tuple[str, str | None]:
@@ -111,12 +104,12 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
     unit_districts = app.Table("unit-districts", partitions=settings.topic_partitions)
     districts = DistrictLog(settings, worklog_topic(settings), catalogue)
 
+    def domain_of(code: str) -> str:
+        category = catalogue.get(code)
+        return category.domain if category else "unknown"
+
     async def publish(message: Message) -> None:
         topic, key = route(message)
-        if isinstance(message, Escalation):
-            category = catalogue.get(message.category)
-            metrics.SLA_BREACHES.labels(
-                BREACH_STAGE[message.reason], category.domain if category else "unknown", str(message.level)).inc()
         await outputs[topic].send(key=key.encode() if key else None, value=message.to_json_bytes())
 
     async def reject(record: Inbound | Provenance, rejection: Rejected, stage: str) -> None:
@@ -175,9 +168,10 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
             item = None
             record = _inbound(event)
             await reject(record, Rejected("invalid_work_item", f"unreadable work-log entry: {exc}"), "core")
-        for output in await districts.apply(message.partition, message.offset, item):
-            if isinstance(output, IncidentEvent):
-                metrics.INCIDENT_EVENTS.labels(output.type, item.district).inc()
+        outputs = await districts.apply(message.partition, message.offset, item)
+        now = datetime.now(timezone.utc)
+        for output in outputs:
+            metrics.observe(output, item, now, domain_of)
             await publish(output)
 
     @app.agent(reports_topic, name="intake-reports")
@@ -194,6 +188,13 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
     async def district_core(stream):
         async for event in stream.events():
             await guarded(event, "core", decide)
+
+    @app.timer(interval=5.0)
+    async def describe():
+        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == worklog_topic(settings)}
+        metrics.describe_districts(
+            core for p, cores in list(districts.partitions.items()) if p in owned for core in cores.cores.values())
+        await metrics.measure_lag(settings.app_id, app.consumer)
 
     @app.timer(interval=30.0)
     async def report_progress():
@@ -216,6 +217,7 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
 
     @app.task
     async def serve_metrics():
+        metrics.WORKER_INFO.labels(settings.app_id, __version__).set(1)
         metrics.serve_metrics(settings.metrics_port)
 
     return app

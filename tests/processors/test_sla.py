@@ -213,3 +213,21 @@ def test_a_category_naming_an_unknown_calendar_is_refused():
     with pytest.raises(CatalogueError, match="names calendar 'office'"):
         parse_catalogue(OFFICE.split("categories:")[0].replace("office:", "shifts:") + "categories:"
                         + OFFICE.split("categories:")[1])
+
+
+def test_stage_events_say_how_long_it_took_and_whether_the_limit_was_met(s, catalogue):
+    limits = sla(catalogue, "PS-FIGHT")
+    s.log_on("P1", "police", *east(100))
+    s.report("R1", "PS-FIGHT", *SPOT)
+    s.wait(29)
+    s.status("P1", "ack")
+    s.wait(limits.arrive_s)
+    s.status("P1", "on_scene")
+    s.status("P1", "resolved")
+    [ack] = s.events("acknowledged")
+    assert ack.data["since_order_s"] == 30 and ack.data["ack_on_time"] is True
+    assert (ack.data["category"], ack.data["domain"]) == ("PS-FIGHT", "public_security")
+    [arrival] = s.events("on_scene")
+    assert arrival.data["since_dispatch_s"] == 30 + limits.arrive_s + 1 and arrival.data["arrive_on_time"] is False
+    [closed] = s.events("closed")
+    assert closed.data["resolve_on_time"] is True and closed.data["open_s"] == closed.data["since_created_s"]

@@ -19,3 +19,14 @@ async def test_the_event_log_refuses_nothing_twice(db):
                 VALUES ('T-1:1', 'T-1', 1, 'created', now(), '{}') ON CONFLICT DO NOTHING"""
     assert await db.execute(insert) == "INSERT 0 1"
     assert await db.execute(insert) == "INSERT 0 0"
+
+
+async def test_the_dashboard_views_answer(db):
+    open_columns = [r["column_name"] for r in await db.fetch(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'v_open_incidents' "
+        "ORDER BY ordinal_position")]
+    assert open_columns == ["incident_id", "category", "domain", "priority", "district", "street", "lat", "lon",
+                            "status", "created_at", "age_s"]
+    rows = await db.fetch("SELECT * FROM v_street_performance")
+    for row in rows:
+        assert row["compliance_24h"] is None or 0 <= row["compliance_24h"] <= 1

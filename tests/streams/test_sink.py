@@ -42,3 +42,24 @@ async def test_the_incident_record_takes_the_latest_status_even_from_a_late_repl
     await write_batch(db, Batch(events=[event(incident, 2, "dispatched")]))
     row = await db.fetchrow("SELECT status, last_seq, reporter FROM incidents WHERE incident_id = $1", incident)
     assert (row["status"], row["last_seq"]) == ("acknowledged", 3)
+
+
+async def test_street_performance_counts_limits_met_and_missed(db):
+    from datetime import datetime, timezone
+
+    from processors.messages import Escalation
+
+    now = datetime.now(timezone.utc)
+    street = f"ST-{uuid.uuid4().hex[:6]}"
+    incident = f"INC-{uuid.uuid4().hex[:8]}"
+    first = created(incident, f"R-{incident}").model_copy(update={"at": now})
+    first.data["street"] = street
+    acked = IncidentEvent(schema_version=1, event_id=f"{incident}:2", incident_id=incident, seq=2,
+                          type="acknowledged", at=now, data={"ack_on_time": True})
+    late = Escalation(schema_version=1, escalation_id=f"{incident}:L2:arrival_overdue", incident_id=incident,
+                      level=2, reason="arrival_overdue", deadline=now, at=now, district="JINJIANG", street=street,
+                      category="PS-FIGHT")
+    await write_batch(db, Batch(events=[first, acked], escalations=[late]))
+    row = await db.fetchrow("SELECT * FROM v_street_performance WHERE street = $1", street)
+    assert (row["incidents_24h"], row["sla_met_24h"], row["sla_missed_24h"], row["escalations_24h"]) == (1, 1, 1, 1)
+    assert row["compliance_24h"] == 0.5

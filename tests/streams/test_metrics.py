@@ -1,0 +1,61 @@
+"""The worker's /metrics as Prometheus reads it: the figures follow what happened, and no label carries an id."""
+
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.topics import DISPATCH_ORDERS
+from tests.streams.conftest import Field, TopicReader, eventually, send
+
+pytestmark = pytest.mark.integration
+
+
+def scrape(port: int) -> dict[str, list]:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {family.name: family.samples for family in text_string_to_metric_families(body)}
+
+
+def value(samples, name: str, **labels) -> float:
+    return sum(s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+async def test_the_worker_exports_what_the_command_centre_watches(infrastructure, worker, db, isolated_district):
+    f = Field(isolated_district)
+    busy, idle = f"{f.run}-P1", f"{f.run}-T1"
+    await f.log_on_all(infrastructure, db, [(busy, "police", isolated_district.point(east_m=100)),
+                                           (idle, "traffic", isolated_district.point(east_m=400))])
+    await send(infrastructure, [f.report(f"{f.run}-r", "PS-FIGHT", isolated_district.point())])
+    async with TopicReader(infrastructure, DISPATCH_ORDERS, {busy}) as orders:
+        [order] = await orders.wait_for(lambda r: len(r) >= 1)
+    await send(infrastructure, [f.status(busy, "ack", order["order_id"])])
+
+    district = isolated_district.district
+    street = isolated_district.streets[0]
+
+    async def described():
+        families = scrape(worker.settings.metrics_port)
+        units = families.get("patrol_units", [])
+        ready = (value(units, "patrol_units", district=district, status="busy") == 1
+                 and value(families.get("patrol_response_seconds", []), "patrol_response_seconds_count",
+                           stage="acknowledge", domain="public_security") >= 1)
+        return families if ready else None
+
+    families = await eventually(described, timeout=30)
+    assert value(families["patrol_units"], "patrol_units", district=district, street=street, agency="traffic",
+                 status="free") == 1
+    assert value(families["patrol_open_incidents"], "patrol_open_incidents", district=district,
+                 domain="public_security", priority="1") == 1
+    assert value(families["patrol_dispatch_orders"], "patrol_dispatch_orders_total", kind="assign",
+                 agency="police") >= 1
+    assert value(families["patrol_dispatch_decision_seconds"], "patrol_dispatch_decision_seconds_count") >= 1
+    assert value(families["patrol_sla_outcomes"], "patrol_sla_outcomes_total", stage="acknowledge",
+                 outcome="met") >= 1
+    assert value(families["patrol_worker_info"], "patrol_worker_info", app_id=infrastructure.app_id) == 1
+    assert any(s.name == "patrol_consumer_lag" for s in families["patrol_consumer_lag"])
+
+    # bounded labels only: no incident, order, unit or report id anywhere
+    for samples in families.values():
+        for sample in samples:
+            for label in sample.labels.values():
+                assert f.run not in label and not label.startswith("INC-"), (sample.name, sample.labels)
