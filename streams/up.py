@@ -14,11 +14,14 @@ from importlib import resources
 from pathlib import Path
 
 import asyncpg
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from processors.intake import Inbound, Limits, Rejected, admit_report
-from streams.embedded import embedded_infrastructure, spawn_child, stop_child
+from streams.embedded import embedded_infrastructure, free_port, spawn_child, stop_child
+from streams.live_view import Figures, render
 from streams.migrate import migrate
 from streams.publish import Outgoing, publish, read_lines
 from streams.reference import load_catalogue, load_geography
@@ -113,7 +116,8 @@ def run_up(settings: Settings, console: Console, timeout_s: float = 120.0) -> in
         console.print(f"[bold]broker[/] {live.kafka_bootstrap}   [bold]database[/] {_redact(live.database_url)}")
         asyncio.run(migrate(live.database_url))
         asyncio.run(ensure_topics(live))
-        worker = start_worker(live, workdir / "worker.log")
+        metrics_port = free_port()
+        worker = start_worker(live.with_overrides(metrics_port=metrics_port), workdir / "worker.log")
         console.print(f"worker started (pid {worker.pid}, log {workdir / 'worker.log'})")
         try:
             since = datetime.now(timezone.utc)
@@ -126,14 +130,16 @@ def run_up(settings: Settings, console: Console, timeout_s: float = 120.0) -> in
             console.print(f"published {len(messages)} reports ({len(expected.report_ids)} distinct valid, "
                           f"{expected.dead_letters} invalid, the rest resends)")
             started = time.monotonic()
-            with console.status("waiting for the worker to account for every report…") as status:
+            with Live(console=console, refresh_per_second=4, transient=False) as screen:
                 while True:
                     if worker.poll() is not None:
                         console.print(f"[red]the worker exited with code {worker.returncode}; see {workdir / 'worker.log'}")
                         return 1
                     seen = asyncio.run(observe(live.database_url, expected.report_ids, since))
-                    status.update(f"incidents {seen.incidents}/{len(expected.report_ids)}, "
-                                  f"dead letters {sum(seen.dead_letters.values())}/{expected.dead_letters}")
+                    progress = (f"waiting for the worker to account for every report: incidents "
+                                f"{seen.incidents}/{len(expected.report_ids)}, dead letters "
+                                f"{sum(seen.dead_letters.values())}/{expected.dead_letters}")
+                    screen.update(_live_screen(metrics_port, progress))
                     if (seen.incidents >= len(expected.report_ids) and seen.settled
                             and sum(seen.dead_letters.values()) >= expected.dead_letters):
                         break
@@ -141,11 +147,20 @@ def run_up(settings: Settings, console: Console, timeout_s: float = 120.0) -> in
                         console.print("[red]timed out waiting for the worker")
                         break
                     time.sleep(0.5)
+            console.print()
             _print_summary(console, expected, seen, time.monotonic() - started)
             complete = seen.incidents == len(expected.report_ids) and seen.dead_letters == expected.rejections
             return 0 if complete else 1
         finally:
             stop_child(worker, signal.SIGTERM, timeout=30)
+
+
+def _live_screen(metrics_port: int, progress: str):
+    try:
+        figures = render(Figures.scrape(metrics_port))
+    except OSError:
+        figures = Text("(the worker's metrics are not up yet)")
+    return Group(figures, Text(progress))
 
 
 def _print_summary(console: Console, expected: Expected, seen: Observed, seconds: float) -> None:
