@@ -164,6 +164,20 @@ def unit_command(
 
 
 @app.command()
+def dashboards(out: Optional[Path] = typer.Option(
+        None, help="where to write the JSON (default: grafana/dashboards of the source tree, else the current directory)")) -> None:
+    """Write the Grafana dashboards (generated from streams/dashboards.py) as JSON files."""
+    from streams.dashboards import write_dashboards
+
+    if out is None:
+        committed = Path(__file__).resolve().parent.parent / "grafana" / "dashboards"
+        # an installed wheel has no source tree around it
+        out = committed if committed.is_dir() else Path.cwd()
+    for path in write_dashboards(out):
+        console.print(f"wrote {path}")
+
+
+@app.command()
 def schemas(out: Optional[Path] = typer.Option(None, help="write one <Message>.schema.json per message here")) -> None:
     """The JSON Schema of every contract message, for producers written in other languages."""
     from streams.schemas import json_schemas
