@@ -33,9 +33,15 @@ def _settings() -> Settings:
 
 
 @app.command()
-def up(timeout: float = typer.Option(120.0, help="seconds to wait for the worker to settle")) -> None:
-    """The main job: embedded broker and database (unless configured), a worker, a sample day, the report."""
-    from streams.up import run_up
+def up(
+    sample: bool = typer.Option(False, "--sample", help="only a small fixed sample of reports, checked one by one"),
+    hours: float = typer.Option(24.0, min=0.1, help="length of the simulated day"),
+    speedup: float = typer.Option(360.0, min=1.0, help="how much faster than the clock the day runs"),
+    seed: int = typer.Option(1, help="the same seed plays the same day"),
+    timeout: float = typer.Option(120.0, help="seconds to wait for the worker to settle (--sample)"),
+) -> None:
+    """The main job: embedded broker and database (unless configured), a worker, a simulated day, the report."""
+    from streams.up import DayOptions, run_up
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
@@ -44,7 +50,8 @@ def up(timeout: float = typer.Option(120.0, help="seconds to wait for the worker
     # running task, and a library that swallows the cancellation would let Ctrl-C pass unnoticed.
     signal.signal(signal.SIGINT, interrupt)
     try:
-        code = run_up(_settings(), console, timeout_s=timeout)
+        day = None if sample else DayOptions(hours=hours, speedup=speedup, seed=seed)
+        code = run_up(_settings(), console, timeout_s=timeout, day=day)
     except KeyboardInterrupt:
         # the finally-blocks inside run_up have stopped the worker, the broker and the database
         err_console.print("interrupted: worker, broker and database stopped")
@@ -175,6 +182,53 @@ def dashboards(out: Optional[Path] = typer.Option(
         out = committed if committed.is_dir() else Path.cwd()
     for path in write_dashboards(out):
         console.print(f"wrote {path}")
+
+
+@app.command()
+def simulate(
+    hours: float = typer.Option(24.0, min=0.1, help="length of the simulated day"),
+    speedup: float = typer.Option(1.0, min=1.0, help="how much faster than the clock the day runs"),
+    seed: int = typer.Option(1, help="the same seed plays the same day"),
+    write_catalogue: Optional[Path] = typer.Option(
+        None, help="write the catalogue with limits divided by --speedup here, for the worker to run with"),
+) -> None:
+    """Play a simulated day (reports, shifts, field units answering orders) against a running worker."""
+    import json as json_
+    from datetime import datetime, timedelta, timezone
+    from importlib import resources
+
+    from rich.live import Live
+
+    from streams.day_run import play_day
+    from streams.reference import load_catalogue, load_geography
+    from streams.simulator import FieldCrew, plan_day, scaled_catalogue
+
+    settings = _settings()
+    catalogue, geography = _reference_or_exit(settings)
+    if write_catalogue is not None:
+        text = (settings.catalogue.read_text() if settings.catalogue else
+                resources.files("processors.data").joinpath("catalogue.yaml").read_text())
+        write_catalogue.write_text(scaled_catalogue(text, speedup))
+        console.print(f"wrote the catalogue for a {speedup:g}× day to {write_catalogue}")
+        return
+    if not settings.kafka_bootstrap:
+        err_console.print("PATROL_KAFKA_BOOTSTRAP is not set: simulate plays against a running broker and worker "
+                          "(or use `patrol up`)")
+        raise typer.Exit(2)
+    if speedup != 1:
+        err_console.print(f"note: at {speedup:g}× the worker must run with limits divided alike "
+                          f"(`patrol simulate --speedup {speedup:g} --write-catalogue FILE`, then PATROL_CATALOGUE=FILE)")
+    roster = [json_.loads(line) for line in
+              resources.files("processors.data").joinpath("roster.jsonl").read_text().splitlines() if line.strip()]
+    start = (datetime.now(timezone.utc) - timedelta(hours=hours)).astimezone(timezone(timedelta(hours=8)))
+    plan = plan_day(catalogue, geography, roster, seed=seed, hours=hours, start=start)
+    crew = FieldCrew(roster, catalogue, seed=seed, speedup=speedup)
+    with Live(console=console, refresh_per_second=4) as screen:
+        final = asyncio.run(play_day(settings, plan, crew, speedup, lambda p: screen.update(
+            f"simulated {p.sim_time:%H:%M} ({100 * p.share:.0f}%) · published {p.published} · "
+            f"orders answered {p.orders_seen} · unit events {p.unit_events}")))
+    console.print(f"played {final.published} messages; the crew answered {final.orders_seen} orders "
+                  f"with {final.unit_events} unit events")
 
 
 @app.command()

@@ -1,8 +1,9 @@
-"""`patrol up`, the main job: infrastructure, a worker, a sample of reports, and what became of them."""
+"""`patrol up`, the main job: infrastructure, a worker, a simulated day (or a small sample), and what became of it."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -20,12 +21,15 @@ from rich.table import Table
 from rich.text import Text
 
 from processors.intake import Inbound, Limits, Rejected, admit_report
+from streams.day_report import gather, print_report, write_report
+from streams.day_run import play_day
 from streams.embedded import embedded_infrastructure, free_port, spawn_child, stop_child
 from streams.live_view import Figures, render
 from streams.migrate import migrate
 from streams.publish import Outgoing, publish, read_lines
 from streams.reference import load_catalogue, load_geography
 from streams.settings import Settings
+from streams.simulator import FieldCrew, plan_day, scaled_catalogue
 from streams.topics import INCIDENT_REPORTS, UNIT_EVENTS, ensure_topics
 
 
@@ -108,51 +112,108 @@ async def observe(database_url: str, report_ids: frozenset[str], since: datetime
         await connection.close()
 
 
-def run_up(settings: Settings, console: Console, timeout_s: float = 120.0) -> int:
-    """Returns the process exit code: 0 when everything published was accounted for."""
+@dataclass(frozen=True)
+class DayOptions:
+    hours: float = 24.0
+    speedup: float = 360.0
+    seed: int = 1
+
+
+def run_up(settings: Settings, console: Console, timeout_s: float = 120.0, day: DayOptions | None = None) -> int:
+    """The main job; `day` plays a simulated day, without it a small sample is checked. Returns the exit code."""
     workdir = Path(settings.data_dir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     with embedded_infrastructure(settings, workdir) as live:
         console.print(f"[bold]broker[/] {live.kafka_bootstrap}   [bold]database[/] {_redact(live.database_url)}")
         asyncio.run(migrate(live.database_url))
         asyncio.run(ensure_topics(live))
-        metrics_port = free_port()
-        worker = start_worker(live.with_overrides(metrics_port=metrics_port), workdir / "worker.log")
+        worker_settings = live.with_overrides(metrics_port=free_port())
+        if day is not None:
+            # the compressed day needs limits compressed alike, and a clock that ticks often enough for them
+            catalogue_text = (live.catalogue.read_text() if live.catalogue else
+                              resources.files("processors.data").joinpath("catalogue.yaml").read_text())
+            scaled = workdir / "catalogue.scaled.yaml"
+            scaled.write_text(scaled_catalogue(catalogue_text, day.speedup))
+            worker_settings = worker_settings.with_overrides(
+                catalogue=scaled, tick_interval_s=max(0.02, min(1.0, 30.0 / day.speedup)))
+        worker = start_worker(worker_settings, workdir / "worker.log")
         console.print(f"worker started (pid {worker.pid}, log {workdir / 'worker.log'})")
         try:
-            since = datetime.now(timezone.utc)
-            roster = district_roster()
-            asyncio.run(publish(live, roster))
-            console.print(f"{len(roster)} units of the sample district logged on")
-            messages = sample_reports()
-            expected = predict(live, messages)
-            asyncio.run(publish(live, messages))
-            console.print(f"published {len(messages)} reports ({len(expected.report_ids)} distinct valid, "
-                          f"{expected.dead_letters} invalid, the rest resends)")
-            started = time.monotonic()
-            with Live(console=console, refresh_per_second=4, transient=False) as screen:
-                while True:
-                    if worker.poll() is not None:
-                        console.print(f"[red]the worker exited with code {worker.returncode}; see {workdir / 'worker.log'}")
-                        return 1
-                    seen = asyncio.run(observe(live.database_url, expected.report_ids, since))
-                    progress = (f"waiting for the worker to account for every report: incidents "
-                                f"{seen.incidents}/{len(expected.report_ids)}, dead letters "
-                                f"{sum(seen.dead_letters.values())}/{expected.dead_letters}")
-                    screen.update(_live_screen(metrics_port, progress))
-                    if (seen.incidents >= len(expected.report_ids) and seen.settled
-                            and sum(seen.dead_letters.values()) >= expected.dead_letters):
-                        break
-                    if time.monotonic() - started > timeout_s:
-                        console.print("[red]timed out waiting for the worker")
-                        break
-                    time.sleep(0.5)
-            console.print()
-            _print_summary(console, expected, seen, time.monotonic() - started)
-            complete = seen.incidents == len(expected.report_ids) and seen.dead_letters == expected.rejections
-            return 0 if complete else 1
+            if day is None:
+                return _run_sample(live, console, worker, worker_settings.metrics_port, workdir, timeout_s)
+            return _run_day(live, console, worker, worker_settings.metrics_port, workdir, day)
         finally:
             stop_child(worker, signal.SIGTERM, timeout=30)
+
+
+def _run_day(live: Settings, console: Console, worker, metrics_port: int, workdir: Path, day: DayOptions) -> int:
+    catalogue, geography = load_catalogue(live), load_geography(live)
+    roster = [json.loads(line) for line in
+              resources.files("processors.data").joinpath("roster.jsonl").read_text().splitlines() if line.strip()]
+    since = datetime.now(timezone.utc)
+    # yesterday's day, so that no report claims a time later than the platform's clock
+    start = (since - timedelta(hours=day.hours)).astimezone(timezone(timedelta(hours=8)))
+    plan = plan_day(catalogue, geography, roster, seed=day.seed, hours=day.hours, start=start)
+    crew = FieldCrew(roster, catalogue, seed=day.seed, speedup=day.speedup)
+    reports = sum(1 for m in plan.messages if m.topic == INCIDENT_REPORTS)
+    console.print(f"a {day.hours:g}-hour day in the sample district, {day.speedup:g}× faster than the clock: "
+                  f"{reports} reports ({plan.count('duplicate')} repeat calls, {plan.count('resend')} resends, "
+                  f"{plan.count('malformed')} malformed), {len(roster)} units on two shifts")
+    with Live(console=console, refresh_per_second=4, transient=False) as screen:
+        def show(p) -> None:
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited with code {worker.returncode}; see {workdir / 'worker.log'}")
+            screen.update(_live_screen(metrics_port, (
+                f"simulated {p.sim_time:%H:%M} ({100 * p.share:.0f}% of the day) · published {p.published} · "
+                f"orders answered {p.orders_seen} · unit events {p.unit_events}")))
+
+        try:
+            asyncio.run(play_day(live, plan, crew, day.speedup, show))
+        except RuntimeError as exc:
+            console.print(f"[red]{exc}")
+            return 1
+    # the sink writes within a flush interval; give it a moment before reading the trail
+    time.sleep(max(1.0, live.sink_flush_ms / 1000 * 5))
+    report = asyncio.run(gather(live.database_url, f"SIM{day.seed}-", since, day.speedup, roster))
+    console.print()
+    print_report(console, report)
+    path = write_report(report, workdir / "report", f"A simulated day in the sample district (seed {day.seed})")
+    console.print(f"report and plots written to {path.parent}")
+    return 0 if report.incidents > 0 else 1
+
+
+def _run_sample(live: Settings, console: Console, worker, metrics_port: int, workdir: Path, timeout_s: float) -> int:
+    since = datetime.now(timezone.utc)
+    roster = district_roster()
+    asyncio.run(publish(live, roster))
+    console.print(f"{len(roster)} units of the sample district logged on")
+    messages = sample_reports()
+    expected = predict(live, messages)
+    asyncio.run(publish(live, messages))
+    console.print(f"published {len(messages)} reports ({len(expected.report_ids)} distinct valid, "
+                  f"{expected.dead_letters} invalid, the rest resends)")
+    started = time.monotonic()
+    with Live(console=console, refresh_per_second=4, transient=False) as screen:
+        while True:
+            if worker.poll() is not None:
+                console.print(f"[red]the worker exited with code {worker.returncode}; see {workdir / 'worker.log'}")
+                return 1
+            seen = asyncio.run(observe(live.database_url, expected.report_ids, since))
+            progress = (f"waiting for the worker to account for every report: incidents "
+                        f"{seen.incidents}/{len(expected.report_ids)}, dead letters "
+                        f"{sum(seen.dead_letters.values())}/{expected.dead_letters}")
+            screen.update(_live_screen(metrics_port, progress))
+            if (seen.incidents >= len(expected.report_ids) and seen.settled
+                    and sum(seen.dead_letters.values()) >= expected.dead_letters):
+                break
+            if time.monotonic() - started > timeout_s:
+                console.print("[red]timed out waiting for the worker")
+                break
+            time.sleep(0.5)
+    console.print()
+    _print_summary(console, expected, seen, time.monotonic() - started)
+    complete = seen.incidents == len(expected.report_ids) and seen.dead_letters == expected.rejections
+    return 0 if complete else 1
 
 
 def _live_screen(metrics_port: int, progress: str):

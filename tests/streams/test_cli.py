@@ -20,7 +20,7 @@ def patrol(*args, env=None, timeout=120, **kwargs) -> subprocess.CompletedProces
 def test_help_lists_the_verbs():
     result = patrol("--help")
     assert result.returncode == 0
-    for verb in ("up", "worker", "migrate", "publish", "unit", "schemas", "catalogue"):
+    for verb in ("up", "worker", "migrate", "publish", "unit", "simulate", "dashboards", "schemas", "catalogue"):
         assert verb in result.stdout
 
 

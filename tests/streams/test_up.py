@@ -13,11 +13,11 @@ from tests.streams.processes import descendants, wait_gone
 pytestmark = pytest.mark.integration
 
 
-def start_up(tmp_path) -> subprocess.Popen:
+def start_up(tmp_path, *args: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PATROL_")}
     env.update(PATROL_DATA_DIR=str(tmp_path), PATROL_METRICS_PORT="0", COLUMNS="120")
-    return subprocess.Popen([sys.executable, "-m", "streams.cli", "up"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen([sys.executable, "-m", "streams.cli", "up", *(args or ("--sample",))], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
 def test_up_accounts_for_every_sample_report_and_stops_everything(tmp_path):
@@ -52,3 +52,16 @@ def test_ctrl_c_stops_the_worker_broker_and_database(tmp_path):
     up.communicate(timeout=60)
     assert up.returncode == 130
     assert wait_gone(family) == set()
+
+
+def test_a_simulated_day_ends_with_a_report_and_plots_on_disk(tmp_path):
+    up = start_up(tmp_path, "--hours", "1.5", "--speedup", "600", "--seed", "4")
+    output, _ = up.communicate(timeout=240)
+    assert up.returncode == 0, output[-3000:]
+    report = (tmp_path / "report" / "report.md").read_text()
+    created = int(next(line for line in report.splitlines() if line.startswith("| incidents created")).split("|")[2])
+    assert created > 0
+    assert "priority-1 reached within 15 min" in report and "| acknowledge |" in report
+    for plot in ("response_times.png", "street_workload.png"):
+        assert (tmp_path / "report" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "The day in numbers" in output and "Response times by domain" in output

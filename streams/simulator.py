@@ -1,0 +1,333 @@
+"""The city simulator: a day of reports in the sample district and the field units that answer the orders.
+
+`plan_day` is pure and seeded: the same seed gives the same day. `FieldCrew`
+plays the units: it reads their orders and answers with unit events after
+human-like delays. Simulated time runs `speedup` times faster than the wall
+clock; the worker it talks to must then run with a catalogue whose limits are
+divided by the same factor (`scaled_catalogue`), which `patrol up` arranges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+import math
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import yaml
+
+from processors.catalogue import Catalogue
+from processors.geography import Geography
+from processors.units import DETOUR_FACTOR, SPEED_M_S
+
+# Reports per hour of the day for the whole district, by domain: traffic peaks at the
+# rush hours, city management in the day and the evening markets, public security at night.
+HOURLY_RATE = {
+    "traffic": [2, 1, 1, 1, 2, 4, 9, 16, 18, 10, 7, 7, 8, 7, 7, 8, 11, 17, 18, 12, 7, 5, 4, 3],
+    "city_management": [2, 1, 1, 1, 1, 2, 4, 8, 10, 11, 11, 10, 9, 9, 10, 10, 11, 12, 15, 17, 16, 12, 6, 3],
+    "public_security": [9, 8, 6, 4, 3, 2, 2, 3, 4, 4, 5, 5, 5, 5, 5, 5, 6, 7, 8, 9, 10, 12, 13, 12],
+}
+# Category weights within a domain, with the hours where a category is especially common.
+CATEGORY_MIX = {
+    "PS-FIGHT": (3, range(20, 27)), "PS-THEFT": (2, range(10, 20)), "PS-NOISE": (4, range(21, 27)),
+    "PS-DRUNK": (2, range(22, 28)), "PS-DISPUTE": (3, range(9, 21)), "PS-MISSING": (0.5, range(9, 19)),
+    "PS-ASSAULT": (1, range(21, 27)), "EM-CROWD": (0.4, range(18, 22)), "EM-PACKAGE": (0.2, range(7, 20)),
+    "TR-ACCIDENT": (3, range(7, 20)), "TR-PARKING": (6, range(8, 20)), "TR-JAM": (3, [7, 8, 17, 18]),
+    "TR-SIGNAL": (0.5, range(0, 24)), "TR-OBSTACLE": (1, range(0, 24)), "TR-MOTOTAXI": (1, range(18, 24)),
+    "TR-EBIKE": (2, range(7, 20)),
+    "CM-VENDING": (5, range(17, 23)), "CM-GARBAGE": (4, range(6, 12)), "CM-BBQ": (2, range(19, 25)),
+    "CM-FLYPOST": (2, range(8, 18)), "CM-FRONTAGE": (3, range(9, 21)), "CM-BIKES": (3, range(7, 20)),
+    "CM-NOISE": (1, range(22, 30)), "CM-LIGHT": (1, range(18, 24)), "CM-MANHOLE": (0.3, range(0, 24)),
+    "CM-MUCK": (0.5, range(0, 6)), "CM-ADVERT": (1, range(9, 18)), "CM-BUILD": (0.5, range(8, 18)),
+    "EM-FLOOD": (0.2, range(0, 24)), "EM-COLLAPSE": (0.1, range(0, 24)),
+}
+SOURCES = {
+    "public_security": (("hotline", 6), ("patrol", 2), ("app", 1), ("sensor", 1)),
+    "traffic": (("sensor", 5), ("hotline", 3), ("patrol", 2), ("app", 1)),
+    "city_management": (("app", 4), ("hotline", 3), ("patrol", 3), ("sensor", 1)),
+}
+# how many calls a matter draws: a fight on a busy street is reported several times
+DUPLICATION = {"PS-FIGHT": 0.6, "PS-ASSAULT": 0.6, "EM-CROWD": 0.8, "TR-ACCIDENT": 0.5, "TR-JAM": 0.5,
+               "PS-NOISE": 0.4, "CM-MANHOLE": 0.3}
+MALFORMED_SHARE = 0.02
+RESEND_SHARE = 0.03
+
+
+@dataclass(order=True)
+class Planned:
+    """One message the city will publish, at `at_s` simulated seconds after the day starts."""
+
+    at_s: float
+    seq: int
+    topic: str = field(compare=False)
+    key: str | None = field(compare=False)
+    value: bytes = field(compare=False)
+    what: str = field(compare=False)  # report | duplicate | resend | malformed | log_on | log_off
+
+
+@dataclass
+class DayPlan:
+    start: datetime
+    hours: float
+    messages: list[Planned]
+
+    def count(self, what: str) -> int:
+        return sum(1 for m in self.messages if m.what == what)
+
+
+def plan_day(catalogue: Catalogue, geography: Geography, roster: list[dict], *, seed: int, hours: float = 24.0,
+             start: datetime | None = None, intensity: float = 1.0) -> DayPlan:
+    """Every report and every shift change of a simulated day, in order."""
+    rnd = random.Random(seed)
+    start = start or datetime(2026, 11, 25, 0, 0, tzinfo=timezone(timedelta(hours=8)))
+    streets = geography.streets
+    hotspots = _hotspots(rnd, geography)
+    out: list[Planned] = []
+    seq = 0
+
+    def add(at_s: float, topic: str, key: str | None, value: bytes, what: str) -> None:
+        nonlocal seq
+        seq += 1
+        out.append(Planned(at_s, seq, topic, key, value, what))
+
+    # shifts: half the brigade by day (08-20), half by night; everyone on duty at the start is logged on then
+    for i, unit in enumerate(roster):
+        day_shift = i % 2 == 0
+        on, off = (8, 20) if day_shift else (20, 32)
+        for shift_start in (on - 24, on, on + 24):
+            begin, end = shift_start * 3600, (shift_start + off - on) * 3600
+            if end <= 0 or begin >= hours * 3600:
+                continue
+            at = max(0.0, begin) + rnd.uniform(0, 120)
+            add(at, "unit.events", unit["unit_id"],
+                _unit_event(unit, "log_on", start + timedelta(seconds=at), f"{seed}-{i}-{shift_start}-on"), "log_on")
+            if end < hours * 3600:
+                add(end + rnd.uniform(0, 300), "unit.events", unit["unit_id"],
+                    _unit_event(unit, "log_off", start + timedelta(seconds=end), f"{seed}-{i}-{shift_start}-off"),
+                    "log_off")
+
+    codes = [c for c in CATEGORY_MIX if catalogue.get(c) is not None]
+    n_report = 0
+    for hour in range(math.ceil(hours)):
+        for domain, rates in HOURLY_RATE.items():
+            in_domain = [c for c in codes if catalogue.get(c).domain == domain]
+            weights = [CATEGORY_MIX[c][0] * (3 if (hour % 24) in CATEGORY_MIX[c][1] or hour % 24 + 24 in CATEGORY_MIX[c][1]
+                                             else 1) for c in in_domain]
+            for _ in range(_poisson(rnd, rates[hour % 24] * intensity)):
+                at = hour * 3600 + rnd.uniform(0, 3600)
+                if at >= hours * 3600:
+                    continue
+                code = rnd.choices(in_domain, weights)[0]
+                category = catalogue.get(code)
+                lat, lon = _place(rnd, hotspots, streets, geography)
+                n_report += 1
+                report_id = f"SIM{seed}-{n_report:06d}"
+                source = _weighted(rnd, SOURCES[domain])
+                doc = _report(report_id, code, lat, lon, start + timedelta(seconds=at), source, rnd)
+                add(at, "incident.reports", report_id, doc, "report")
+                # more calls about the same matter, close by and soon after
+                calls = 0
+                while rnd.random() < DUPLICATION.get(code, 0.1) and calls < 4:
+                    calls += 1
+                    d_at = at + rnd.uniform(20, min(600, category.dedup.window_s * 0.8 or 60))
+                    d_lat, d_lon = _jitter(rnd, lat, lon, category.dedup.radius_m * 0.4)
+                    d_id = f"{report_id}-D{calls}"
+                    add(d_at, "incident.reports", d_id,
+                        _report(d_id, code, d_lat, d_lon, start + timedelta(seconds=d_at),
+                                _weighted(rnd, SOURCES[domain]), rnd), "duplicate")
+                if rnd.random() < RESEND_SHARE:
+                    add(at + rnd.uniform(1, 30), "incident.reports", report_id, doc, "resend")
+                if rnd.random() < MALFORMED_SHARE:
+                    add(at + rnd.uniform(0, 5), "incident.reports", f"{report_id}-X", _malformed(rnd, doc), "malformed")
+    out.sort()
+    return DayPlan(start=start, hours=hours, messages=out)
+
+
+def scaled_catalogue(catalogue_yaml: str, speedup: float) -> str:
+    """The catalogue with every time limit and dedup window divided by `speedup`, for a compressed day."""
+    doc = yaml.safe_load(catalogue_yaml)
+    for category in doc["categories"]:
+        category["sla"] = {k: round(v / speedup, 3) for k, v in category["sla"].items()}
+        category["dedup"]["window_s"] = round(category["dedup"]["window_s"] / speedup, 3)
+        # working-hours calendars do not compress; a simulated day counts the clock as it runs
+        category.pop("calendar", None)
+    return yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
+
+
+# ---------------------------------------------------------------------- the field units
+
+
+@dataclass(frozen=True)
+class CrewHabits:
+    """How the simulated officers behave (simulated seconds and probabilities)."""
+
+    ack_median_s: float = 25.0
+    never_ack: float = 0.02
+    decline: float = 0.03
+    drop_out: float = 0.005  # logs off in the middle of a task
+    handle_share_of_limit: float = 0.25  # typical handling time as a share of the resolve limit
+    handle_cap_s: float = 5400.0
+    silent_for_s: float = 900.0  # how long a unit that missed an order stays out of reach
+
+
+class FieldCrew:
+    """Answers every order of the simulated units with unit events, after simulated delays."""
+
+    def __init__(self, roster: list[dict], catalogue: Catalogue, *, seed: int, speedup: float,
+                 habits: CrewHabits = CrewHabits()):
+        self.rnd = random.Random(seed + 1)
+        self.units = {u["unit_id"]: dict(u) for u in roster}
+        self.catalogue = catalogue
+        self.speedup = speedup
+        self.habits = habits
+        self.pending: list[tuple[float, int, str, dict]] = []  # (due wall time, seq, unit, event)
+        self._seq = 0
+        self.cancelled: set[str] = set()
+        self.seen_orders = 0
+
+    def on_order(self, order: dict, now: float) -> None:
+        """React to a dispatch order read at wall-clock time `now` (loop.time())."""
+        unit = self.units.get(order["unit_id"])
+        if unit is None:
+            return
+        if order["kind"] == "cancel":
+            self.cancelled.add(order["order_id"])
+            return
+        self.seen_orders += 1
+        h, rnd, order_id = self.habits, self.rnd, order["order_id"]
+        if rnd.random() < h.never_ack:
+            # the radio is off: the ladder reassigns the task; later the officer reports back
+            self._later(now, h.silent_for_s, unit, "available", None)
+            return
+        t = rnd.lognormvariate(math.log(h.ack_median_s), 0.6)
+        if rnd.random() < h.decline:
+            self._later(now, t, unit, "decline", order_id)
+            return
+        self._later(now, t, unit, "ack", order_id)
+        self._later(now, t + 5, unit, "en_route", order_id)
+        travel = (order.get("eta_s") or 300) * rnd.uniform(0.8, 1.5)
+        if rnd.random() < h.drop_out:
+            self._later(now, t + travel / 2, unit, "log_off", None)
+            return
+        self._later(now, t + 5 + travel, unit, "on_scene", order_id, lat=order["lat"], lon=order["lon"])
+        category = self.catalogue.get(order["category"])
+        limit = category.sla.resolve_s if category else 3600
+        handle = min(h.handle_cap_s, rnd.lognormvariate(math.log(max(60.0, limit * h.handle_share_of_limit)), 0.5))
+        self._later(now, t + 5 + travel + handle, unit, "resolved", order_id, outcome="handled")
+
+    def _later(self, now: float, after_s: float, unit: dict, type_: str, order_id: str | None, **extra) -> None:
+        self._seq += 1
+        event = {"type": type_, "order_id": order_id, **extra}
+        heapq.heappush(self.pending, (now + after_s / self.speedup, self._seq, unit["unit_id"], event))
+
+    def due(self, now: float, sim_time: datetime) -> list[tuple[str, bytes]]:
+        """Unit events whose moment has come, as (key, value) for unit.events."""
+        out = []
+        while self.pending and self.pending[0][0] <= now:
+            _, seq, unit_id, event = heapq.heappop(self.pending)
+            order_id = event.pop("order_id")
+            if order_id is not None and order_id in self.cancelled:
+                continue
+            unit = self.units[unit_id]
+            doc = {"schema_version": 1, "event_id": f"crew-{unit_id}-{seq}", "unit_id": unit_id,
+                   "at": sim_time.isoformat(), "type": event.pop("type"), **event}
+            if order_id is not None:
+                doc["order_id"] = order_id
+            if doc["type"] == "on_scene":
+                unit["lat"], unit["lon"] = doc.pop("lat"), doc.pop("lon")
+            out.append((unit_id, json.dumps(doc).encode()))
+        return out
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _hotspots(rnd: random.Random, geography: Geography) -> list[tuple[float, float, float]]:
+    """A few busy places per street, more where more people live: (lat, lon, weight)."""
+    spots = []
+    for street in geography.streets:
+        minx, miny, maxx, maxy = street.polygon.bounds
+        for _ in range(3):
+            for _try in range(50):
+                lon, lat = rnd.uniform(minx, maxx), rnd.uniform(miny, maxy)
+                if geography.locate(lat, lon) is street:
+                    spots.append((lat, lon, (street.population or 50_000) / 3))
+                    break
+    return spots
+
+
+def _place(rnd, hotspots, streets, geography) -> tuple[float, float]:
+    for _ in range(20):
+        if rnd.random() < 0.7:
+            lat, lon, _ = rnd.choices(hotspots, [w for *_, w in hotspots])[0]
+            lat, lon = _jitter(rnd, lat, lon, 400)
+        else:
+            street = rnd.choices(streets, [s.population or 50_000 for s in streets])[0]
+            minx, miny, maxx, maxy = street.polygon.bounds
+            lon, lat = rnd.uniform(minx, maxx), rnd.uniform(miny, maxy)
+        if geography.locate(lat, lon) is not None:
+            return lat, lon
+    lat, lon, _ = hotspots[0]
+    return lat, lon
+
+
+def _jitter(rnd, lat: float, lon: float, radius_m: float) -> tuple[float, float]:
+    r, a = radius_m * math.sqrt(rnd.random()), rnd.uniform(0, 2 * math.pi)
+    return (lat + r * math.cos(a) / 111_000, lon + r * math.sin(a) / (111_000 * math.cos(math.radians(lat))))
+
+
+def _poisson(rnd, mean: float) -> int:
+    # Knuth's method is fine for the small hourly means here
+    limit, k, p = math.exp(-mean), 0, 1.0
+    while True:
+        p *= rnd.random()
+        if p <= limit:
+            return k
+        k += 1
+
+
+def _weighted(rnd, pairs: Iterable[tuple[str, float]]) -> str:
+    names, weights = zip(*pairs)
+    return rnd.choices(names, weights)[0]
+
+
+def _report(report_id: str, code: str, lat: float, lon: float, at: datetime, source: str, rnd) -> bytes:
+    doc = {"schema_version": 1, "report_id": report_id, "source": source, "category": code,
+           "lat": round(lat, 6), "lon": round(lon, 6), "reported_at": at.isoformat()}
+    if source == "hotline":
+        doc["reporter"] = {"name": f"Citizen {rnd.randint(1, 9999)}", "phone": f"138{rnd.randint(0, 99999999):08d}"}
+    if source == "sensor":
+        doc["sensor_id"] = f"CAM-{rnd.randint(1, 400):03d}"
+        doc["confidence"] = round(rnd.uniform(0.6, 0.99), 2)
+    return json.dumps(doc, ensure_ascii=False).encode()
+
+
+def _malformed(rnd, doc: bytes) -> bytes:
+    kind = rnd.randrange(4)
+    if kind == 0:
+        return doc[: len(doc) // 2]  # cut off mid-message
+    parsed = json.loads(doc)
+    if kind == 1:
+        parsed["category"] = "XX-UNKNOWN"
+    elif kind == 2:
+        parsed["lat"], parsed["lon"] = 31.2304, 121.4737  # Shanghai: outside the district
+    else:
+        parsed["lat"] = "north"
+    parsed["report_id"] += "-X"
+    return json.dumps(parsed).encode()
+
+
+def _unit_event(unit: dict, type_: str, at: datetime, event_id: str) -> bytes:
+    doc = {"schema_version": 1, "event_id": event_id, "unit_id": unit["unit_id"], "at": at.isoformat(), "type": type_}
+    if type_ == "log_on":
+        doc.update({k: unit[k] for k in ("agency", "kind", "district", "home_street", "mode", "delegations",
+                                          "lat", "lon")})
+    return json.dumps(doc).encode()
+
+
+def eta_s(distance_m: float, mode: str) -> float:
+    return distance_m * DETOUR_FACTOR / SPEED_M_S[mode]
