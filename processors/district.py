@@ -110,12 +110,24 @@ class DistrictState:
     now: datetime | None = None
 
 
+@dataclass(frozen=True)
+class DispatchPolicy:
+    """The choices that make our dispatching more than "send the closest idle unit" (which is both off)."""
+
+    balance_streets: bool = True  # near-ties go to the unit whose home street can spare it
+    preempt: bool = True  # priority 1 may pull a unit off a lower-priority task short of the scene
+
+
+CLOSEST_IDLE = DispatchPolicy(balance_streets=False, preempt=False)
+
+
 class DistrictCore:
     """Holds one district's state; `apply` takes one work item and returns the messages to publish."""
 
-    def __init__(self, district: str, catalogue: Catalogue):
+    def __init__(self, district: str, catalogue: Catalogue, policy: DispatchPolicy = DispatchPolicy()):
         self.state = DistrictState(district=district)
         self.catalogue = catalogue
+        self.policy = policy
 
     # ------------------------------------------------------------------ entry
 
@@ -225,7 +237,7 @@ class DistrictCore:
                 for eta, _, uid in ranking[:CANDIDATES_EXPLAINED]
             ]
             pick = self._pick(ranking)
-            if pick is None and incident.priority == 1:
+            if pick is None and incident.priority == 1 and self.policy.preempt:
                 pick = self._preemptable(incident, agency, taken)
                 if pick is not None:
                     bumped.append(self._preempt(state.units[pick[1]], incident, at, out))
@@ -297,6 +309,8 @@ class DistrictCore:
         """The fastest unit, except that among near-ties the one whose home street can spare it best wins."""
         if not ranking:
             return None
+        if not self.policy.balance_streets:
+            return ranking[0][0], ranking[0][2]
         best = ranking[0][0]
         near = [r for r in ranking if r[0] <= best + max(NEAR_TIE_S, NEAR_TIE_SHARE * best)]
         load = self.state.load

@@ -292,3 +292,20 @@ def test_the_created_event_carries_what_the_audit_trail_needs(s):
     assert {"report_id", "category", "priority", "district", "street", "lat", "lon"} <= set(data)
     assert (data["district"], data["street"]) == ("JINJIANG", "JJ-CXL")
     assert distance_m(data["lat"], data["lon"], *CXL) < 1
+
+
+def test_the_closest_idle_policy_ignores_street_workload_and_never_preempts(catalogue, geography):
+    from processors.district import CLOSEST_IDLE
+
+    s = Scenario(catalogue, geography)
+    s.core.policy = CLOSEST_IDLE
+    border = (30.650, 104.072)
+    s.log_on("P-BUSY", "police", *near(border, east_m=-150), street="JJ-CXL")
+    s.log_on("P-IDLE", "police", *near(border, east_m=160), street="JJ-SYJ")
+    for i in range(3):
+        s.report(f"Q{i}", "CM-GARBAGE", *near(CXL, north_m=-300 * i))
+    s.report("R1", "PS-FIGHT", *border)
+    assert s.orders()[-1].unit_id == "P-BUSY"
+    s.report("R-NOISE", "PS-NOISE", *near(border, north_m=-100))
+    s.report("R-FIGHT", "PS-FIGHT", *near(LZL, north_m=500))
+    assert s.orders("cancel") == [] and s.events("queued", s.incident_of("R-FIGHT"))
