@@ -1,14 +1,19 @@
-"""The district cores of the work-log partitions this worker owns, rebuilt by replaying the log.
+"""The district cores of the work-log partitions this worker owns, kept exactly in step with the log.
 
 A core's state is a pure function of its district's log, so instead of a
-changelog we keep it in memory and, whenever a partition's next offset is not
-the one we hold state for (first assignment, a rebalance, a restart), replay
-the partition from its start up to that offset with the outputs discarded.
+changelog we keep it in memory and rebuild it from the log: when a partition
+arrives, its entries up to the group's committed offset are replayed silently
+(a previous owner already published their outputs). Every entry after that is
+processed with its outputs published exactly in log order, whatever offset the
+consumer hands us next: entries it skips are read from the log and processed
+first (faust-streaming may resume past the committed offset after a
+rebalance, faust-streaming#216), entries it hands us again are ignored.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import structlog
@@ -41,55 +46,95 @@ class DistrictLog:
         self.catalogue = catalogue
         self.partitions: dict[int, PartitionCores] = {}
 
-    async def apply(self, partition: int, offset: int, item: WorkItem | None) -> list[Message]:
-        """Apply the item at `offset`; `None` (an unreadable entry) only advances the position."""
+    def forget(self, partitions: set[int]) -> None:
+        """Partitions taken away in a rebalance: whoever owns them next may move them on without us."""
+        for partition in partitions:
+            self.partitions.pop(partition, None)
+
+    async def apply(self, partition: int, offset: int, item: WorkItem | None) -> list[tuple[WorkItem, Message]]:
+        """Process the entry at `offset` (None: unreadable, it only advances the position).
+
+        Returns (entry, output) pairs: the entry's own outputs, preceded by those of any
+        entries the consumer skipped."""
         cores = self.partitions.get(partition)
-        if cores is None or cores.next_offset != offset:
-            cores = self.partitions[partition] = await self._replay(partition, offset)
+        if cores is None:
+            cores = self.partitions[partition] = await self._rebuild(partition, offset)
+        if offset < cores.next_offset:
+            return []  # handed to us again: already processed and published
+        outputs: list[tuple[WorkItem, Message]] = []
+        if offset > cores.next_offset:
+            skipped = 0
+            async for skipped_offset, skipped_item in self._read(partition, cores.next_offset, offset):
+                outputs += self._step(cores, skipped_offset, skipped_item)
+                skipped += 1
+            log.info("caught up with entries the consumer skipped", partition=partition, entries=skipped)
+        return outputs + self._step(cores, offset, item)
+
+    def _step(self, cores: PartitionCores, offset: int, item: WorkItem | None) -> list[tuple[WorkItem, Message]]:
         # the position moves on even if the core fails on this item, exactly as in a replay,
         # so that live processing and replay keep the same state
         cores.next_offset = offset + 1
-        return cores.apply(item, self.catalogue) if item is not None else []
+        if item is None:
+            return []
+        return [(item, output) for output in cores.apply(item, self.catalogue)]
 
-    async def _replay(self, partition: int, until: int) -> PartitionCores:
+    async def _rebuild(self, partition: int, offset: int) -> PartitionCores:
+        """State as of the group's committed offset (or `offset`, if that is earlier)."""
         cores = PartitionCores()
-        if until == 0:
-            return cores
+        committed = min(await self._committed(partition), offset)
         started = time.monotonic()
-        tp = TopicPartition(self.topic, partition)
-        consumer = AIOKafkaConsumer(
+        replayed = 0
+        async for entry_offset, item in self._read(partition, 0, committed):
+            if item is not None:
+                try:
+                    cores.apply(item, self.catalogue)
+                except Exception:  # noqa: BLE001 - it failed live too and was dead-lettered then
+                    pass
+            replayed += 1
+        cores.next_offset = committed
+        log.info("district state rebuilt from the work log", partition=partition, entries=replayed,
+                 seconds=round(time.monotonic() - started, 3), resumes_at=committed, delivered_at=offset)
+        return cores
+
+    def _consumer(self, **extra) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap,
             enable_auto_commit=False,
             fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+            **extra,
             **self.settings.kafka_client_options(),
         )
+
+    async def _committed(self, partition: int) -> int:
+        # the group's own bookkeeping, read without joining the group
+        consumer = self._consumer(group_id=self.settings.app_id)
         await consumer.start()
-        replayed = 0
         try:
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            position = await consumer.position(tp)
-            while position < until:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                for record in batch.get(tp, []):
-                    if record.offset >= until:
-                        break
-                    item = _parse(record.value)
-                    if item is not None:
-                        try:
-                            cores.apply(item, self.catalogue)
-                        except Exception:  # noqa: BLE001 - it failed live too and was dead-lettered then
-                            pass
-                    replayed += 1
-                position = await consumer.position(tp)
+            committed = await consumer.committed(TopicPartition(self.topic, partition))
         finally:
             await consumer.stop()
-        cores.next_offset = until
-        log.info(
-            "district state rebuilt from the work log",
-            partition=partition, entries=replayed, seconds=round(time.monotonic() - started, 3),
-        )
-        return cores
+        return committed or 0
+
+    async def _read(self, partition: int, start: int, end: int) -> AsyncIterator[tuple[int, WorkItem | None]]:
+        """Entries [start, end) of a work-log partition."""
+        if start >= end:
+            return
+        tp = TopicPartition(self.topic, partition)
+        consumer = self._consumer()
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            consumer.seek(tp, start)
+            while True:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                for record in batch.get(tp, []):
+                    if record.offset >= end:
+                        return
+                    yield record.offset, _parse(record.value)
+                if await consumer.position(tp) >= end:
+                    return
+        finally:
+            await consumer.stop()
 
 
 def _parse(value: bytes | None) -> WorkItem | None:

@@ -170,9 +170,13 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
             await reject(record, Rejected("invalid_work_item", f"unreadable work-log entry: {exc}"), "core")
         outputs = await districts.apply(message.partition, message.offset, item)
         now = datetime.now(timezone.utc)
-        for output in outputs:
-            metrics.observe(output, item, now, domain_of)
+        for source, output in outputs:
+            metrics.observe(output, source, now, domain_of)
             await publish(output)
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(app, revoked, **kwargs) -> None:
+        districts.forget({tp.partition for tp in revoked if tp.topic == worklog.get_topic_name()})
 
     @app.agent(reports_topic, name="intake-reports")
     async def intake_reports(stream):
