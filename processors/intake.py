@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from processors.catalogue import Catalogue
 from processors.geography import Geography
+from processors.privacy import mask_personal_data
 from processors.messages import (
     DeadLetter,
     IncidentReport,
@@ -136,12 +137,18 @@ def dead_letter(record: Inbound | Provenance, rejection: Rejected, received_at: 
         key = _text(record.key)
     else:
         raw, encoding, key = record.raw, record.raw_encoding, record.key
+    # a dead letter is read by operators and kept in the audit tables: a reporter's name and
+    # phone belong only in the incident record, so they are masked here
+    masked = False
+    if encoding == "utf-8":
+        raw, masked = mask_personal_data(raw)
     return DeadLetter(
         schema_version=1,
         reason=rejection.reason,
         error=rejection.error,
         raw=raw,
         raw_encoding=encoding,
+        raw_masked=masked,
         key=key,
         topic=record.topic,
         partition=record.partition,

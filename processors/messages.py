@@ -172,8 +172,10 @@ class Escalation(Message):
 class DeadLetter(Message):
     reason: str = Field(description="a stable machine code, e.g. invalid_json, outside_area")
     error: str = Field(description="human-readable explanation")
-    raw: str = Field(description="the original bytes: UTF-8 text, or base64 when raw_encoding says so")
+    raw: str = Field(description="the original bytes: UTF-8 text, or base64 when raw_encoding says so; "
+                                 "a reporter's name and phone masked (see raw_masked)")
     raw_encoding: Literal["utf-8", "base64"] = "utf-8"
+    raw_masked: bool = Field(default=False, description="personal data in raw was masked, so raw differs from the original")
     key: str | None = None
     topic: str
     partition: int

@@ -80,10 +80,11 @@ async def write_batch(connection: asyncpg.Connection, batch: Batch) -> None:
         if batch.dead_letters:
             await connection.executemany(
                 """INSERT INTO dead_letters (topic, "partition", "offset", reason, error, raw, raw_encoding,
-                       key, received_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING""",
+                       raw_masked, key, received_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING""",
                 [
-                    (d.topic, d.partition, d.offset, d.reason, d.error, d.raw, d.raw_encoding, d.key, d.received_at)
+                    (d.topic, d.partition, d.offset, d.reason, d.error, d.raw, d.raw_encoding, d.raw_masked, d.key,
+                     d.received_at)
                     for d in batch.dead_letters
                 ],
             )

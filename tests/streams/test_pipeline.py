@@ -65,6 +65,9 @@ async def test_each_report_becomes_one_incident_or_one_dead_letter(infrastructur
         m.key.decode(): reason for reason, m in invalid.items()}
     json_letter = next(r for r in dead if r["reason"] == "invalid_json")
     assert (json_letter["raw"], json_letter["topic"]) == ("{ not json", INCIDENT_REPORTS)
+    # the reporter's phone is in the incident record, and only masked in a dead letter
+    category_letter = next(r for r in dead if r["reason"] == "unknown_category")
+    assert category_letter["raw_masked"] and "13800001234" not in category_letter["raw"]
 
     # each incident has exactly one `created` event in the audit log, despite the resend
     events = await db.fetch(

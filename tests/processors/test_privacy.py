@@ -1,0 +1,35 @@
+"""Personal data of reporters stays in the incident record: dead letters carry it masked."""
+
+import json
+
+from processors.intake import Limits, admit_report, dead_letter
+from processors.privacy import mask_personal_data
+from tests.processors.conftest import NOW, inbound, report
+
+
+def test_a_dead_letter_masks_the_reporter_but_keeps_the_rest(catalogue, geography):
+    doc = report(category="XX-NOPE", reporter={"name": "Wang Fang", "phone": "13812345678"},
+                 description="call me back on 13912345678")
+    letter = dead_letter(inbound(doc), admit_report(inbound(doc), catalogue, geography, Limits()), NOW)
+    assert letter.reason == "unknown_category" and letter.raw_masked
+    kept = json.loads(letter.raw)
+    assert kept["reporter"] == {"name": "W********", "phone": "*******5678"}
+    assert kept["description"] == "call me back on *******5678"
+    assert kept["category"] == "XX-NOPE" and kept["lat"] == doc["lat"]
+
+
+def test_unparseable_input_still_has_phone_numbers_masked(catalogue, geography):
+    raw = b'{"report_id": "R-1", "reporter": {"phone": "13812345678"'
+    letter = dead_letter(inbound(raw), admit_report(inbound(raw), catalogue, geography, Limits()), NOW)
+    assert letter.reason == "invalid_json" and "13812345678" not in letter.raw and "5678" in letter.raw
+
+
+def test_nothing_personal_means_nothing_changed():
+    raw = json.dumps(report())
+    assert mask_personal_data(raw) == (raw, False)
+
+
+def test_coordinates_and_ids_are_not_mistaken_for_phone_numbers():
+    raw = json.dumps({"lat": 30.65432109876, "lon": 104.07651234567, "report_id": "R-20261125123"})
+    assert mask_personal_data(raw) == (raw, False)
+    assert mask_personal_data("landline 028-86541234")[0] == "landline ********1234"
