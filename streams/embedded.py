@@ -161,21 +161,30 @@ class EmbeddedDatabase:
              "--encoding=UTF8", "--no-sync"],
             check=True, capture_output=True, user=user,
         )
+        self._server = [str(bin_dir / "postgres"), "-D", str(self.pgdata), "-h", "127.0.0.1", "-p", str(self.port),
+                        "-k", str(self.pgdata), "-c", "fsync=off", "-c", "max_connections=200"]
+        self._user = user
+        return self.resume()
+
+    def pause(self) -> None:
+        """Stop the server but keep its data: a database outage, for the tests that survive one."""
+        if self.process is not None:
+            # SIGINT is the fast shutdown: sessions are ended, nothing is waited for
+            stop_child(self.process, signal.SIGINT)
+
+    def resume(self) -> "EmbeddedDatabase":
         self.process = spawn_child(
-            [str(bin_dir / "postgres"), "-D", str(self.pgdata), "-h", "127.0.0.1", "-p", str(self.port),
-             "-k", str(self.pgdata), "-c", "fsync=off", "-c", "max_connections=200"],
+            self._server,
             log=self.workdir / "postgres.log",
             # SIGQUIT is PostgreSQL's immediate shutdown: the postmaster takes its backends with it
             death_signal=signal.SIGQUIT,
-            user=user,
+            user=self._user,
         )
         wait_for_port(self.port, 60, self.process, "the embedded PostgreSQL")
         return self
 
     def stop(self) -> None:
-        if self.process is not None:
-            # SIGINT is the fast shutdown: sessions are ended, nothing is waited for
-            stop_child(self.process, signal.SIGINT)
+        self.pause()
         if self.pgdata is not None:
             shutil.rmtree(self.pgdata, ignore_errors=True)
 

@@ -136,6 +136,19 @@ class Sink:
         self.group_id = f"{settings.app_id}-sink"
         self._stopping = asyncio.Event()
 
+    async def run_forever(self) -> None:
+        """Run the sink; if it fails, start it again after a pause (its offsets guarantee nothing is skipped)."""
+        delay = 1.0
+        while not self._stopping.is_set():
+            try:
+                await self.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the sink must outlive a broker or database hiccup
+                log.error("sink failed; restarting", error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
     async def run(self) -> None:
         s = self.settings
         consumer = AIOKafkaConsumer(
@@ -150,7 +163,9 @@ class Sink:
             **s.kafka_client_options(),
         )
         producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, **s.kafka_client_options())
-        pool = await asyncpg.create_pool(s.database_url, min_size=1, max_size=2)
+        # min_size=0: no connection is made up front, so a database that is down when the
+        # worker starts is waited for like any other outage, by the write retries below
+        pool = await asyncpg.create_pool(s.database_url, min_size=0, max_size=2)
         await producer.start()
         await consumer.start()
         log.info("sink started", group=self.group_id)

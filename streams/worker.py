@@ -61,20 +61,20 @@ def route(message: Message) -> tuple[str, str | None]:
 
 
 def broker_credentials(settings: Settings):
-    if settings.kafka_security_protocol == "PLAINTEXT":
+    """faust's form of Settings.kafka_client_options(): made from those options, so the worker's clients and all
+    our others share one TLS context recipe (Settings.ssl_context) and one SASL mapping."""
+    options = settings.kafka_client_options()
+    protocol = options["security_protocol"]
+    if protocol == "PLAINTEXT":
         return None
-    context = None
-    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(
-            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
-        )
-    if settings.kafka_security_protocol == "SSL":
-        return faust.SSLCredentials(context)
+    if protocol == "SSL":
+        return faust.SSLCredentials(options["ssl_context"])
+    # faust derives SASL_SSL from the presence of the context, SASL_PLAINTEXT from its absence
     return faust.SASLCredentials(
-        username=settings.kafka_sasl_username,
-        password=settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None,
-        mechanism=settings.kafka_sasl_mechanism or "PLAIN",
-        ssl_context=context,
+        username=options["sasl_plain_username"],
+        password=options["sasl_plain_password"],
+        mechanism=options["sasl_mechanism"],
+        ssl_context=options.get("ssl_context"),
     )
 
 
@@ -217,7 +217,7 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
 
     @app.task
     async def run_sink():
-        await sink.run()
+        await sink.run_forever()
 
     @app.task
     async def serve_metrics():

@@ -119,3 +119,62 @@ async def _trickle(site, messages, seconds: float) -> None:
     for start in range(0, len(messages), size):
         await publish(site, messages[start:start + size])
         await asyncio.sleep(seconds / chunks)
+
+
+async def test_a_database_outage_delays_the_audit_trail_but_loses_nothing(infrastructure, tmp_path, capsys):
+    from streams.embedded import EmbeddedBroker, EmbeddedDatabase, free_port
+    from streams.migrate import migrate
+    from streams.topics import ensure_topics
+    from tests.streams.test_metrics import scrape, value
+
+    broker, database = EmbeddedBroker(tmp_path).start(), EmbeddedDatabase(tmp_path).start()
+    site = infrastructure.with_overrides(kafka_bootstrap=broker.bootstrap, database_url=database.url,
+                                         app_id=f"patrol-outage-{uuid.uuid4().hex[:8]}", data_dir=tmp_path,
+                                         metrics_port=free_port())
+    worker = None
+    try:
+        await migrate(site.database_url)
+        await ensure_topics(site)
+        worker = WorkerProcess(site, tmp_path / "worker.log").start()
+        run, rnd = uuid.uuid4().hex[:6], random.Random(3)
+        districts = DISTRICTS[:2]
+        await publish(site, [unit_log_on(run, d, i, rnd) for d in districts for i in range(150)])
+        reports = [report(run, d, i) for i in range(150) for d in districts]
+        sender = asyncio.create_task(_trickle(site, reports, seconds=20))
+        await asyncio.sleep(6)
+        database.pause()
+        down_at = time.monotonic()
+        await asyncio.sleep(12)
+        database.resume()
+        outage = time.monotonic() - down_at
+        await sender
+        db = await asyncpg.connect(site.database_url)
+        try:
+            async def all_in():
+                n = await db.fetchval("SELECT count(*) FROM incidents WHERE report_id LIKE $1", f"{run}-%")
+                return n == len(reports)
+
+            await eventually(all_in, timeout=120)
+            caught_up = time.monotonic() - down_at - outage
+            # exactly once: one row per report, and every incident's events gap-free
+            assert await db.fetchval("SELECT count(DISTINCT report_id) FROM incidents WHERE report_id LIKE $1",
+                                     f"{run}-%") == len(reports)
+            gaps = await db.fetchval(
+                """SELECT count(*) FROM (SELECT incident_id, max(seq) AS top, count(*) AS n FROM incident_events
+                   GROUP BY incident_id) t WHERE top <> n""")
+            assert gaps == 0
+            orders = await db.fetchval("SELECT count(*) FROM dispatch_orders WHERE kind = 'assign'")
+            assert orders == len(reports)
+        finally:
+            await db.close()
+        worker.assert_alive()
+        retries = value(scrape(site.metrics_port)["patrol_sink_retries"], "patrol_sink_retries_total")
+        assert retries > 0, "the sink never noticed the outage"
+        with capsys.disabled():
+            print(f"\n[database outage] PostgreSQL down {outage:.1f} s mid-stream; {retries:.0f} sink retries; "
+                  f"all {len(reports)} incidents in the database {caught_up:.1f} s after it came back")
+    finally:
+        if worker is not None:
+            worker.stop()
+        broker.stop()
+        database.stop()
