@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Masked(str):
+    """The password itself (aiokafka needs the text), but masked in repr, so a logged options dict never shows it."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'**********'"
 
 
 class Settings(BaseSettings):
@@ -27,6 +37,11 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
     kafka_ssl_cafile: Path | None = None
+    # Mutual TLS (additions to the contract): the client certificate (PEM; may carry its chain,
+    # and the key too when kafka_ssl_keyfile is unset), its private key, and that key's password.
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # --- our own additions ---
@@ -60,20 +75,48 @@ class Settings(BaseSettings):
     def uses_embedded_database(self) -> bool:
         return not self.database_url
 
-    def kafka_client_options(self) -> dict:
-        """Security options shared by every aiokafka client we build."""
-        opts: dict = {"security_protocol": self.kafka_security_protocol}
-        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
-            import ssl
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of every Kafka client, aiokafka's and faust's alike; None unless the protocol is SSL or SASL_SSL.
 
-            opts["ssl_context"] = ssl.create_default_context(
-                cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None
+        It verifies the broker: certificate chain up to `kafka_ssl_cafile` (unset: the system's CAs)
+        and host name. With `kafka_ssl_certfile` it presents that client certificate (mutual TLS).
+        An encrypted key without `kafka_ssl_key_password` is an error, never OpenSSL's terminal prompt.
+        """
+        if self.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+            return None
+        context = ssl.create_default_context(
+            purpose=ssl.Purpose.SERVER_AUTH,
+            cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None,
+        )
+        if self.kafka_ssl_certfile:
+            def key_password() -> str:
+                if self.kafka_ssl_key_password is None:
+                    raise ValueError(
+                        f"the private key of {self.kafka_ssl_keyfile or self.kafka_ssl_certfile} is encrypted: "
+                        "set PATROL_KAFKA_SSL_KEY_PASSWORD"
+                    )
+                return self.kafka_ssl_key_password.get_secret_value()
+
+            context.load_cert_chain(
+                str(self.kafka_ssl_certfile),
+                str(self.kafka_ssl_keyfile) if self.kafka_ssl_keyfile else None,
+                password=key_password,
             )
+        elif self.kafka_ssl_keyfile:
+            raise ValueError("PATROL_KAFKA_SSL_KEYFILE is set without PATROL_KAFKA_SSL_CERTFILE")
+        return context
+
+    def kafka_client_options(self) -> dict:
+        """Security options shared by every aiokafka client we build (faust's are made from these: worker.broker_credentials)."""
+        opts: dict = {"security_protocol": self.kafka_security_protocol}
+        context = self.ssl_context()
+        if context is not None:
+            opts["ssl_context"] = context
         if self.kafka_security_protocol.startswith("SASL"):
             opts["sasl_mechanism"] = self.kafka_sasl_mechanism or "PLAIN"
             opts["sasl_plain_username"] = self.kafka_sasl_username
             opts["sasl_plain_password"] = (
-                self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
+                _Masked(self.kafka_sasl_password.get_secret_value()) if self.kafka_sasl_password else None
             )
         return opts
 
