@@ -45,7 +45,7 @@ async def _admin(url: str, sql: str) -> None:
         await connection.close()
 
 
-ISOLATED_DISTRICTS = 12
+ISOLATED_DISTRICTS = 30
 
 
 @dataclass(frozen=True)
@@ -101,11 +101,16 @@ def session_catalogue(path: Path) -> Path:
 _handed_out = itertools.count()
 
 
-@pytest.fixture
-def isolated_district() -> IsolatedDistrict:
+def fresh_district() -> IsolatedDistrict:
+    """A district no other test (or hypothesis example) has used in this session."""
     n = next(_handed_out)
     assert n < ISOLATED_DISTRICTS, "raise ISOLATED_DISTRICTS: more tests need a district of their own"
     return _isolated(n)
+
+
+@pytest.fixture
+def isolated_district() -> IsolatedDistrict:
+    return fresh_district()
 
 
 @pytest.fixture(scope="session")
