@@ -3,6 +3,8 @@
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from processors.messages import DeadLetter, IncidentEvent
 from streams.sink import Batch, write_batch
 
@@ -63,3 +65,29 @@ async def test_street_performance_counts_limits_met_and_missed(db):
     row = await db.fetchrow("SELECT * FROM v_street_performance WHERE street = $1", street)
     assert (row["incidents_24h"], row["sla_met_24h"], row["sla_missed_24h"], row["escalations_24h"]) == (1, 1, 1, 1)
     assert row["compliance_24h"] == 0.5
+
+
+async def test_the_worker_needs_no_more_than_plain_table_rights(infrastructure, db):
+    """Migrations run separately with a privileged role; the worker's role only reads and writes rows."""
+    import asyncpg
+
+    role = f"patrol_worker_{uuid.uuid4().hex[:6]}"
+    await db.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
+    await db.execute(f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {role}")
+    try:
+        url = infrastructure.database_url.replace("postgresql://postgres@", f"postgresql://{role}@", 1)
+        worker_db = await asyncpg.connect(url)
+        try:
+            assert not await worker_db.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            incident = f"INC-{uuid.uuid4().hex[:8]}"
+            await write_batch(worker_db, Batch(events=[created(incident, f"R-{incident}"),
+                                                       event(incident, 2, "dispatched")]))
+            assert await worker_db.fetchval("SELECT status FROM incidents WHERE incident_id = $1",
+                                            incident) == "dispatched"
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await worker_db.execute("CREATE TABLE worker_may_not (x int)")
+        finally:
+            await worker_db.close()
+    finally:
+        await db.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}")
+        await db.execute(f"DROP ROLE {role}")
