@@ -6,7 +6,6 @@ intake (incident.reports, unit.events) ─> district work log ─> district core
 
 from __future__ import annotations
 
-import ssl
 from datetime import datetime, timedelta, timezone
 
 import faust
