@@ -62,13 +62,11 @@ def up(
 @app.command()
 def worker() -> None:
     """Run a worker: intake, district cores and the PostgreSQL sink."""
-    import faust
-
     from streams.embedded import embedded_infrastructure
     from streams.migrate import migrate
     from streams.reference import load_catalogue, load_geography
     from streams.topics import ensure_topics
-    from streams.worker import build_app
+    from streams.worker import ShutdownBoundWorker, build_app
 
     settings = _settings()
     catalogue, geography = _reference_or_exit(settings)
@@ -78,7 +76,8 @@ def worker() -> None:
             asyncio.run(migrate(live.database_url))
         asyncio.run(ensure_topics(live))
         faust_app = build_app(live, catalogue, geography)
-        faust.Worker(faust_app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False).execute_from_commandline()
+        ShutdownBoundWorker(faust_app, loglevel=settings.log_level, quiet=True,
+                            redirect_stdouts=False).execute_from_commandline()
 
 
 @app.command("migrate")
@@ -229,6 +228,42 @@ def simulate(
             f"orders answered {p.orders_seen} · unit events {p.unit_events}")))
     console.print(f"played {final.published} messages; the crew answered {final.orders_seen} orders "
                   f"with {final.unit_events} unit events")
+
+
+@app.command()
+def gateway(
+    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 in a container)"),
+    port: int = typer.Option(8080, min=1, max=65535, help="HTTP port"),
+) -> None:
+    """Open311 GeoReport v2 intake gateway (HTTP) for hotlines and citizen apps: POST /requests, GET /services…"""
+    import uvicorn
+
+    from streams.gateway import create_app
+
+    settings = _settings()
+    missing = [name for name, value in (("PATROL_KAFKA_BOOTSTRAP", settings.kafka_bootstrap),
+                                        ("PATROL_DATABASE_URL", settings.database_url)) if not value]
+    if missing:
+        err_console.print(f"{' and '.join(missing)} not set: the gateway needs a running broker and database")
+        raise typer.Exit(2)
+    catalogue, geography = _reference_or_exit(settings)
+    uvicorn.run(create_app(settings, catalogue, geography), host=host, port=port,
+                log_level=settings.log_level.lower(), proxy_headers=True, server_header=False)
+
+
+@app.command()
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="small sizes, about a minute (what the test suite runs)"),
+    out: Path = typer.Option(Path("BENCHMARKS.md"), "--out",
+                             help="where to write the report; the plots go to benchmarks/ beside it"),
+) -> None:
+    """Benchmarks: throughput, latency, decision cost, dispatch quality and memory; writes BENCHMARKS.md and plots."""
+    import shlex
+
+    from streams.bench import run_bench
+
+    settings = _settings()
+    run_bench(settings, console, quick=quick, out=out, command="patrol " + shlex.join(sys.argv[1:]))
 
 
 @app.command()

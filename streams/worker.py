@@ -6,6 +6,8 @@ intake (incident.reports, unit.events) ─> district work log ─> district core
 
 from __future__ import annotations
 
+import os
+import threading
 from datetime import datetime, timedelta, timezone
 
 import faust
@@ -75,6 +77,24 @@ def broker_credentials(settings: Settings):
         mechanism=options["sasl_mechanism"],
         ssl_context=options.get("ssl_context"),
     )
+
+
+# How long a stopping worker may take to finish in-flight work and leave its groups.
+SHUTDOWN_GRACE_S = 20.0
+
+
+class ShutdownBoundWorker(faust.Worker):
+    """faust's worker, except that stopping cannot hang: with the broker gone, faust's shutdown waits on it
+    for ever; after the grace period the process exits (uncommitted work is redone by the next owner)."""
+
+    def on_worker_shutdown(self) -> None:
+        def give_up() -> None:
+            log.error("shutdown did not finish in time; exiting", grace_s=SHUTDOWN_GRACE_S)
+            os._exit(1)
+
+        timer = threading.Timer(SHUTDOWN_GRACE_S, give_up)
+        timer.daemon = True
+        timer.start()
 
 
 def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) -> faust.App:

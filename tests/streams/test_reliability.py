@@ -178,3 +178,31 @@ async def test_a_database_outage_delays_the_audit_trail_but_loses_nothing(infras
             worker.stop()
         broker.stop()
         database.stop()
+
+
+def test_a_worker_whose_broker_is_gone_still_stops(second_site, tmp_path):
+    """faust's shutdown waits on a broker that is gone; the worker must exit anyway (within its grace period)."""
+    import signal
+
+    from streams.embedded import EmbeddedBroker
+    from streams.worker import SHUTDOWN_GRACE_S
+
+    broker = EmbeddedBroker(tmp_path).start()
+    site = second_site.with_overrides(kafka_bootstrap=broker.bootstrap, app_id=f"patrol-orphan-{uuid.uuid4().hex[:6]}")
+    asyncio.run(_ensure(site))
+    worker = WorkerProcess(site, tmp_path / "worker.log").start()
+    try:
+        time.sleep(8)
+        broker.stop()
+        worker.process.send_signal(signal.SIGTERM)
+        worker.process.wait(timeout=SHUTDOWN_GRACE_S + 15)
+    finally:
+        if worker.process.poll() is None:
+            worker.process.kill()
+            pytest.fail("the worker hung in shutdown")
+
+
+async def _ensure(site) -> None:
+    from streams.topics import ensure_topics
+
+    await ensure_topics(site)
