@@ -196,6 +196,9 @@ class FieldCrew:
             return
         if order["kind"] == "cancel":
             self.cancelled.add(order["order_id"])
+            # told the task is off (perhaps for answering too late), the officer reports ready again;
+            # otherwise the district would lose the unit until its next shift
+            self._later(now, self.habits.ack_median_s, unit, "available", None)
             return
         self.seen_orders += 1
         h, rnd, order_id = self.habits, self.rnd, order["order_id"]
