@@ -1,0 +1,130 @@
+"""`patrol bench` in quick mode: every benchmark runs and yields figures of the right shape.
+
+Shared machines are noisy, so nothing here asserts a speed: only that each figure
+exists, is sane (positive rates, ordered percentiles, shares between 0 and 1) and
+lands in BENCHMARKS.md with the command that produced it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import subprocess
+import sys
+
+import pytest
+from rich.console import Console
+
+from streams.bench import QUICK, dispatch_quality, reference, run_bench, simulate_day
+from streams.settings import Settings
+from streams.simulator import plan_day
+
+pytestmark = pytest.mark.integration
+
+POLICIES = {"ours", "closest-idle", "hindsight"}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("bench")
+    out = workdir / "report" / "BENCHMARKS.md"
+    console = Console(file=io.StringIO(), width=160)
+    result = run_bench(Settings(data_dir=workdir / "run", metrics_port=0), console, quick=True, out=out,
+                       command="patrol bench --quick --out report/BENCHMARKS.md")
+    return result, out, console.file.getvalue()
+
+
+def test_throughput_is_measured_next_to_the_raw_pipe(quick_run):
+    result, _, _ = quick_run
+    t = result.throughput
+    assert t.reports == QUICK.throughput_reports
+    assert t.rate > 0 and t.pipe_rate > 0 and t.ratio > 0
+    assert t.pipe_records == QUICK.pipe_records
+    assert 0 < t.orders <= t.reports
+
+
+def test_latency_has_ordered_percentiles_at_every_offered_rate(quick_run):
+    result, _, _ = quick_run
+    assert [s.rate for s in result.latency] == list(QUICK.rates)
+    for step in result.latency:
+        assert step.skipped is None, step.skipped
+        assert step.sent == int(step.rate * QUICK.rate_seconds)
+        assert step.latencies_ms and all(v > 0 for v in step.latencies_ms)
+        assert len(step.latencies_ms) + step.merged + step.unanswered == step.sent
+        assert step.quantile(0.5) <= step.quantile(0.95) <= step.quantile(0.99) <= max(step.latencies_ms)
+        assert step.pipe_ms and step.quantile(0.5, step.pipe_ms) <= step.quantile(0.99, step.pipe_ms)
+        assert step.achieved_rate > 0
+
+
+def test_decision_cost_has_a_row_per_size_and_a_growth_exponent(quick_run):
+    result, _, _ = quick_run
+    rows = result.cost.rows
+    assert [r.units for r in rows] == list(QUICK.cost_units)
+    for r in rows:
+        assert len(r.apply_us) == r.samples == QUICK.cost_samples
+        assert r.mean("apply_us") > 0 and r.mean("search_us") > 0 and r.mean("brute_us") > 0
+    assert math.isfinite(result.cost.exponent()) and math.isfinite(result.cost.tail_exponent())
+
+
+def test_quality_compares_three_policies_on_the_same_day(quick_run):
+    result, _, _ = quick_run
+    assert len(result.quality) == len(QUICK.day_intensities)
+    for day in result.quality:
+        assert {r.policy for r in day.rows} == POLICIES
+        incidents = {r.incidents for r in day.rows}
+        assert len(incidents) == 1 and incidents.pop() > 0  # the hindsight plan serves the same incidents
+        for r in day.rows:
+            assert 0 <= r.late_sla <= r.judged <= r.incidents
+            assert 0.0 <= r.late_share <= 1.0 and 0.0 <= r.late_report_share <= 1.0
+            assert r.reached == len(r.arrival_s) and all(a >= 0 for a in r.arrival_s)
+            if r.arrival_s:
+                assert r.mean_arrival_s <= max(r.arrival_s) and r.p90_arrival_s <= max(r.arrival_s)
+            assert r.workload_cv >= 0
+    assert {t for t, _, _ in result.targets()} >= {
+        "throughput ≥ 0.5 × raw pipe", "assignment time grows sub-linearly with units"}
+
+
+def test_memory_per_unit_and_incident_is_positive(quick_run):
+    result, _, _ = quick_run
+    mem = result.memory
+    assert mem.traced["per_unit"] > 0 and mem.traced["per_open_incident"] > 0
+    assert mem.traced["per_closed_incident"] > 0
+    assert set(mem.resident) == set(mem.traced)
+    assert mem.worker["rss_units"] > 0 and mem.worker["units"] == QUICK.stream_units + 3
+
+
+def test_the_report_names_the_command_machine_and_plots(quick_run):
+    result, out, printed = quick_run
+    text = out.read_text()
+    assert "`patrol bench --quick --out report/BENCHMARKS.md`" in text
+    for heading in ("## Targets", "## 1. Throughput", "## 2. Latency", "## 3. Decision cost",
+                    "## 4. Dispatch quality", "## 5. Memory"):
+        assert heading in text
+    assert result.machine.cpu in text and result.machine.python in text
+    names = {p.name for p in result.plots}
+    assert names == {"latency.png", "decision_cost.png", "quality.png", "throughput.png"}
+    for plot in result.plots:
+        assert plot.parent == out.parent / "benchmarks" and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"benchmarks/{plot.name}" in text or plot.name == "throughput.png"
+    assert "Targets" in printed
+
+
+def test_the_simulated_day_is_deterministic():
+    catalogue, geography, roster = reference(Settings())
+    plan = plan_day(catalogue, geography, roster, seed=4, hours=3.0)
+    from processors.district import DispatchPolicy
+
+    one, two = (simulate_day(catalogue, geography, plan, DispatchPolicy(), "ours", seed=4) for _ in range(2))
+    assert {k: (c.dispatched_s, c.arrived_s) for k, c in one.cases.items()} == \
+        {k: (c.dispatched_s, c.arrived_s) for k, c in two.cases.items()}
+    assert one.handled == two.handled and one.cases
+    day = dispatch_quality(catalogue, geography, roster, hours=3.0, intensity=1.0, seed=4)
+    assert day.row("ours").late_sla == dispatch_quality(catalogue, geography, roster, hours=3.0, intensity=1.0,
+                                                        seed=4).row("ours").late_sla
+
+
+def test_patrol_lists_the_bench_verb():
+    result = subprocess.run([sys.executable, "-m", "streams.cli", "bench", "--help"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "--quick" in result.stdout and "--out" in result.stdout
