@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 from datetime import datetime, timedelta, timezone
 
 import faust
@@ -104,6 +105,8 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
         broker_credentials=broker_credentials(settings),
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
         store="memory://",
+        # faust keeps a directory per app; under our data dir, not wherever the worker was started
+        datadir=str(Path(settings.data_dir) / f"{settings.app_id}-data"),
         web_enabled=False,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
