@@ -1,0 +1,31 @@
+# patrol-dispatch: one image for every role — `patrol worker`, `patrol gateway`, `patrol migrate`,
+# `patrol simulate`. Production points it at a real Kafka and PostgreSQL (PATROL_KAFKA_BOOTSTRAP,
+# PATROL_DATABASE_URL), so the `embedded` extra (Tansu broker, embedded PostgreSQL) is left out.
+#
+#   docker build -t patrol-dispatch:0.1.0 .
+#   docker run --rm patrol-dispatch:0.1.0 --help
+
+FROM python:3.11-slim AS build
+WORKDIR /src
+# only what the wheel is built from: a change to tests or deploy files does not rebuild it
+COPY pyproject.toml README.md ./
+COPY processors ./processors
+COPY streams ./streams
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATROL_DATA_DIR=/tmp/patrol
+COPY --from=build /wheels /wheels
+# the dependencies are pinned in pyproject.toml; no extras: the embedded broker and database are for development
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
+    && useradd --system --uid 10001 --no-create-home --home-dir /nonexistent patrol
+# an unprivileged user; faust and the worker write only under the working directory and PATROL_DATA_DIR
+WORKDIR /tmp
+USER 10001
+# 8080: `patrol gateway --port 8080`; 9464: a worker's Prometheus metrics (PATROL_METRICS_PORT)
+EXPOSE 8080 9464
+ENTRYPOINT ["patrol"]
+CMD ["--help"]

