@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -49,9 +50,12 @@ def up(
     # Our own handler, so that asyncio.run does not install its own: that one cancels the
     # running task, and a library that swallows the cancellation would let Ctrl-C pass unnoticed.
     signal.signal(signal.SIGINT, interrupt)
+    settings = _settings()
+    # the live view owns the terminal: client libraries' routine lines would tear it
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     try:
         day = None if sample else DayOptions(hours=hours, speedup=speedup, seed=seed)
-        code = run_up(_settings(), console, timeout_s=timeout, day=day)
+        code = run_up(settings, console, timeout_s=timeout, day=day)
     except KeyboardInterrupt:
         # the finally-blocks inside run_up have stopped the worker, the broker and the database
         err_console.print("interrupted: worker, broker and database stopped")

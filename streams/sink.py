@@ -57,7 +57,8 @@ async def write_batch(connection: asyncpg.Connection, batch: Batch) -> None:
             await connection.executemany(
                 """INSERT INTO incident_events (event_id, incident_id, seq, type, at, data)
                    VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING""",
-                [(e.event_id, e.incident_id, e.seq, e.type, e.at, json.dumps(e.data)) for e in batch.events],
+                [(e.event_id, e.incident_id, e.seq, e.type, e.at, json.dumps(_without_reporter(e.data)))
+                 for e in batch.events],
             )
             created = [e for e in batch.events if e.type == "created"]
             if created:
@@ -108,6 +109,11 @@ async def write_batch(connection: asyncpg.Connection, batch: Batch) -> None:
     metrics.SINK_ROWS.labels("escalations").inc(len(batch.escalations))
     metrics.SINK_ROWS.labels("dispatch_orders").inc(len(batch.orders))
     metrics.SINK_ROWS.labels("dead_letters").inc(len(batch.dead_letters))
+
+
+def _without_reporter(data: dict) -> dict:
+    # the reporter's name and phone belong in the incident record (incidents.reporter) only
+    return {k: v for k, v in data.items() if k != "reporter"}
 
 
 def _incident_row(e: IncidentEvent) -> tuple:

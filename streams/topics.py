@@ -51,7 +51,8 @@ async def ensure_topics(settings: Settings) -> TopicReport:
         created: list[str] = []
         if missing:
             response = await admin.create_topics(
-                [NewTopic(n, settings.topic_partitions, settings.topic_replication) for n in missing]
+                [NewTopic(n, settings.topic_partitions, settings.topic_replication, topic_configs=_configs(n, settings))
+                 for n in missing]
             )
             for name, code, *_ in response.topic_errors:
                 if code == 0:
@@ -61,3 +62,9 @@ async def ensure_topics(settings: Settings) -> TopicReport:
         return TopicReport(created=created, existing=[n for n in names if n not in created])
     finally:
         await admin.close()
+
+
+def _configs(name: str, settings: Settings) -> dict[str, str]:
+    # the district cores rebuild their state by replaying the work log from its start,
+    # so the broker must never expire its entries
+    return {"retention.ms": "-1"} if name == worklog_topic(settings) else {}

@@ -1,5 +1,6 @@
 """The sink's writes against the real PostgreSQL: idempotent, and the incident record follows its events."""
 
+import json
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -44,6 +45,10 @@ async def test_the_incident_record_takes_the_latest_status_even_from_a_late_repl
     await write_batch(db, Batch(events=[event(incident, 2, "dispatched")]))
     row = await db.fetchrow("SELECT status, last_seq, reporter FROM incidents WHERE incident_id = $1", incident)
     assert (row["status"], row["last_seq"]) == ("acknowledged", 3)
+    # personal data: in the incident record, not in the event log
+    assert json.loads(row["reporter"]) == {"name": "Li", "phone": "138"}
+    logged = await db.fetchval("SELECT data FROM incident_events WHERE event_id = $1", f"{incident}:1")
+    assert "reporter" not in json.loads(logged)
 
 
 async def test_street_performance_counts_limits_met_and_missed(db):
