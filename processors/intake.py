@@ -29,6 +29,7 @@ REASONS = {
     "oversize": "the message is larger than the configured limit",
     "invalid_json": "the bytes are not UTF-8 JSON",
     "not_an_object": "the JSON value is not an object",
+    "nul_character": "the text holds a NUL character, which no text field of the audit trail can store",
     "unsupported_schema_version": "schema_version is missing or not one this release reads",
     "schema_violation": "a field is missing, has the wrong type or is out of range",
     "unknown_category": "the category code is not in the catalogue",
@@ -158,10 +159,14 @@ def dead_letter(record: Inbound | Provenance, rejection: Rejected, received_at: 
 
 
 def encode_raw(value: bytes) -> tuple[str, str]:
+    """Text when it is UTF-8 that a database text column can hold (no NUL), else base64."""
     try:
-        return value.decode("utf-8"), "utf-8"
+        text = value.decode("utf-8")
     except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
         return base64.b64encode(value).decode("ascii"), "base64"
+    return text, "utf-8"
 
 
 def _parse_object(record: Inbound, limits: Limits) -> dict | Rejected:
@@ -169,9 +174,13 @@ def _parse_object(record: Inbound, limits: Limits) -> dict | Rejected:
     if len(value) > limits.max_bytes:
         return Rejected("oversize", f"{len(value)} bytes exceeds the limit of {limits.max_bytes}")
     try:
-        parsed = json.loads(value.decode("utf-8"))
+        text = value.decode("utf-8")
+        parsed = json.loads(text)
     except (UnicodeDecodeError, ValueError) as exc:
         return Rejected("invalid_json", f"not UTF-8 JSON: {exc}")
+    # PostgreSQL's text and jsonb cannot hold NUL: such a message would block the audit trail
+    if "\x00" in text or "\\u0000" in text:
+        return Rejected("nul_character", "a string holds a NUL character (\\u0000)")
     if not isinstance(parsed, dict):
         return Rejected("not_an_object", f"expected a JSON object, got {type(parsed).__name__}")
     if parsed.get("schema_version") != 1:
@@ -193,4 +202,4 @@ def _schema_rejection(exc: ValidationError) -> Rejected:
 def _text(key: bytes | None) -> str | None:
     if key is None:
         return None
-    return key.decode("utf-8", errors="replace")
+    return key.decode("utf-8", errors="replace").replace("\x00", "\ufffd")

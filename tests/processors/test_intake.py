@@ -119,3 +119,19 @@ def test_later_events_follow_the_district_of_the_last_log_on(geography):
 def test_bad_unit_events_are_rejected(event, reason, geography):
     result = admit_unit_event(inbound(event, topic="unit.events", key=b"U-1"), geography, LIMITS, "JINJIANG")
     assert isinstance(result, Rejected) and result.reason == reason
+
+
+@pytest.mark.parametrize("raw", [
+    json.dumps(report(description="before\x00after")).encode(),
+    json.dumps(report()).encode().replace(b'"R-1"', b'"R-\\u00001"'),
+])
+def test_nul_characters_are_refused_since_the_audit_trail_cannot_store_them(raw, catalogue, geography):
+    result = admit(raw, catalogue, geography)
+    assert isinstance(result, Rejected) and result.reason == "nul_character"
+
+
+def test_a_dead_letter_of_bytes_with_nul_keeps_them_as_base64(catalogue, geography):
+    raw = b'{"a": "\x00"}'
+    record = inbound(raw, key=b"K\x00")
+    letter = dead_letter(record, admit_report(record, catalogue, geography, LIMITS), NOW)
+    assert letter.raw_encoding == "base64" and "\x00" not in (letter.key or "")
