@@ -205,12 +205,13 @@ class DistrictCore:
     def _find_duplicate(self, category: Category, lat: float, lon: float, at: datetime):
         """The nearest open incident of the same category that this report is another call about."""
         best = None
-        for incident_id in sorted(self.state.open_by_category.get(category.code, ())):
+        # no sort needed for determinism: ties in distance go to the smaller id
+        for incident_id in self.state.open_by_category.get(category.code, ()):
             incident = self.state.incidents[incident_id]
             if (at - incident.last_report_at).total_seconds() > category.dedup.window_s:
                 continue
             d = distance_m(lat, lon, incident.lat, incident.lon)
-            if d <= category.dedup.radius_m and (best is None or d < best[1]):
+            if d <= category.dedup.radius_m and (best is None or (d, incident_id) < (best[1], best[0].incident_id)):
                 best = (incident, d)
         return best
 

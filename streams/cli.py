@@ -196,22 +196,18 @@ def simulate(
         None, help="write the catalogue with limits divided by --speedup here, for the worker to run with"),
 ) -> None:
     """Play a simulated day (reports, shifts, field units answering orders) against a running worker."""
-    import json as json_
     from datetime import datetime, timedelta, timezone
-    from importlib import resources
 
     from rich.live import Live
 
     from streams.day_run import play_day
-    from streams.reference import load_catalogue, load_geography
+    from streams.reference import catalogue_text, load_roster
     from streams.simulator import FieldCrew, plan_day, scaled_catalogue
 
     settings = _settings()
     catalogue, geography = _reference_or_exit(settings)
     if write_catalogue is not None:
-        text = (settings.catalogue.read_text() if settings.catalogue else
-                resources.files("processors.data").joinpath("catalogue.yaml").read_text())
-        write_catalogue.write_text(scaled_catalogue(text, speedup))
+        write_catalogue.write_text(scaled_catalogue(catalogue_text(settings), speedup))
         console.print(f"wrote the catalogue for a {speedup:g}× day to {write_catalogue}")
         return
     if not settings.kafka_bootstrap:
@@ -221,8 +217,7 @@ def simulate(
     if speedup != 1:
         err_console.print(f"note: at {speedup:g}× the worker must run with limits divided alike "
                           f"(`patrol simulate --speedup {speedup:g} --write-catalogue FILE`, then PATROL_CATALOGUE=FILE)")
-    roster = [json_.loads(line) for line in
-              resources.files("processors.data").joinpath("roster.jsonl").read_text().splitlines() if line.strip()]
+    roster = load_roster()
     start = (datetime.now(timezone.utc) - timedelta(hours=hours)).astimezone(timezone(timedelta(hours=8)))
     plan = plan_day(catalogue, geography, roster, seed=seed, hours=hours, start=start)
     crew = FieldCrew(roster, catalogue, seed=seed, speedup=speedup)

@@ -18,9 +18,20 @@ def _read(path: Path | None, default_name: str) -> tuple[str, str]:
     return resource.read_text(encoding="utf-8"), f"(shipped) {default_name}"
 
 
+def catalogue_text(settings: Settings) -> str:
+    """The catalogue in force as YAML text (for deriving another, e.g. a compressed day's)."""
+    return _read(settings.catalogue, "catalogue.yaml")[0]
+
+
 def load_catalogue(settings: Settings) -> Catalogue:
     text, source = _read(settings.catalogue, "catalogue.yaml")
     return parse_catalogue(text, source)
+
+
+def load_roster() -> list[dict]:
+    """The sample district's units, as the log-on messages of its roster file."""
+    text = resources.files("processors.data").joinpath("roster.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def load_geography(settings: Settings) -> Geography:

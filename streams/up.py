@@ -27,7 +27,7 @@ from streams.embedded import embedded_infrastructure, free_port, spawn_child, st
 from streams.live_view import Figures, render
 from streams.migrate import migrate
 from streams.publish import Outgoing, publish, read_lines
-from streams.reference import load_catalogue, load_geography
+from streams.reference import catalogue_text, load_catalogue, load_geography, load_roster
 from streams.settings import Settings
 from streams.simulator import FieldCrew, plan_day, scaled_catalogue
 from streams.topics import INCIDENT_REPORTS, UNIT_EVENTS, ensure_topics
@@ -67,8 +67,7 @@ def sample_reports() -> list[Outgoing]:
 
 def district_roster() -> list[Outgoing]:
     """The sample district's units logging on for their shift."""
-    text = resources.files("processors.data").joinpath("roster.jsonl").read_bytes()
-    return read_lines(text.splitlines(), topic=UNIT_EVENTS)
+    return [Outgoing(UNIT_EVENTS, u["unit_id"].encode(), json.dumps(u).encode()) for u in load_roster()]
 
 
 def start_worker(settings: Settings, log_path: Path):
@@ -130,10 +129,8 @@ def run_up(settings: Settings, console: Console, timeout_s: float = 120.0, day: 
         worker_settings = live.with_overrides(metrics_port=free_port())
         if day is not None:
             # the compressed day needs limits compressed alike, and a clock that ticks often enough for them
-            catalogue_text = (live.catalogue.read_text() if live.catalogue else
-                              resources.files("processors.data").joinpath("catalogue.yaml").read_text())
             scaled = workdir / "catalogue.scaled.yaml"
-            scaled.write_text(scaled_catalogue(catalogue_text, day.speedup))
+            scaled.write_text(scaled_catalogue(catalogue_text(live), day.speedup))
             worker_settings = worker_settings.with_overrides(
                 catalogue=scaled, tick_interval_s=max(0.02, min(1.0, 30.0 / day.speedup)))
         worker = start_worker(worker_settings, workdir / "worker.log")
@@ -148,8 +145,7 @@ def run_up(settings: Settings, console: Console, timeout_s: float = 120.0, day: 
 
 def _run_day(live: Settings, console: Console, worker, metrics_port: int, workdir: Path, day: DayOptions) -> int:
     catalogue, geography = load_catalogue(live), load_geography(live)
-    roster = [json.loads(line) for line in
-              resources.files("processors.data").joinpath("roster.jsonl").read_text().splitlines() if line.strip()]
+    roster = load_roster()
     since = datetime.now(timezone.utc)
     # yesterday's day, so that no report claims a time later than the platform's clock
     start = (since - timedelta(hours=day.hours)).astimezone(timezone(timedelta(hours=8)))
