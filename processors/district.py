@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from processors.catalogue import Catalogue, Category
 from processors.deadlines import DeadlineBook
@@ -38,6 +38,9 @@ NEAR_TIE_S = 60.0
 NEAR_TIE_SHARE = 0.15
 CANDIDATES_PER_PLACE = 8
 CANDIDATES_EXPLAINED = 5
+# Between an order and the unit setting off: the officer reads it and answers (about half a minute).
+# A unit "reaches in time" only if its travel plus this still fits the limit.
+REACH_MARGIN_S = 30.0
 
 
 def _seconds(span) -> float:
@@ -73,6 +76,8 @@ class Incident:
     excluded: set[str] = field(default_factory=set)
     first_dispatched_at: datetime | None = None
     arrive_by: datetime | None = None
+    # arrive_s counted from the report: when the citizen was promised someone on scene
+    due_by: datetime | None = None
     resolve_by: datetime | None = None
     # since when the incident has had no unit at all (None while someone is on it)
     waiting_since: datetime | None = None
@@ -112,13 +117,20 @@ class DistrictState:
 
 @dataclass(frozen=True)
 class DispatchPolicy:
-    """The choices that make our dispatching more than "send the closest idle unit" (which is both off)."""
+    """The choices that make our dispatching more than "send the closest idle unit" (which is all of them off)."""
 
     balance_streets: bool = True  # near-ties go to the unit whose home street can spare it
+    # ...but only between units that all arrive within the limit: a spared street is not worth a late arrival
+    balance_in_time_only: bool = True
     preempt: bool = True  # priority 1 may pull a unit off a lower-priority task short of the scene
+    # A freed unit takes, among the most urgent queued incidents, one it can still reach within the limit
+    # (earliest promise to the citizen first) rather than the oldest. In a busy day a unit comes free far
+    # from the oldest incident as often as not; sending it across the district makes that one late anyway
+    # and keeps the unit off the road longer, while the incident next to it goes late waiting.
+    queue_by_reach: bool = True
 
 
-CLOSEST_IDLE = DispatchPolicy(balance_streets=False, preempt=False)
+CLOSEST_IDLE = DispatchPolicy(balance_streets=False, balance_in_time_only=False, preempt=False, queue_by_reach=False)
 
 
 class DistrictCore:
@@ -199,6 +211,7 @@ class DistrictCore:
         }
         self._event(incident, "created", item.at, out, {k: v for k, v in data.items() if v is not None})
         incident.resolve_by = self.catalogue.deadline(category, item.at, category.sla.resolve_s)
+        incident.due_by = self.catalogue.deadline(category, item.at, category.sla.arrive_s)
         state.deadlines.set(("resolve", incident.incident_id), incident.resolve_by)
         self._dispatch(incident, item.at, out)
 
@@ -237,7 +250,7 @@ class DistrictCore:
                  "street_pressure": round(state.load.pressure(state.units[uid].home_street), 3)}
                 for eta, _, uid in ranking[:CANDIDATES_EXPLAINED]
             ]
-            pick = self._pick(ranking)
+            pick = self._pick(ranking, incident, at)
             if pick is None and incident.priority == 1 and self.policy.preempt:
                 pick = self._preemptable(incident, agency, taken)
                 if pick is not None:
@@ -306,7 +319,18 @@ class DistrictCore:
 
         return self.state.grid.nearest(incident.lat, incident.lon, eta, CANDIDATES_PER_PLACE, 1.0 / FASTEST_M_S)
 
-    def _pick(self, ranking: list[tuple[float, float, str]]) -> tuple[float, str] | None:
+    def _arrive_limit(self, incident: Incident, at: datetime) -> datetime:
+        """When a unit sent at `at` must be on scene: the limit set by the first dispatch, or the one this one starts."""
+        if incident.arrive_by is not None:
+            return incident.arrive_by
+        return self.catalogue.deadline(incident.category, at, incident.category.sla.arrive_s)
+
+    @staticmethod
+    def _arrival(at: datetime, eta_s: float) -> datetime:
+        return at + timedelta(seconds=eta_s + REACH_MARGIN_S)
+
+    def _pick(self, ranking: list[tuple[float, float, str]], incident: Incident,
+              at: datetime) -> tuple[float, str] | None:
         """The fastest unit, except that among near-ties the one whose home street can spare it best wins."""
         if not ranking:
             return None
@@ -314,6 +338,10 @@ class DistrictCore:
             return ranking[0][0], ranking[0][2]
         best = ranking[0][0]
         near = [r for r in ranking if r[0] <= best + max(NEAR_TIE_S, NEAR_TIE_SHARE * best)]
+        if self.policy.balance_in_time_only:
+            # a slower unit that makes the limit late (or later) costs the incident more than the street gains
+            limit = self._arrive_limit(incident, at)
+            near = [r for r in near if self._arrival(at, r[0]) <= limit] or ranking[:1]
         load = self.state.load
         eta, _, unit_id = min(near, key=lambda r: (load.pressure(self.state.units[r[2]].home_street), r[0], r[2]))
         return eta, unit_id
@@ -402,8 +430,14 @@ class DistrictCore:
     def _offer(self, unit: Unit, at: datetime, out: list[Message]) -> None:
         """A unit has come free: queued incidents it could serve are dispatched again, most urgent first."""
         state = self.state
-        for incident_id in sorted(state.queue, key=lambda i: (state.incidents[i].priority,
-                                                               state.incidents[i].created_at, i)):
+        incidents = state.incidents
+        if self.policy.queue_by_reach:
+            def order(i: str) -> tuple:
+                return self._reach_order(unit, incidents[i], at)
+        else:
+            def order(i: str) -> tuple:
+                return incidents[i].priority, incidents[i].created_at, i
+        for incident_id in sorted(state.queue, key=order):
             if not unit.free:
                 return
             incident = state.incidents[incident_id]
@@ -411,6 +445,18 @@ class DistrictCore:
                 continue
             if any(unit.may_act_for(incident.category, a) for a in incident.missing()):
                 self._dispatch(incident, at, out, reason="unit_available")
+
+    def _reach_order(self, unit: Unit, incident: Incident, at: datetime) -> tuple:
+        """Priority first, always: a fight never waits behind a parking complaint. Within a priority, the
+        incidents this unit can reach within the arrive limit come first, and of those the ones whose promise
+        to the citizen (the limit counted from the report) can still be kept, earliest promise first, so the
+        unit saves the most promises it can; the rest, oldest first, as before."""
+        eta = unit.eta_s(distance_m(unit.lat, unit.lon, incident.lat, incident.lon))
+        arrival = self._arrival(at, eta)
+        in_time = arrival <= self._arrive_limit(incident, at)
+        kept = arrival <= incident.due_by
+        return (incident.priority, not in_time, not kept, incident.due_by if kept else incident.created_at,
+                incident.created_at, incident.incident_id)
 
     # ------------------------------------------------------------- unit events
 

@@ -309,3 +309,47 @@ def test_the_closest_idle_policy_ignores_street_workload_and_never_preempts(cata
     s.report("R-NOISE", "PS-NOISE", *near(border, north_m=-100))
     s.report("R-FIGHT", "PS-FIGHT", *near(LZL, north_m=500))
     assert s.orders("cancel") == [] and s.events("queued", s.incident_of("R-FIGHT"))
+
+
+def test_a_freed_unit_takes_the_queued_incident_it_can_still_reach_in_time(s):
+    # two noise complaints wait; the older one is an hour's walk from where the foot officer comes on duty
+    s.report("R-FAR", "PS-NOISE", *near(SS, north_m=4000))
+    s.report("R-NEAR", "PS-NOISE", *near(SS, east_m=200))
+    s.log_on("P-FOOT", "police", *SS, mode="foot")
+    assert s.orders()[-1].incident_id == s.incident_of("R-NEAR")
+    # the far one is not forgotten: it is next
+    s.status("P-FOOT", "on_scene")
+    s.status("P-FOOT", "resolved")
+    assert s.orders()[-1].incident_id == s.incident_of("R-FAR")
+
+
+def test_among_queued_incidents_in_reach_the_promise_that_runs_out_first_is_kept_first(s):
+    s.report("R-BUILD", "CM-BUILD", *near(SS, east_m=300))  # priority 3, on scene within 2 h
+    s.tick(60)
+    s.report("R-VENDING", "CM-VENDING", *near(SS, east_m=-300))  # priority 3, on scene within 45 min
+    s.log_on("C1", "city_management", *SS, mode="bike")
+    assert s.orders()[-1].incident_id == s.incident_of("R-VENDING")
+
+
+def test_the_closest_idle_policy_serves_the_queue_oldest_first(catalogue, geography):
+    from processors.district import CLOSEST_IDLE
+
+    s = Scenario(catalogue, geography)
+    s.core.policy = CLOSEST_IDLE
+    s.report("R-FAR", "PS-NOISE", *near(SS, north_m=4000))
+    s.report("R-NEAR", "PS-NOISE", *near(SS, east_m=200))
+    s.log_on("P-FOOT", "police", *SS, mode="foot")
+    assert s.orders()[-1].incident_id == s.incident_of("R-FAR")
+
+
+@pytest.mark.parametrize(("category", "sent"), [("PS-FIGHT", "P-IDLE"), ("PS-ASSAULT", "P-BUSY")])
+def test_street_balancing_never_makes_an_arrival_late(s, category, sent):
+    # P-BUSY is ~240 s away, P-IDLE ~290 s: a near-tie. Both reach a fight (8 min) in time, so the street
+    # that can spare its unit gives it; an assault (5 min) is reached in time only by P-BUSY, which goes.
+    border = (30.650, 104.072)
+    s.log_on("P-BUSY", "police", *near(border, east_m=-1530), street="JJ-CXL")
+    s.log_on("P-IDLE", "police", *near(border, east_m=1850), street="JJ-SYJ")
+    for i in range(3):
+        s.report(f"Q{i}", "CM-GARBAGE", *near(CXL, north_m=-300 * i))
+    s.report("R1", category, *border)
+    assert s.orders()[-1].unit_id == sent
