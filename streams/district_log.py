@@ -40,9 +40,10 @@ class PartitionCores:
 
 
 class DistrictLog:
-    def __init__(self, settings: Settings, topic: str, catalogue: Catalogue):
+    def __init__(self, settings: Settings, topic: str, catalogue: Catalogue, *, group_id: str):
         self.settings = settings
         self.topic = topic
+        self.group_id = group_id  # the consumer group whose committed offsets mark what was published
         self.catalogue = catalogue
         self.partitions: dict[int, PartitionCores] = {}
 
@@ -107,7 +108,7 @@ class DistrictLog:
 
     async def _committed(self, partition: int) -> int:
         # the group's own bookkeeping, read without joining the group
-        consumer = self._consumer(group_id=self.settings.app_id)
+        consumer = self._consumer(group_id=self.group_id)
         await consumer.start()
         try:
             committed = await consumer.committed(TopicPartition(self.topic, partition))

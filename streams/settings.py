@@ -64,7 +64,10 @@ class Settings(BaseSettings):
     tick_interval_s: float = Field(
         default=1.0, gt=0, le=60, description="how often the district clocks hear the time; SLA breaches are noticed within one tick")
     sink_batch_size: int = Field(default=500, ge=1)
-    sink_flush_ms: int = Field(default=200, ge=1)
+    sink_flush_ms: int = Field(
+        default=200, ge=1, le=5000,
+        description="the longest the sink waits for more records before writing a batch; also its fetch wait, "
+                    "since rows are not on the dispatch path and every poll costs the broker CPU")
     data_dir: Path = Field(default=Path("run"), description="embedded broker/database scratch space")
 
     @property

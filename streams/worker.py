@@ -2,6 +2,9 @@
 
 intake (incident.reports, unit.events) ─> district work log ─> district core ─> orders, events, escalations
                       └─ bad input ─> incident.reports.dlq      (and dead letters of its own)
+
+Report intake and the district core are one consumer loop (streams/consumer_loop.py, which says why);
+unit-event intake is a faust agent beside its unit-to-district table.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from processors.messages import (
     WorkItem,
 )
 from streams import __version__, metrics
+from streams.consumer_loop import ConsumerLoop, Outgoing
 from streams.district_log import DistrictLog
 from streams.faust_transport import PatrolApp
 from streams.settings import Settings
@@ -117,109 +121,119 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
         broker_commit_interval=1.0,
     )
     limits = Limits(max_bytes=settings.max_report_bytes, future_skew=timedelta(seconds=settings.future_skew_s))
-    reports_topic = app.topic(INCIDENT_REPORTS, **RAW)
     unit_events_topic = app.topic(UNIT_EVENTS, **RAW)
-    worklog = app.topic(worklog_topic(settings), partitions=settings.topic_partitions, **RAW)
-    outputs = {name: app.topic(name, **RAW) for name in (INCIDENT_EVENTS, DISPATCH_ORDERS, SLA_ESCALATIONS, INCIDENT_REPORTS_DLQ)}
+    worklog_name = worklog_topic(settings)
+    worklog = app.topic(worklog_name, partitions=settings.topic_partitions, **RAW)
+    faust_topics = {name: app.topic(name, **RAW)
+                    for name in (INCIDENT_EVENTS, DISPATCH_ORDERS, SLA_ESCALATIONS, INCIDENT_REPORTS_DLQ)}
+    faust_topics[worklog_name] = worklog
     # unit_id -> district of its last log_on; unit.events is keyed by unit, so each unit's
     # entry is read and written only by the partition that carries that unit's events.
     unit_districts = app.Table("unit-districts", partitions=settings.topic_partitions)
-    districts = DistrictLog(settings, worklog_topic(settings), catalogue)
+    districts = DistrictLog(settings, worklog_name, catalogue, group_id=pipeline_group(settings))
 
     def domain_of(code: str) -> str:
         category = catalogue.get(code)
         return category.domain if category else "unknown"
 
-    async def publish(message: Message) -> None:
+    def outgoing(message: Message) -> Outgoing:
         topic, key = route(message)
-        await outputs[topic].send(key=key.encode() if key else None, value=message.to_json_bytes())
+        return topic, key.encode() if key else None, message.to_json_bytes()
 
-    async def reject(record: Inbound | Provenance, rejection: Rejected, stage: str) -> None:
+    def forward(item: WorkItem) -> Outgoing:
+        return worklog_name, item.district.encode(), item.model_dump_json(exclude_none=True).encode()
+
+    def reject(record: Inbound | Provenance, rejection: Rejected, stage: str) -> Outgoing:
         metrics.DEAD_LETTERS.labels(stage, rejection.reason).inc()
         log.info("dead-lettered", stage=stage, reason=rejection.reason, topic=record.topic,
                  partition=record.partition, offset=record.offset)
-        await publish(dead_letter(record, rejection, datetime.now(timezone.utc)))
+        return outgoing(dead_letter(record, rejection, datetime.now(timezone.utc)))
 
-    async def forward(item: WorkItem) -> None:
-        await worklog.send(key=item.district.encode(), value=item.model_dump_json(exclude_none=True).encode())
+    def guarded(stage: str, handle):
+        """One record's handling; a defect of ours dead-letters that record instead of stopping the stream."""
+        async def handle_guarded(record) -> list[Outgoing]:
+            try:
+                return await handle(record)
+            except Exception as exc:  # noqa: BLE001 - the last line of defence: nothing may stop the stream
+                log.exception("processing failed; message dead-lettered", stage=stage)
+                return [reject(_origin(record), Rejected("processing_error", f"{type(exc).__name__}: {exc}"), stage)]
+        return handle_guarded
 
-    async def guarded(event, stage: str, handle) -> None:
-        """Run one message's handling; a defect of ours dead-letters that message instead of stopping the agent."""
-        try:
-            await handle(event)
-        except Exception as exc:  # noqa: BLE001 - the last line of defence: nothing may stop the stream
-            log.exception("processing failed; message dead-lettered", stage=stage)
-            await reject(_origin(event), Rejected("processing_error", f"{type(exc).__name__}: {exc}"), stage)
-
-    async def take_report(event) -> None:
-        record = _inbound(event)
-        admitted = admit_report(record, catalogue, geography, limits)
+    async def take_report(record) -> list[Outgoing]:
+        inbound = _inbound(record)
+        admitted = admit_report(inbound, catalogue, geography, limits)
         if isinstance(admitted, Rejected):
             metrics.REPORTS.labels("unknown", "rejected").inc()
-            await reject(record, admitted, "intake")
-        else:
-            metrics.REPORTS.labels(admitted.report.source, "admitted").inc()
-            await forward(admitted)
+            return [reject(inbound, admitted, "intake")]
+        metrics.REPORTS.labels(admitted.report.source, "admitted").inc()
+        return [forward(admitted)]
 
-    async def take_unit_event(event) -> None:
-        record = _inbound(event)
-        key = (record.key or b"").decode("utf-8", "replace")
-        admitted = admit_unit_event(record, geography, limits, unit_districts.get(key) if key else None)
+    async def take_unit_event(record) -> list[Outgoing]:
+        inbound = _inbound(record)
+        key = (inbound.key or b"").decode("utf-8", "replace")
+        admitted = admit_unit_event(inbound, geography, limits, unit_districts.get(key) if key else None)
         if isinstance(admitted, Rejected):
             metrics.UNIT_EVENTS.labels("unknown", "rejected").inc()
-            await reject(record, admitted, "intake")
-            return
+            return [reject(inbound, admitted, "intake")]
         unit_event = admitted.unit_event
         if unit_event.unit_id != key:
             # the table is partitioned by key; a mis-keyed event would be routed by another partition's memory
             rejection = Rejected("key_mismatch", f"message key {key!r} is not the unit_id {unit_event.unit_id!r}")
-            await reject(record, rejection, "intake")
-            return
+            return [reject(inbound, rejection, "intake")]
         if isinstance(unit_event, LogOn):
             unit_districts[key] = unit_event.district
         elif isinstance(unit_event, LogOff):
             unit_districts[key] = None
         metrics.UNIT_EVENTS.labels(unit_event.type, "admitted").inc()
-        await forward(admitted)
+        return [forward(admitted)]
 
-    async def decide(event) -> None:
-        message = event.message
+    async def decide(record) -> list[Outgoing]:
+        out: list[Outgoing] = []
         try:
-            item = WorkItem.model_validate_json(message.value or b"")
+            item = WorkItem.model_validate_json(record.value or b"")
         except ValueError as exc:
             item = None
-            record = _inbound(event)
-            await reject(record, Rejected("invalid_work_item", f"unreadable work-log entry: {exc}"), "core")
-        outputs = await districts.apply(message.partition, message.offset, item)
+            out.append(reject(_inbound(record), Rejected("invalid_work_item", f"unreadable work-log entry: {exc}"),
+                              "core"))
+        outputs = await districts.apply(record.partition, record.offset, item)
         now = datetime.now(timezone.utc)
         for source, output in outputs:
             metrics.observe(output, source, now, domain_of)
-            await publish(output)
+            out.append(outgoing(output))
+        return out
 
-    @app.on_partitions_revoked.connect
-    async def on_revoked(app, revoked, **kwargs) -> None:
-        districts.forget({tp.partition for tp in revoked if tp.topic == worklog.get_topic_name()})
-
-    @app.agent(reports_topic, name="intake-reports")
-    async def intake_reports(stream):
-        async for event in stream.events():
-            await guarded(event, "intake", take_report)
+    async def send_with_faust(records: list[Outgoing]) -> None:
+        for topic, key, value in records:
+            await faust_topics[topic].send(key=key, value=value)
 
     @app.agent(unit_events_topic, name="intake-unit-events")
     async def intake_unit_events(stream):
+        handle = guarded("intake", take_unit_event)
         async for event in stream.events():
-            await guarded(event, "intake", take_unit_event)
+            await send_with_faust(await handle(event.message))
 
-    @app.agent(worklog, name="district-core")
-    async def district_core(stream):
-        async for event in stream.events():
-            await guarded(event, "core", decide)
+    handlers = {INCIDENT_REPORTS: guarded("intake", take_report), worklog_name: guarded("core", decide)}
+
+    async def take(record) -> list[Outgoing]:
+        return await handlers[record.topic](record)
+
+    def revoked(partitions) -> None:
+        districts.forget({tp.partition for tp in partitions if tp.topic == worklog_name})
+
+    # one consumer for both topics: every consumer polls the broker every fetch wait, and the
+    # embedded broker's CPU is as scarce as the worker's
+    pipeline = ConsumerLoop(settings, "district-pipeline", pipeline_group(settings), (INCIDENT_REPORTS, worklog_name),
+                            take, on_revoked=revoked)
+
+    @app.task
+    async def run_pipeline():
+        await pipeline.run_forever()
 
     @app.timer(interval=5.0)
     async def describe():
-        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == worklog_topic(settings)}
+        # the district log holds exactly the partitions the core loop owns (revoked ones are forgotten)
         metrics.describe_districts(
-            core for p, cores in list(districts.partitions.items()) if p in owned for core in cores.cores.values())
+            core for cores in list(districts.partitions.values()) for core in cores.cores.values())
         await metrics.measure_lag(settings.app_id, app.consumer)
 
     @app.timer(interval=30.0)
@@ -232,8 +246,8 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
         # Every worker ticks every district: a duplicate tick is harmless (time only moves
         # forward in the core), while a missing one would delay an escalation.
         now = datetime.now(timezone.utc)
-        for district in geography.districts:
-            await forward(WorkItem(kind="tick", district=district, at=now))
+        await send_with_faust([forward(WorkItem(kind="tick", district=district, at=now))
+                               for district in geography.districts])
 
     sink = Sink(settings)
 
@@ -249,22 +263,27 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
     return app
 
 
-def _origin(event) -> Inbound | Provenance:
+def pipeline_group(settings: Settings) -> str:
+    """The consumer group of report intake and the district core (the district log's committed offsets)."""
+    return f"{settings.app_id}-pipeline"
+
+
+def _origin(record) -> Inbound | Provenance:
     """The inbound record a message stems from: for a work-log entry, the report or unit event inside it."""
     try:
-        item = WorkItem.model_validate_json(event.message.value or b"")
+        item = WorkItem.model_validate_json(record.value or b"")
     except ValueError:
-        return _inbound(event)
-    return item.provenance or _inbound(event)
+        return _inbound(record)
+    return item.provenance or _inbound(record)
 
 
-def _inbound(event) -> Inbound:
-    message = event.message
+def _inbound(record) -> Inbound:
+    """A consumed record (faust's message or aiokafka's: both carry these fields) as intake sees it."""
     return Inbound(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=message.key,
-        value=message.value,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
         received_at=datetime.now(timezone.utc),
     )

@@ -41,7 +41,7 @@ async def log_topic(infrastructure):
     committer.assign([TopicPartition(topic, 0)])
     await committer.commit({TopicPartition(topic, 0): OffsetAndMetadata(4, "")})
     await committer.stop()
-    return topic, infrastructure.with_overrides(app_id=group)
+    return topic, infrastructure, group
 
 
 def created(outputs) -> list[str]:
@@ -49,8 +49,8 @@ def created(outputs) -> list[str]:
 
 
 async def test_a_new_owner_replays_to_the_commit_and_processes_what_the_consumer_skipped(log_topic):
-    topic, settings = log_topic
-    log = DistrictLog(settings, topic, load_catalogue(settings))
+    topic, settings, group = log_topic
+    log = DistrictLog(settings, topic, load_catalogue(settings), group_id=group)
     # the consumer resumes past the committed offset (4): entries 4..6 must still be processed, live
     outputs = await log.apply(0, 7, report_item(7))
     assert created(outputs) == ["LOG-4", "LOG-5", "LOG-6", "LOG-7"]
