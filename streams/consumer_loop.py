@@ -4,7 +4,7 @@ in, each record handled, its outputs published, and the batch committed once the
 faust hands an agent one message at a time across its consumer thread. On Tansu a bare faust echo agent
 took 10 ms a hop at 100 messages/s but 190 ms (p99 480 ms) at 500/s, where a plain aiokafka loop on the
 same broker took 11 ms (p99 49 ms). So that path runs as one of these loops, a task of the faust
-worker; a faust agent keeps unit-event intake and its unit-to-district table.
+worker.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ log = structlog.get_logger("patrol.loop")
 Outgoing = tuple[str, bytes | None, bytes]
 # how often handled records are committed (once delivered): a crash redoes at most this much
 COMMIT_INTERVAL_S = 0.5
+
+PRODUCER_BATCH_BYTES = 512 * 1024
 
 Handler = Callable[[object], Awaitable[Iterable[Outgoing]]]
 
@@ -50,20 +52,26 @@ class _Listener(ConsumerRebalanceListener):
                 await self.owner.settled(self.owner.consumer)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        log.info("partitions assigned", loop=self.owner.name, partitions=sorted(tp.partition for tp in assigned))
+        log.info("partitions assigned", loop=self.owner.name,
+                 partitions=sorted(f"{tp.topic}:{tp.partition}" for tp in assigned))
+        if self.owner.on_assigned is not None:
+            async with self.owner._batch_lock:
+                await self.owner.on_assigned(assigned)
 
 
 class ConsumerLoop:
     """Consumes `topics` as group `group_id`; `handle` turns one record into the records to publish."""
 
     def __init__(self, settings: Settings, name: str, group_id: str, topics: tuple[str, ...], handle: Handler, *,
-                 on_revoked: Callable[[list[TopicPartition]], None] | None = None, max_records: int = 500):
+                 on_revoked: Callable[[list[TopicPartition]], None] | None = None,
+                 on_assigned: Callable[[list[TopicPartition]], Awaitable[None]] | None = None, max_records: int = 500):
         self.settings = settings
         self.name = name
         self.group_id = group_id
         self.topics = topics
         self.handle = handle
         self.on_revoked = on_revoked
+        self.on_assigned = on_assigned
         self.max_records = max_records
         self.consumer: AIOKafkaConsumer | None = None
         self._batch_lock = asyncio.Lock()  # held while a batch is handled
@@ -99,8 +107,11 @@ class ConsumerLoop:
             **s.kafka_client_options(),
         )
         consumer.subscribe(list(self.topics), listener=_Listener(self))
+        # A district's work log is one partition, and aiokafka sends one request at a time to a broker:
+        # with its default 16 KB batches, a busy district's log would hold every send back to 16 KB per
+        # round trip.
         producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=0,
-                                    **s.kafka_client_options())
+                                    max_batch_size=PRODUCER_BATCH_BYTES, **s.kafka_client_options())
         await producer.start()
         try:
             await consumer.start()
@@ -164,5 +175,8 @@ class ConsumerLoop:
                 for topic, key, value in await self.handle(record):
                     # sent as soon as it is decided: the next record's handling overlaps its delivery
                     delivered.append(await producer.send(topic, value, key=key))
+                # Let the producer's sender and the fetcher run between records: a batch of hundreds handled
+                # without a pause would hold back every output of the batch until its end.
+                await asyncio.sleep(0)
         return delivered
 

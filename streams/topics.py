@@ -1,4 +1,4 @@
-"""The topic catalogue: every contract topic and our internal district work log, created idempotently at start-up."""
+"""The topic catalogue: every contract topic and our internal ones (district work log, unit map), created idempotently at start-up."""
 
 from __future__ import annotations
 
@@ -34,6 +34,15 @@ def worklog_topic(settings: Settings) -> str:
     return f"{settings.app_id}-district-worklog"
 
 
+def unit_districts_topic(settings: Settings) -> str:
+    """Which district each unit last logged on to (keyed by unit; compacted): unit-event intake's memory."""
+    return f"{settings.app_id}-unit-districts"
+
+
+def internal_topics(settings: Settings) -> list[str]:
+    return [worklog_topic(settings), unit_districts_topic(settings)]
+
+
 @dataclass(frozen=True)
 class TopicReport:
     created: list[str]
@@ -42,7 +51,7 @@ class TopicReport:
 
 async def ensure_topics(settings: Settings) -> TopicReport:
     """Create every topic we need; topics that already exist are left as they are."""
-    names = [*CONTRACT_TOPICS, worklog_topic(settings)]
+    names = [*CONTRACT_TOPICS, *internal_topics(settings)]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_client_options())
     await admin.start()
     try:
@@ -66,5 +75,9 @@ async def ensure_topics(settings: Settings) -> TopicReport:
 
 def _configs(name: str, settings: Settings) -> dict[str, str]:
     # the district cores rebuild their state by replaying the work log from its start,
-    # so the broker must never expire its entries
-    return {"retention.ms": "-1"} if name == worklog_topic(settings) else {}
+    # so the broker must never expire its entries; of the unit map only each unit's last entry counts
+    if name == worklog_topic(settings):
+        return {"retention.ms": "-1"}
+    if name == unit_districts_topic(settings):
+        return {"cleanup.policy": "compact"}
+    return {}

@@ -3,8 +3,8 @@
 intake (incident.reports, unit.events) ─> district work log ─> district core ─> orders, events, escalations
                       └─ bad input ─> incident.reports.dlq      (and dead letters of its own)
 
-Report intake and the district core are one consumer loop (streams/consumer_loop.py, which says why);
-unit-event intake is a faust agent beside its unit-to-district table.
+Intake and the district core are one consumer loop (streams/consumer_loop.py, which says why); the faust
+app hosts it, the sink, the clock ticks and the metrics timers.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from processors.messages import (
 from streams import __version__, metrics
 from streams.consumer_loop import ConsumerLoop, Outgoing
 from streams.district_log import DistrictLog
-from streams.faust_transport import PatrolApp
+from streams.unit_districts import UnitDistricts
 from streams.settings import Settings
 from streams.sink import Sink
 from streams.topics import (
@@ -44,6 +44,7 @@ from streams.topics import (
     INCIDENT_REPORTS_DLQ,
     SLA_ESCALATIONS,
     UNIT_EVENTS,
+    unit_districts_topic,
     worklog_topic,
 )
 
@@ -103,11 +104,12 @@ class ShutdownBoundWorker(faust.Worker):
 
 
 def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) -> faust.App:
-    app = PatrolApp(
+    # faust's own consumer carries nothing on the dispatch path (the consumer loop does), so it keeps
+    # faust's long fetch wait: polling the broker every few milliseconds for nothing costs both CPU
+    app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         broker_credentials=broker_credentials(settings),
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         store="memory://",
         # faust keeps a directory per app; under our data dir, not wherever the worker was started
         datadir=str(Path(settings.data_dir) / f"{settings.app_id}-data"),
@@ -121,15 +123,9 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
         broker_commit_interval=1.0,
     )
     limits = Limits(max_bytes=settings.max_report_bytes, future_skew=timedelta(seconds=settings.future_skew_s))
-    unit_events_topic = app.topic(UNIT_EVENTS, **RAW)
     worklog_name = worklog_topic(settings)
     worklog = app.topic(worklog_name, partitions=settings.topic_partitions, **RAW)
-    faust_topics = {name: app.topic(name, **RAW)
-                    for name in (INCIDENT_EVENTS, DISPATCH_ORDERS, SLA_ESCALATIONS, INCIDENT_REPORTS_DLQ)}
-    faust_topics[worklog_name] = worklog
-    # unit_id -> district of its last log_on; unit.events is keyed by unit, so each unit's
-    # entry is read and written only by the partition that carries that unit's events.
-    unit_districts = app.Table("unit-districts", partitions=settings.topic_partitions)
+    unit_districts = UnitDistricts(settings, unit_districts_topic(settings))
     districts = DistrictLog(settings, worklog_name, catalogue, group_id=pipeline_group(settings))
 
     def domain_of(code: str) -> str:
@@ -177,15 +173,17 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
             return [reject(inbound, admitted, "intake")]
         unit_event = admitted.unit_event
         if unit_event.unit_id != key:
-            # the table is partitioned by key; a mis-keyed event would be routed by another partition's memory
+            # unit.events is keyed by unit so that a unit's events stay in order on one partition; a
+            # mis-keyed one could overtake the unit's others (or they it) on the way to the core
             rejection = Rejected("key_mismatch", f"message key {key!r} is not the unit_id {unit_event.unit_id!r}")
             return [reject(inbound, rejection, "intake")]
+        out = [forward(admitted)]
         if isinstance(unit_event, LogOn):
-            unit_districts[key] = unit_event.district
+            out.append(unit_districts.record(key, unit_event.district))
         elif isinstance(unit_event, LogOff):
-            unit_districts[key] = None
+            out.append(unit_districts.record(key, None))
         metrics.UNIT_EVENTS.labels(unit_event.type, "admitted").inc()
-        return [forward(admitted)]
+        return out
 
     async def decide(record) -> list[Outgoing]:
         out: list[Outgoing] = []
@@ -202,28 +200,31 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
             out.append(outgoing(output))
         return out
 
-    async def send_with_faust(records: list[Outgoing]) -> None:
-        for topic, key, value in records:
-            await faust_topics[topic].send(key=key, value=value)
-
-    @app.agent(unit_events_topic, name="intake-unit-events")
-    async def intake_unit_events(stream):
-        handle = guarded("intake", take_unit_event)
-        async for event in stream.events():
-            await send_with_faust(await handle(event.message))
-
-    handlers = {INCIDENT_REPORTS: guarded("intake", take_report), worklog_name: guarded("core", decide)}
+    handlers = {INCIDENT_REPORTS: guarded("intake", take_report), UNIT_EVENTS: guarded("intake", take_unit_event),
+                worklog_name: guarded("core", decide)}
 
     async def take(record) -> list[Outgoing]:
+        if record.topic == UNIT_EVENTS and unit_districts.stale:
+            # not read since the last assignment (it failed then): a failure here restarts the loop
+            await unit_districts.load()
         return await handlers[record.topic](record)
 
     def revoked(partitions) -> None:
         districts.forget({tp.partition for tp in partitions if tp.topic == worklog_name})
 
-    # one consumer for both topics: every consumer polls the broker every fetch wait, and the
+    async def assigned(partitions) -> None:
+        if any(tp.topic == UNIT_EVENTS for tp in partitions):
+            unit_districts.stale = True
+            try:
+                await unit_districts.load()  # what the units' previous owners learned
+            except Exception as exc:  # noqa: BLE001 - read again before the next unit event
+                log.warning("unit map not read; reading it before the next unit event", error=str(exc))
+
+    # one consumer for the three topics: every consumer polls the broker every fetch wait, and the
     # embedded broker's CPU is as scarce as the worker's
-    pipeline = ConsumerLoop(settings, "district-pipeline", pipeline_group(settings), (INCIDENT_REPORTS, worklog_name),
-                            take, on_revoked=revoked)
+    pipeline = ConsumerLoop(settings, "district-pipeline", pipeline_group(settings),
+                            (INCIDENT_REPORTS, UNIT_EVENTS, worklog_name), take, on_revoked=revoked,
+                            on_assigned=assigned)
 
     @app.task
     async def run_pipeline():
@@ -234,7 +235,6 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
         # the district log holds exactly the partitions the core loop owns (revoked ones are forgotten)
         metrics.describe_districts(
             core for cores in list(districts.partitions.values()) for core in cores.cores.values())
-        await metrics.measure_lag(settings.app_id, app.consumer)
 
     @app.timer(interval=30.0)
     async def report_progress():
@@ -246,8 +246,9 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
         # Every worker ticks every district: a duplicate tick is harmless (time only moves
         # forward in the core), while a missing one would delay an escalation.
         now = datetime.now(timezone.utc)
-        await send_with_faust([forward(WorkItem(kind="tick", district=district, at=now))
-                               for district in geography.districts])
+        for _, key, value in [forward(WorkItem(kind="tick", district=district, at=now))
+                              for district in geography.districts]:
+            await worklog.send(key=key, value=value)
 
     sink = Sink(settings)
 
@@ -264,7 +265,7 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
 
 
 def pipeline_group(settings: Settings) -> str:
-    """The consumer group of report intake and the district core (the district log's committed offsets)."""
+    """The consumer group of intake and the district core (the district log's committed offsets)."""
     return f"{settings.app_id}-pipeline"
 
 
