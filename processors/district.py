@@ -309,15 +309,16 @@ class DistrictCore:
     def _rank(self, incident: Incident, agency: str, taken: set[str]) -> list[tuple[float, float, str]]:
         units = self.state.units
 
-        def eta(unit_id: str, d: float) -> float | None:
+        def eligible(unit_id: str) -> bool:
             unit = units[unit_id]
-            if not unit.free or unit_id in taken or unit_id in incident.excluded:
-                return None
-            if not unit.may_act_for(incident.category, agency):
-                return None
-            return unit.eta_s(d)
+            return (unit.free and unit_id not in taken and unit_id not in incident.excluded
+                    and unit.may_act_for(incident.category, agency))
 
-        return self.state.grid.nearest(incident.lat, incident.lon, eta, CANDIDATES_PER_PLACE, 1.0 / FASTEST_M_S)
+        def eta(unit_id: str, d: float) -> float:
+            return units[unit_id].eta_s(d)
+
+        return self.state.grid.nearest(incident.lat, incident.lon, eta, CANDIDATES_PER_PLACE, 1.0 / FASTEST_M_S,
+                                       eligible)
 
     def _arrive_limit(self, incident: Incident, at: datetime) -> datetime:
         """When a unit sent at `at` must be on scene: the limit set by the first dispatch, or the one this one starts."""

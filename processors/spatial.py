@@ -26,6 +26,8 @@ class UnitGrid:
     def __init__(self) -> None:
         self._cells: dict[tuple[int, int], set[str]] = {}
         self._where: dict[str, tuple[float, float, tuple[int, int]]] = {}
+        # (min row, max row, min col, max col) of the occupied cells; None until asked after a change
+        self._bounds: tuple[int, int, int, int] | None = None
 
     def __len__(self) -> int:
         return len(self._where)
@@ -39,7 +41,11 @@ class UnitGrid:
         old = self._where.get(unit_id)
         if old is not None and old[2] != cell:
             self._discard_from_cell(unit_id, old[2])
-        self._cells.setdefault(cell, set()).add(unit_id)
+        members = self._cells.get(cell)
+        if members is None:
+            members = self._cells[cell] = set()
+            self._bounds = None
+        members.add(unit_id)
         self._where[unit_id] = (lat, lon, cell)
 
     def remove(self, unit_id: str) -> None:
@@ -53,6 +59,7 @@ class UnitGrid:
             members.discard(unit_id)
             if not members:
                 del self._cells[cell]
+                self._bounds = None
 
     def nearest(
         self,
@@ -61,18 +68,21 @@ class UnitGrid:
         cost: Callable[[str, float], float | None],
         limit: int,
         min_cost_per_m: float,
+        eligible: Callable[[str], bool] | None = None,
     ) -> list[tuple[float, float, str]]:
         """The `limit` cheapest units as (cost, distance_m, unit_id), cheapest first.
 
         `cost(unit_id, distance_m)` prices a unit (its ETA) or returns None when it is
         not eligible; `min_cost_per_m` is the lowest cost any unit can have per metre
         (1 / fastest speed), which tells when the outer rings cannot beat what we have.
+        `eligible(unit_id)`, if given, is asked first: a unit it turns down costs no distance.
         """
         if not self._cells:
             return []
         centre = _cell(lat, lon)
         found: list[tuple[float, float, str]] = []
         max_ring = self._max_ring(centre)
+        where = self._where
         # the shortest distance from the point to any cell of ring r is at least (r - 1) cells
         ring_step_m = min(CELL_DEG_LAT * 111_000, CELL_DEG_LON * 111_000 * math.cos(math.radians(lat)))
         for ring in range(max_ring + 1):
@@ -82,7 +92,9 @@ class UnitGrid:
                     break
             for cell in _ring(centre, ring):
                 for unit_id in self._cells.get(cell, ()):
-                    ulat, ulon, _ = self._where[unit_id]
+                    if eligible is not None and not eligible(unit_id):
+                        continue
+                    ulat, ulon, _ = where[unit_id]
                     d = distance_m(lat, lon, ulat, ulon)
                     c = cost(unit_id, d)
                     if c is not None:
@@ -92,10 +104,12 @@ class UnitGrid:
         return found
 
     def _max_ring(self, centre: tuple[int, int]) -> int:
-        rows = [c[0] for c in self._cells]
-        cols = [c[1] for c in self._cells]
-        return max(abs(centre[0] - min(rows)), abs(centre[0] - max(rows)),
-                   abs(centre[1] - min(cols)), abs(centre[1] - max(cols)))
+        if self._bounds is None:
+            rows = [c[0] for c in self._cells]
+            cols = [c[1] for c in self._cells]
+            self._bounds = (min(rows), max(rows), min(cols), max(cols))
+        top, bottom, left, right = self._bounds
+        return max(abs(centre[0] - top), abs(centre[0] - bottom), abs(centre[1] - left), abs(centre[1] - right))
 
 
 def _ring(centre: tuple[int, int], r: int) -> Iterator[tuple[int, int]]:

@@ -534,34 +534,35 @@ BRUTE_SAMPLES = 200
 
 
 def _eligible_eta(core: DistrictCore, category: Category, agency: str):
+    """The core's ranking test and price: (eligible(unit_id), eta(unit_id, distance_m))."""
     units = core.state.units
 
-    def eta(unit_id: str, d: float) -> float | None:
+    def eligible(unit_id: str) -> bool:
         unit = units[unit_id]
-        if not unit.free or not unit.may_act_for(category, agency):
-            return None
-        return unit.eta_s(d)
+        return unit.free and unit.may_act_for(category, agency)
 
-    return eta
+    def eta(unit_id: str, d: float) -> float:
+        return units[unit_id].eta_s(d)
+
+    return eligible, eta
 
 
 def _time_search(core: DistrictCore, category: Category, lat: float, lon: float) -> float:
-    """The grid query the core's ranking makes (same cost function, same candidate count)."""
-    eta = _eligible_eta(core, category, category.agencies[0])
+    """The grid query the core's ranking makes (same tests, same candidate count)."""
+    eligible, eta = _eligible_eta(core, category, category.agencies[0])
     started = time.perf_counter()
-    core.state.grid.nearest(lat, lon, eta, CANDIDATES_PER_PLACE, 1.0 / FASTEST_M_S)
+    core.state.grid.nearest(lat, lon, eta, CANDIDATES_PER_PLACE, 1.0 / FASTEST_M_S, eligible)
     return (time.perf_counter() - started) * 1e6
 
 
 def _time_brute(core: DistrictCore, category: Category, lat: float, lon: float) -> float:
     """Baseline: look at every unit of the district for the same query."""
-    eta = _eligible_eta(core, category, category.agencies[0])
+    eligible, eta = _eligible_eta(core, category, category.agencies[0])
     started = time.perf_counter()
     found = []
     for unit in core.state.units.values():
-        c = eta(unit.unit_id, distance_m(lat, lon, unit.lat, unit.lon))
-        if c is not None:
-            found.append((c, unit.unit_id))
+        if eligible(unit.unit_id):
+            found.append((eta(unit.unit_id, distance_m(lat, lon, unit.lat, unit.lon)), unit.unit_id))
     heapq.nsmallest(CANDIDATES_PER_PLACE, found)
     return (time.perf_counter() - started) * 1e6
 
