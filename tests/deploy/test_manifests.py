@@ -144,12 +144,14 @@ def test_compose_runs_the_production_parts(compose):
     assert database == services["postgres"]["environment"]["POSTGRES_DB"]
 
 
-def test_the_topic_init_creates_every_contract_topic_and_the_work_log(compose):
+def test_the_topic_init_creates_every_contract_topic_the_work_log_and_the_unit_map(compose):
     script = "\n".join(interpolate(compose, {})["services"]["topics"]["command"])
     for topic in CONTRACT_TOPICS:
         assert re.search(rf"(^|\s){re.escape(topic)}(\s|;|$)", script), topic
     # the work log is replayed from its start by a district core taking over: it must never be deleted
     assert re.search(r"create patrol-dispatch-district-worklog \"--config retention\.ms=-1\"", script)
+    # of the unit map only each unit's last entry matters
+    assert re.search(r"create patrol-dispatch-unit-districts \"--config cleanup\.policy=compact\"", script)
 
 
 def _bind_sources(service: dict) -> list[str]:
@@ -384,18 +386,20 @@ def test_the_kafka_cluster_is_kraft_with_node_pools():
     assert bootstrap == f"{kafka['metadata']['name']}-kafka-bootstrap.patrol.svc:{plain['port']}"
 
 
-def test_every_contract_topic_and_the_work_log_is_a_kafka_topic():
+def test_every_contract_topic_and_our_internal_ones_are_kafka_topics():
     kafka = _one("Kafka")
     config = _one("ConfigMap", "patrol-config")["data"]
     topics = {t["spec"].get("topicName", t["metadata"]["name"]): t for t in _of_kind("KafkaTopic")}
     worklog = f"{config['PATROL_APP_ID']}-district-worklog"
-    assert set(topics) == {*CONTRACT_TOPICS, worklog}
+    unit_map = f"{config['PATROL_APP_ID']}-unit-districts"
+    assert set(topics) == {*CONTRACT_TOPICS, worklog, unit_map}
     brokers = sum(p["spec"]["replicas"] for p in _of_kind("KafkaNodePool") if "broker" in p["spec"]["roles"])
     for name, topic in topics.items():
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"], name
         assert topic["spec"]["partitions"] == int(config["PATROL_TOPIC_PARTITIONS"]), name
         assert topic["spec"]["replicas"] == int(config["PATROL_TOPIC_REPLICATION"]) <= brokers, name
     assert topics[worklog]["spec"]["config"]["retention.ms"] == -1
+    assert topics[unit_map]["spec"]["config"]["cleanup.policy"] == "compact"
 
 
 def _container(deployment: dict) -> dict:
