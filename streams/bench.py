@@ -2101,6 +2101,10 @@ def _latency_analysis(result: BenchResult) -> list[str]:
         if p99 > 10 * max(total50, 1e-9):
             text += (f" The tail (p99 {_ms(p99)} ms) is queueing: when reports come faster than the worker takes "
                      "them, each waits for those before it.")
+        if s.machine_cores >= 0.85 * result.machine.cores and p99 > 2 * max(total50, 1e-9):
+            text += (f" The machine was close to saturation ({s.machine_cores:.2f} of its {result.machine.cores} "
+                     "cores): worker, broker, PostgreSQL and the benchmark's own clients share them, so reports "
+                     "wait for CPU as much as for each other.")
         if behind:
             text += f" The generator itself fell behind (achieved {s.achieved_rate:,.0f}/s)."
         out.append(f"- {text}")
