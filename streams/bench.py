@@ -1418,6 +1418,27 @@ class _PipeReader:
         await self.consumer.stop()
 
 
+async def _through_pipe(producer, pipe: _PipeReader, pipe_in: str, payload: bytes, keys: list[str], rate: float,
+                        advance) -> list[float]:
+    """Publish one record per key at `rate`/s into the raw pipe; publish → read latency (ms) of those read
+    back within 30 s of the last."""
+    loop = asyncio.get_running_loop()
+    sent: dict[str, float] = {}
+    t0 = loop.time()
+    for i, key in enumerate(keys):
+        wait = t0 + i / rate - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        sent[key] = loop.time()
+        await producer.send(pipe_in, payload, key=key.encode())
+        if i % 50 == 0:
+            advance(to=i)
+    end = loop.time() + 30
+    while loop.time() < end and not all(k in pipe.piped for k in keys):
+        await asyncio.sleep(0.05)
+    return [(pipe.piped[k] - sent[k]) * 1000 for k in keys if k in pipe.piped]
+
+
 async def _latency_at(rate: int, sizes: Sizes, ready: Path, orders: "_Orders", reports: "_Reports", producer,
                       pipe_in: str, pipe_out: str, live: Settings, metrics_port: int, worker_pid: int, steps: Steps,
                       alive, merged) -> LatencyStep:
@@ -1431,21 +1452,8 @@ async def _latency_at(rate: int, sizes: Sizes, ready: Path, orders: "_Orders", r
     payload = reports.make("X", 1)[0][2]
     n = max(1, int(rate * sizes.pipe_rate_seconds))
     keys = [f"L{rate}-{i:07d}" for i in range(n)]
-    pipe_sent: dict[str, float] = {}
     with steps.task(f"raw pipe latency at {rate}/s", n) as advance:
-        t0 = loop.time()
-        for i, key in enumerate(keys):
-            wait = t0 + i / rate - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            pipe_sent[key] = loop.time()
-            await producer.send(pipe_in, payload, key=key.encode())
-            if i % 50 == 0:
-                advance(to=i)
-        end = loop.time() + 30
-        while loop.time() < end and not all(k in pipe.piped for k in keys):
-            await asyncio.sleep(0.05)
-    pipe_ms = [(pipe.piped[k] - pipe_sent[k]) * 1000 for k in keys if k in pipe.piped]
+        pipe_ms = await _through_pipe(producer, pipe, pipe_in, payload, keys, rate, advance)
     await pipe.stop()
 
     # --- reports at this rate
@@ -1674,7 +1682,6 @@ async def _growth_blocks(live: Settings, ready: Path, pipe_in: str, pipe_out: st
                          blocks: int, steps: Steps) -> list[GrowthStep]:
     from aiokafka import AIOKafkaProducer
 
-    loop = asyncio.get_running_loop()
     await _eventually(lambda: asyncio.sleep(0, result=ready.exists()), 120, "the raw pipe joining its group")
     producer = AIOKafkaProducer(bootstrap_servers=live.kafka_bootstrap, acks="all", linger_ms=0,
                                 **live.kafka_client_options())
@@ -1686,21 +1693,9 @@ async def _growth_blocks(live: Settings, ready: Path, pipe_in: str, pipe_out: st
         for block in range(blocks):
             n = int(rate * seconds)
             keys = [f"G{block}-{i:07d}" for i in range(n)]
-            sent: dict[str, float] = {}
             with steps.task(f"broker growth: block {block + 1} of {blocks} at {rate}/s", n) as advance:
-                t0 = loop.time()
-                for i, key in enumerate(keys):
-                    wait = t0 + i / rate - loop.time()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                    sent[key] = loop.time()
-                    await producer.send(pipe_in, payload, key=key.encode())
-                    if i % 100 == 0:
-                        advance(to=i)
-                end = loop.time() + 30
-                while loop.time() < end and not all(k in pipe.piped for k in keys):
-                    await asyncio.sleep(0.05)
-            out.append(GrowthStep(through, n, [(pipe.piped[k] - sent[k]) * 1000 for k in keys if k in pipe.piped]))
+                latencies = await _through_pipe(producer, pipe, pipe_in, payload, keys, rate, advance)
+            out.append(GrowthStep(through, n, latencies))
             through += n
     finally:
         await pipe.stop()

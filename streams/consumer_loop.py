@@ -32,6 +32,37 @@ PRODUCER_BATCH_BYTES = 512 * 1024
 Handler = Callable[[object], Awaitable[Iterable[Outgoing]]]
 
 
+def group_consumer(settings: Settings, group_id: str, *topics: str, fetch_max_wait_ms: int) -> AIOKafkaConsumer:
+    """A member of `group_id` that commits only what it is told to, starting a new group at the beginning."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=fetch_max_wait_ms,
+        session_timeout_ms=int(settings.kafka_session_timeout_s * 1000),
+        heartbeat_interval_ms=int(settings.kafka_session_timeout_s * 200),
+        **settings.kafka_client_options(),
+    )
+
+
+async def restart_on_failure(run: Callable[[], Awaitable[None]], what: str,
+                             stopping: Callable[[], bool] = lambda: False) -> None:
+    """Run `run` until `stopping()`; when it fails, start it again after a pause that grows to 30 s.
+    What it had not committed is fetched again, so a restart loses nothing."""
+    delay = 1.0
+    while not stopping():
+        try:
+            await run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broker or database hiccup must not end the worker's work
+            log.error(f"{what} failed; restarting", error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
 class _Listener(ConsumerRebalanceListener):
     def __init__(self, loop: "ConsumerLoop"):
         self.owner = loop
@@ -84,30 +115,11 @@ class ConsumerLoop:
 
     async def run_forever(self) -> None:
         """Run the loop; if it fails, start it again after a pause (uncommitted records are fetched again)."""
-        delay = 1.0
-        while True:
-            try:
-                await self.run()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the loop must outlive a broker hiccup
-                log.error("consumer loop failed; restarting", loop=self.name, error=f"{type(exc).__name__}: {exc}",
-                          retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        await restart_on_failure(self.run, f"consumer loop {self.name}")
 
     async def run(self) -> None:
         s = self.settings
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap,
-            group_id=self.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=s.fetch_max_wait_ms,
-            session_timeout_ms=int(s.kafka_session_timeout_s * 1000),
-            heartbeat_interval_ms=int(s.kafka_session_timeout_s * 200),
-            **s.kafka_client_options(),
-        )
+        consumer = group_consumer(s, self.group_id, fetch_max_wait_ms=s.fetch_max_wait_ms)
         consumer.subscribe(list(self.topics), listener=_Listener(self))
         # A district's work log is one partition, and aiokafka sends one request at a time to a broker:
         # with its default 16 KB batches, a busy district's log would hold every send back to 16 KB per

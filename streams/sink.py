@@ -14,12 +14,13 @@ from datetime import datetime, timezone
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
 from processors.messages import DeadLetter, DispatchOrder, Escalation, IncidentEvent
 from processors.intake import Inbound, Rejected, dead_letter
 from streams import metrics
+from streams.consumer_loop import group_consumer, restart_on_failure
 from streams.settings import Settings
 from streams.topics import DISPATCH_ORDERS, INCIDENT_EVENTS, INCIDENT_REPORTS_DLQ, SLA_ESCALATIONS
 
@@ -144,30 +145,11 @@ class Sink:
 
     async def run_forever(self) -> None:
         """Run the sink; if it fails, start it again after a pause (its offsets guarantee nothing is skipped)."""
-        delay = 1.0
-        while not self._stopping.is_set():
-            try:
-                await self.run()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the sink must outlive a broker or database hiccup
-                log.error("sink failed; restarting", error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        await restart_on_failure(self.run, "sink", self._stopping.is_set)
 
     async def run(self) -> None:
         s = self.settings
-        consumer = AIOKafkaConsumer(
-            *AUDITED,
-            bootstrap_servers=s.kafka_bootstrap,
-            group_id=self.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=s.sink_flush_ms,
-            session_timeout_ms=int(s.kafka_session_timeout_s * 1000),
-            heartbeat_interval_ms=int(s.kafka_session_timeout_s * 200),
-            **s.kafka_client_options(),
-        )
+        consumer = group_consumer(s, self.group_id, *AUDITED, fetch_max_wait_ms=s.sink_flush_ms)
         producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, **s.kafka_client_options())
         # min_size=0: no connection is made up front, so a database that is down when the
         # worker starts is waited for like any other outage, by the write retries below
