@@ -159,19 +159,24 @@ class Throughput:
 
     @property
     def orders_rate(self) -> float:
-        return self.orders / self.orders_seconds if self.orders_seconds > 0 else 0.0
+        return _ratio(self.orders, self.orders_seconds)
 
     @property
     def rate(self) -> float:
-        return self.reports / self.seconds if self.seconds > 0 else 0.0
+        return _ratio(self.reports, self.seconds)
 
     @property
     def pipe_rate(self) -> float:
-        return self.pipe_records / self.pipe_seconds if self.pipe_seconds > 0 else 0.0
+        return _ratio(self.pipe_records, self.pipe_seconds)
 
     @property
     def ratio(self) -> float:
-        return self.rate / self.pipe_rate if self.pipe_rate > 0 else 0.0
+        return _ratio(self.rate, self.pipe_rate)
+
+
+def _ratio(part: float, whole: float) -> float:
+    """part / whole, 0 when there is nothing (or nothing measurable) to divide by."""
+    return part / whole if whole > 0 else 0.0
 
 
 @dataclass
@@ -192,7 +197,7 @@ class LatencyStep:
 
     @property
     def achieved_rate(self) -> float:
-        return self.sent / self.send_seconds if self.send_seconds > 0 else 0.0
+        return _ratio(self.sent, self.send_seconds)
 
     def quantile(self, q: float, values: list[float] | None = None) -> float:
         return _quantile(self.latencies_ms if values is None else values, q)
@@ -602,13 +607,10 @@ class SimCrew:
         return random.Random(f"{self.seed}:{order_id}")
 
     def handle_s(self, incident_id: str, category: Category | None) -> float:
-        rnd = random.Random(f"{self.seed}:handle:{incident_id}")
-        limit = category.sla.resolve_s if category else 3600.0
-        return min(self.habits.handle_cap_s,
-                   rnd.lognormvariate(math.log(max(60.0, limit * self.habits.handle_share_of_limit)), 0.5))
+        return self.habits.handle_s(random.Random(f"{self.seed}:handle:{incident_id}"), category)
 
     def ack_s(self, order_id: str) -> float:
-        return self.draws(order_id).lognormvariate(math.log(self.habits.ack_median_s), 0.6)
+        return self.habits.ack_s(self.draws(order_id))
 
     def travel_s(self, unit: _SimUnit, lat: float, lon: float) -> float:
         return distance_m(unit.lat, unit.lon, lat, lon) * DETOUR_FACTOR / SPEED_M_S[unit.mode]
@@ -628,7 +630,7 @@ class SimCrew:
             return []
         h = self.habits
         rnd = self.draws(order.order_id)
-        ack = rnd.lognormvariate(math.log(h.ack_median_s), 0.6)  # the same draw as ack_s()
+        ack = h.ack_s(rnd)  # the same draw as ack_s()
         never, decline, drop = rnd.random(), rnd.random(), rnd.random()
         oid = order.order_id
         if never < h.never_ack:

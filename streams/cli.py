@@ -68,7 +68,6 @@ def worker() -> None:
     """Run a worker: intake, district cores and the PostgreSQL sink."""
     from streams.embedded import embedded_infrastructure
     from streams.migrate import migrate
-    from streams.reference import load_catalogue, load_geography
     from streams.topics import ensure_topics
     from streams.worker import ShutdownBoundWorker, build_app
 

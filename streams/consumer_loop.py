@@ -32,6 +32,12 @@ PRODUCER_BATCH_BYTES = 512 * 1024
 Handler = Callable[[object], Awaitable[Iterable[Outgoing]]]
 
 
+def standalone_consumer(settings: Settings, **extra) -> AIOKafkaConsumer:
+    """A consumer outside any group that commits nothing: for reading a log back (replays, the unit map)."""
+    return AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
+                            fetch_max_wait_ms=settings.fetch_max_wait_ms, **extra, **settings.kafka_client_options())
+
+
 def group_consumer(settings: Settings, group_id: str, *topics: str, fetch_max_wait_ms: int) -> AIOKafkaConsumer:
     """A member of `group_id` that commits only what it is told to, starting a new group at the beginning."""
     return AIOKafkaConsumer(

@@ -17,11 +17,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from processors.catalogue import Catalogue
 from processors.district import DistrictCore
 from processors.messages import Message, WorkItem
+from streams.consumer_loop import standalone_consumer
 from streams.settings import Settings
 
 log = structlog.get_logger("patrol.district")
@@ -97,18 +98,9 @@ class DistrictLog:
                  seconds=round(time.monotonic() - started, 3), resumes_at=committed, delivered_at=offset)
         return cores
 
-    def _consumer(self, **extra) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
-            **extra,
-            **self.settings.kafka_client_options(),
-        )
-
     async def _committed(self, partition: int) -> int:
         # the group's own bookkeeping, read without joining the group
-        consumer = self._consumer(group_id=self.group_id)
+        consumer = standalone_consumer(self.settings, group_id=self.group_id)
         await consumer.start()
         try:
             committed = await consumer.committed(TopicPartition(self.topic, partition))
@@ -121,7 +113,7 @@ class DistrictLog:
         if start >= end:
             return
         tp = TopicPartition(self.topic, partition)
-        consumer = self._consumer()
+        consumer = standalone_consumer(self.settings)
         await consumer.start()
         try:
             consumer.assign([tp])

@@ -19,6 +19,10 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the settings module is not needed to run these children
+    from streams.settings import Settings
 
 PR_SET_PDEATHSIG = 1
 
@@ -199,9 +203,8 @@ def _open_path_to(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def embedded_infrastructure(settings, workdir: Path | None = None) -> Iterator:
+def embedded_infrastructure(settings: "Settings", workdir: Path | None = None) -> Iterator["Settings"]:
     """Yield `settings` with the broker and database filled in, starting embedded ones where unset."""
-    from streams.settings import Settings  # noqa: F401  (typing only)
 
     workdir = Path(workdir or settings.data_dir).resolve()
     started: list = []

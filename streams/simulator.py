@@ -9,7 +9,6 @@ divided by the same factor (`scaled_catalogue`), which `patrol up` arranges.
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 import json
 import math
@@ -20,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 import yaml
 
-from processors.catalogue import Catalogue
+from processors.catalogue import Catalogue, Category
 from processors.geography import Geography
 from processors.units import DETOUR_FACTOR, SPEED_M_S
 
@@ -173,6 +172,15 @@ class CrewHabits:
     handle_cap_s: float = 5400.0
     silent_for_s: float = 900.0  # how long a unit that missed an order stays out of reach
 
+    def ack_s(self, rnd: random.Random) -> float:
+        """How long an officer takes to acknowledge an order (one draw from `rnd`)."""
+        return rnd.lognormvariate(math.log(self.ack_median_s), 0.6)
+
+    def handle_s(self, rnd: random.Random, category: Category | None) -> float:
+        """How long handling an incident of `category` takes on scene (one draw from `rnd`)."""
+        limit = category.sla.resolve_s if category else 3600.0
+        return min(self.handle_cap_s, rnd.lognormvariate(math.log(max(60.0, limit * self.handle_share_of_limit)), 0.5))
+
 
 class FieldCrew:
     """Answers every order of the simulated units with unit events, after simulated delays."""
@@ -206,7 +214,7 @@ class FieldCrew:
             # the radio is off: the ladder reassigns the task; later the officer reports back
             self._later(now, h.silent_for_s, unit, "available", None)
             return
-        t = rnd.lognormvariate(math.log(h.ack_median_s), 0.6)
+        t = h.ack_s(rnd)
         if rnd.random() < h.decline:
             self._later(now, t, unit, "decline", order_id)
             return
@@ -217,9 +225,7 @@ class FieldCrew:
             self._later(now, t + travel / 2, unit, "log_off", None)
             return
         self._later(now, t + 5 + travel, unit, "on_scene", order_id, lat=order["lat"], lon=order["lon"])
-        category = self.catalogue.get(order["category"])
-        limit = category.sla.resolve_s if category else 3600
-        handle = min(h.handle_cap_s, rnd.lognormvariate(math.log(max(60.0, limit * h.handle_share_of_limit)), 0.5))
+        handle = h.handle_s(rnd, self.catalogue.get(order["category"]))
         self._later(now, t + 5 + travel + handle, unit, "resolved", order_id, outcome="handled")
 
     def _later(self, now: float, after_s: float, unit: dict, type_: str, order_id: str | None, **extra) -> None:

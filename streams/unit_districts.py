@@ -8,9 +8,9 @@ whole topic again, so it knows what the previous owner learned.
 from __future__ import annotations
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
-from streams.consumer_loop import Outgoing
+from streams.consumer_loop import Outgoing, standalone_consumer
 from streams.settings import Settings
 
 log = structlog.get_logger("patrol.units")
@@ -33,9 +33,7 @@ class UnitDistricts:
 
     async def load(self) -> None:
         """Read the whole topic again: the last entry of each unit wins."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False,
-                                    fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
-                                    **self.settings.kafka_client_options())
+        consumer = standalone_consumer(self.settings)
         await consumer.start()
         try:
             parts = [TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or [])]

@@ -205,7 +205,8 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
 
     async def take(record) -> list[Outgoing]:
         if record.topic == UNIT_EVENTS and unit_districts.stale:
-            # not read since the last assignment (it failed then): a failure here restarts the loop
+            # what the units' previous owners learned, read before their first event after an assignment;
+            # a failure here restarts the loop, and the event comes again
             await unit_districts.load()
         return await handlers[record.topic](record)
 
@@ -215,10 +216,6 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
     async def assigned(partitions) -> None:
         if any(tp.topic == UNIT_EVENTS for tp in partitions):
             unit_districts.stale = True
-            try:
-                await unit_districts.load()  # what the units' previous owners learned
-            except Exception as exc:  # noqa: BLE001 - read again before the next unit event
-                log.warning("unit map not read; reading it before the next unit event", error=str(exc))
 
     # one consumer for the three topics: every consumer polls the broker every fetch wait, and the
     # embedded broker's CPU is as scarce as the worker's

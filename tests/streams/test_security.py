@@ -397,22 +397,23 @@ class TlsBroker:
         assert not left, f"processes outlived the TLS broker: {left}"
 
 
-@pytest.fixture(scope="module")
-def tls_broker(tmp_path_factory, pki, stunnel):
-    broker = TlsBroker(tmp_path_factory.mktemp("tls-broker"), pki, stunnel, require_client_cert=False)
+def _running_broker(tmp_path_factory, pki, stunnel, *, mutual: bool):
+    broker = TlsBroker(tmp_path_factory.mktemp("mtls-broker" if mutual else "tls-broker"), pki, stunnel,
+                       require_client_cert=mutual)
     try:
         yield broker.start()
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_broker(tmp_path_factory, pki, stunnel):
+    yield from _running_broker(tmp_path_factory, pki, stunnel, mutual=False)
 
 
 @pytest.fixture(scope="module")
 def mtls_broker(tmp_path_factory, pki, stunnel):
-    broker = TlsBroker(tmp_path_factory.mktemp("mtls-broker"), pki, stunnel, require_client_cert=True)
-    try:
-        yield broker.start()
-    finally:
-        broker.stop()
+    yield from _running_broker(tmp_path_factory, pki, stunnel, mutual=True)
 
 
 TIMEOUT_MS = 3000  # per request; a refused connection fails at once, so this only bounds a silent one
