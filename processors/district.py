@@ -8,6 +8,7 @@ district's log reproduces every decision and every emitted message byte for byte
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Container
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -29,8 +30,8 @@ from processors.messages import (
     Resolved,
     WorkItem,
 )
-from processors.spatial import UnitGrid
-from processors.units import FASTEST_M_S, STAGE_OF_EVENT, STAGES, Assignment, StreetLoad, Unit
+from processors.spatial import FiledUnitGrid, UnitGrid
+from processors.units import FASTEST_M_S, STAGE_OF_EVENT, STAGES, Assignment, StreetLoad, Unit, places_for
 
 # Candidates within this much of the best ETA count as a near-tie and are chosen
 # between by the workload of their home streets instead.
@@ -103,7 +104,9 @@ class DistrictState:
     # report_id -> incident_id: a resent or duplicate report never becomes a second incident
     reports: dict[str, str] = field(default_factory=dict)
     units: dict[str, Unit] = field(default_factory=dict)
-    grid: UnitGrid = field(default_factory=UnitGrid)
+    grid: UnitGrid = field(default_factory=UnitGrid)  # every unit on duty, busy or not
+    # the free units, filed under the places they may fill: what a dispatch searches
+    free: FiledUnitGrid = field(default_factory=FiledUnitGrid)
     # order_id -> (incident_id, agency place); kept after the order ends, to tell stale events apart
     orders: dict[str, tuple[str, str]] = field(default_factory=dict)
     # incidents with an agency place no unit could fill yet
@@ -307,18 +310,22 @@ class DistrictCore:
                      self.catalogue.deadline(incident.category, at, sla.arrive_s))
 
     def _rank(self, incident: Incident, agency: str, taken: set[str]) -> list[tuple[float, float, str]]:
+        return self.candidates(incident.category, agency, incident.lat, incident.lon, taken | incident.excluded)
+
+    def candidates(self, category: Category, agency: str, lat: float, lon: float,
+                   passed_over: Container[str] = ()) -> list[tuple[float, float, str]]:
+        """The free units that may fill the `agency` place of a `category` incident at (lat, lon), fastest
+        first, as (eta_s, distance_m, unit_id); at most CANDIDATES_PER_PLACE, none of `passed_over`."""
         units = self.state.units
 
         def eligible(unit_id: str) -> bool:
-            unit = units[unit_id]
-            return (unit.free and unit_id not in taken and unit_id not in incident.excluded
-                    and unit.may_act_for(incident.category, agency))
+            return unit_id not in passed_over and units[unit_id].may_act_for(category, agency)
 
         def eta(unit_id: str, d: float) -> float:
             return units[unit_id].eta_s(d)
 
-        return self.state.grid.nearest(incident.lat, incident.lon, eta, CANDIDATES_PER_PLACE, 1.0 / FASTEST_M_S,
-                                       eligible)
+        return self.state.free.nearest(places_for(category, agency), lat, lon, eta, CANDIDATES_PER_PLACE,
+                                       1.0 / FASTEST_M_S, eligible)
 
     def _arrive_limit(self, incident: Incident, at: datetime) -> datetime:
         """When a unit sent at `at` must be on scene: the limit set by the first dispatch, or the one this one starts."""
@@ -422,11 +429,18 @@ class DistrictCore:
         self._changing(unit, clear)
 
     def _changing(self, unit: Unit, change) -> None:
-        """Apply `change` to the unit, keeping the per-street count of free units right."""
+        """Apply `change` to the unit, keeping the per-street count of free units and the free-unit index right."""
         was = unit.free
         change()
         if unit.free != was:
             self.state.load.add(self.state.load.free_units, unit.home_street, 1 if unit.free else -1)
+        self._refile(unit)
+
+    def _refile(self, unit: Unit) -> None:
+        if unit.free:
+            self.state.free.file(unit.unit_id, unit.lat, unit.lon, unit.authorities())
+        else:
+            self.state.free.remove(unit.unit_id)
 
     def _offer(self, unit: Unit, at: datetime, out: list[Message]) -> None:
         """A unit has come free: queued incidents it could serve are dispatched again, most urgent first."""
@@ -480,6 +494,7 @@ class DistrictCore:
             unit.lat, unit.lon = event.lat, event.lon
             if unit.on_duty:
                 state.grid.place(unit.unit_id, event.lat, event.lon)
+            self._refile(unit)
         elif isinstance(event, Availability):
             self._changing(unit, lambda: setattr(unit, "available", event.type == "available"))
             self._offer(unit, item.at, out)

@@ -1,4 +1,4 @@
-"""A uniform grid over the district for finding the units nearest a point without looking at every unit.
+"""Uniform grids over the district for finding the units nearest a point without looking at every unit.
 
 Units move and change status all the time, so the index must be cheap to update:
 a dict of cells, each a set of unit ids, is O(1) per move; a query walks rings
@@ -103,6 +103,9 @@ class UnitGrid:
             del found[limit:]
         return found
 
+    def members(self) -> dict[str, tuple[float, float]]:
+        return {unit_id: (lat, lon) for unit_id, (lat, lon, _) in self._where.items()}
+
     def _max_ring(self, centre: tuple[int, int]) -> int:
         if self._bounds is None:
             rows = [c[0] for c in self._cells]
@@ -123,3 +126,59 @@ def _ring(centre: tuple[int, int], r: int) -> Iterator[tuple[int, int]]:
     for dy in range(-r + 1, r):
         yield (cy + dy, cx - r)
         yield (cy + dy, cx + r)
+
+
+class FiledUnitGrid:
+    """Units filed under keys, one grid per key, a unit under several: a query walks only the grids of its
+    keys. The district files its free units under their authorities, so that finding a unit for a place
+    looks at free units that may fill it, not at the district's busy ones or other agencies'."""
+
+    def __init__(self) -> None:
+        self._grids: dict[object, UnitGrid] = {}
+        self._keys: dict[str, frozenset] = {}
+
+    def __contains__(self, unit_id: str) -> bool:
+        return unit_id in self._keys
+
+    def file(self, unit_id: str, lat: float, lon: float, keys: frozenset) -> None:
+        """Insert or move a unit, under `keys` (those it was filed under before and lost are dropped)."""
+        if not keys:
+            self.remove(unit_id)
+            return
+        for key in self._keys.get(unit_id, frozenset()) - keys:
+            self._drop(key, unit_id)
+        for key in keys:
+            grid = self._grids.get(key)
+            if grid is None:
+                grid = self._grids[key] = UnitGrid()
+            grid.place(unit_id, lat, lon)
+        self._keys[unit_id] = keys
+
+    def remove(self, unit_id: str) -> None:
+        for key in self._keys.pop(unit_id, ()):
+            self._drop(key, unit_id)
+
+    def _drop(self, key: object, unit_id: str) -> None:
+        grid = self._grids[key]
+        grid.remove(unit_id)
+        if not len(grid):
+            del self._grids[key]
+
+    def filed(self) -> dict[str, tuple[frozenset, tuple[float, float]]]:
+        """unit_id -> (keys, position), as filed: for checking the index against the units it indexes."""
+        positions = {}
+        for grid in self._grids.values():
+            positions.update(grid.members())
+        return {unit_id: (keys, positions[unit_id]) for unit_id, keys in self._keys.items()}
+
+    def nearest(self, keys, lat: float, lon: float, cost: Callable[[str, float], float | None], limit: int,
+                min_cost_per_m: float, eligible: Callable[[str], bool] | None = None) -> list[tuple[float, float, str]]:
+        """`UnitGrid.nearest` over the units filed under any of `keys` (each unit once)."""
+        found: dict[str, tuple[float, float, str]] = {}
+        for key in keys:
+            grid = self._grids.get(key)
+            if grid is not None:
+                # each grid's own best `limit` holds every one of its units that can be among the best overall
+                for hit in grid.nearest(lat, lon, cost, limit, min_cost_per_m, eligible):
+                    found[hit[2]] = hit
+        return sorted(found.values())[:limit]

@@ -38,6 +38,11 @@ class Unit:
     def eta_s(self, distance_m: float) -> float:
         return distance_m * DETOUR_FACTOR / SPEED_M_S[self.mode]
 
+    def authorities(self) -> frozenset[tuple[str, str]]:
+        """The places this unit may fill, as (kind, place) keys: its own agency's, and each delegated category's.
+        A dispatch for a category asks for `places_for` keys; a unit may act for it only under one of them."""
+        return frozenset({(self.kind, "agency:" + self.agency)} | {(self.kind, "category:" + c) for c in self.delegations})
+
     def may_act_for(self, category: Category, agency: str) -> bool:
         """May this unit fill the `agency` place of a dispatch for `category`?"""
         if self.kind == "auxiliary" and not category.auxiliary_ok:
@@ -46,6 +51,12 @@ class Unit:
             return True
         # delegated enforcement (委托执法): the unit carries the category in its log-on
         return category.code in self.delegations
+
+
+def places_for(category: Category, agency: str) -> tuple[tuple[str, str], ...]:
+    """The authority keys (`Unit.authorities`) under which a unit may fill the `agency` place of `category`."""
+    kinds = ("officer", "auxiliary") if category.auxiliary_ok else ("officer",)
+    return tuple((kind, place) for kind in kinds for place in ("agency:" + agency, "category:" + category.code))
 
 
 @dataclass

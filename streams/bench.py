@@ -66,7 +66,7 @@ from processors.messages import (
     WorkItem,
     unit_event_adapter,
 )
-from processors.units import DETOUR_FACTOR, FASTEST_M_S, SPEED_M_S, Unit
+from processors.units import DETOUR_FACTOR, SPEED_M_S, Unit
 from streams.settings import Settings
 from streams.simulator import CrewHabits, DayPlan, plan_day
 
@@ -553,10 +553,9 @@ def _eligible_eta(core: DistrictCore, category: Category, agency: str):
 
 
 def _time_search(core: DistrictCore, category: Category, lat: float, lon: float) -> float:
-    """The grid query the core's ranking makes (same tests, same candidate count)."""
-    eligible, eta = _eligible_eta(core, category, category.agencies[0])
+    """The query the core's ranking makes: its free-unit index, for the lead agency's place."""
     started = time.perf_counter()
-    core.state.grid.nearest(lat, lon, eta, CANDIDATES_PER_PLACE, 1.0 / FASTEST_M_S, eligible)
+    core.candidates(category, category.agencies[0], lat, lon)
     return (time.perf_counter() - started) * 1e6
 
 

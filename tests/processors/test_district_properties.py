@@ -79,6 +79,9 @@ def check_invariants(core: DistrictCore) -> None:
     # the per-street count of free units that balancing relies on matches a recount
     recount = Counter(u.home_street for u in state.units.values() if u.free)
     assert dict(recount) == state.load.free_units
+    # the index dispatching searches files exactly the free units, under their authorities, where they are
+    assert state.free.filed() == {u.unit_id: (u.authorities(), (u.lat, u.lon))
+                                  for u in state.units.values() if u.free}
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
