@@ -31,7 +31,7 @@ from processors.messages import (
     WorkItem,
 )
 from processors.spatial import FiledUnitGrid, UnitGrid
-from processors.units import FASTEST_M_S, STAGE_OF_EVENT, STAGES, Assignment, StreetLoad, Unit, places_for
+from processors.units import DETOUR_FACTOR, FASTEST_M_S, STAGE_OF_EVENT, STAGES, Assignment, StreetLoad, Unit, places_for
 
 # Candidates within this much of the best ETA count as a near-tie and are chosen
 # between by the workload of their home streets instead.
@@ -318,14 +318,13 @@ class DistrictCore:
         first, as (eta_s, distance_m, unit_id); at most CANDIDATES_PER_PLACE, none of `passed_over`."""
         units = self.state.units
 
-        def eligible(unit_id: str) -> bool:
-            return unit_id not in passed_over and units[unit_id].may_act_for(category, agency)
-
         def eta(unit_id: str, d: float) -> float:
             return units[unit_id].eta_s(d)
 
+        # filed under one of the place's keys is what may_act_for says, so only the passed-over need a look
         return self.state.free.nearest(places_for(category, agency), lat, lon, eta, CANDIDATES_PER_PLACE,
-                                       1.0 / FASTEST_M_S, eligible)
+                                       DETOUR_FACTOR / FASTEST_M_S,
+                                       (lambda unit_id: unit_id not in passed_over) if passed_over else None)
 
     def _arrive_limit(self, incident: Incident, at: datetime) -> datetime:
         """When a unit sent at `at` must be on scene: the limit set by the first dispatch, or the one this one starts."""

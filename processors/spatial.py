@@ -16,6 +16,9 @@ from processors.geography import distance_m
 # a dense street, large enough that an empty outer street costs few rings.
 CELL_DEG_LAT = 0.0045
 CELL_DEG_LON = 0.0052
+# metres per degree of latitude; the ring bounds shave EDGE_SLACK_M off for the earth not being flat
+METRES_PER_DEG = 111_000
+EDGE_SLACK_M = 5.0
 
 
 def _cell(lat: float, lon: float) -> tuple[int, int]:
@@ -83,11 +86,17 @@ class UnitGrid:
         found: list[tuple[float, float, str]] = []
         max_ring = self._max_ring(centre)
         where = self._where
-        # the shortest distance from the point to any cell of ring r is at least (r - 1) cells
-        ring_step_m = min(CELL_DEG_LAT * 111_000, CELL_DEG_LON * 111_000 * math.cos(math.radians(lat)))
+        # Any cell of ring r lies at least r - 1 whole cells away, plus the way from the point to the nearest
+        # edge of its own cell (a few metres short of it: the metres here are a flat approximation).
+        cell_lat_m = CELL_DEG_LAT * METRES_PER_DEG
+        cell_lon_m = CELL_DEG_LON * METRES_PER_DEG * math.cos(math.radians(lat))
+        ring_step_m = min(cell_lat_m, cell_lon_m)
+        row_share, col_share = lat / CELL_DEG_LAT - centre[0], lon / CELL_DEG_LON - centre[1]
+        to_edge_m = max(0.0, min(row_share * cell_lat_m, (1 - row_share) * cell_lat_m,
+                                 col_share * cell_lon_m, (1 - col_share) * cell_lon_m) - EDGE_SLACK_M)
         for ring in range(max_ring + 1):
             if len(found) >= limit:
-                bound = max(0, ring - 1) * ring_step_m * min_cost_per_m
+                bound = (max(0, ring - 1) * ring_step_m + (to_edge_m if ring else 0.0)) * min_cost_per_m
                 if bound > found[limit - 1][0]:
                     break
             for cell in _ring(centre, ring):

