@@ -1020,7 +1020,7 @@ def _machine_busy_seconds() -> float:
     return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-ROLES = ("worker", "broker", "PostgreSQL", "raw pipe", "benchmark clients", "everything else")
+ROLES = ("worker", "sink", "broker", "PostgreSQL", "raw pipe", "benchmark clients", "everything else")
 
 
 def _role(pid: int, me: int) -> str | None:
@@ -1033,6 +1033,8 @@ def _role(pid: int, me: int) -> str | None:
         return None
     if "streams.cli worker" in command:
         return "worker"
+    if "streams.cli sink" in command:
+        return "sink"
     if "streams.bench pipe" in command:
         return "raw pipe"
     if "tansu" in command:
@@ -1195,7 +1197,9 @@ async def raw_pipe(bootstrap: str, source: str, target: str, group: str, ready: 
     """The baseline: a plain consumer group reading `source` and producing every record to `target`.
 
     Configured as the worker's clients are (same fetch wait, acks=all like faust's producer,
-    offsets committed about once a second like faust's commit interval)."""
+    offsets committed about once a second like faust's commit interval). Once in its group it holds still
+    (SIGUSR1) until told to run (SIGUSR2): a consumer polling at our fetch wait costs the embedded broker
+    about a tenth of a core even with nothing to read, which the worker's phases must not pay for."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
@@ -1206,10 +1210,26 @@ async def raw_pipe(bootstrap: str, source: str, target: str, group: str, ready: 
     await consumer.start()
     loop = asyncio.get_running_loop()
     last_commit = loop.time()
+    running = asyncio.Event()
+
+    def hold_still() -> None:
+        running.clear()
+        # aiokafka's fetcher polls in the background whether or not it is read: paused, it stops
+        consumer.pause(*consumer.assignment())
+
+    def run() -> None:
+        consumer.resume(*consumer.assignment())
+        running.set()
+
+    loop.add_signal_handler(signal.SIGUSR1, hold_still)
+    loop.add_signal_handler(signal.SIGUSR2, run)
     try:
         while True:
+            if ready.exists() and not running.is_set():
+                await running.wait()
             batch = await consumer.getmany(timeout_ms=100)
             if consumer.assignment() and not ready.exists():
+                hold_still()
                 ready.write_text("joined\n")
             for records in batch.values():
                 for record in records:
@@ -1220,6 +1240,36 @@ async def raw_pipe(bootstrap: str, source: str, target: str, group: str, ready: 
     finally:
         await consumer.stop()
         await producer.stop()
+
+
+class _RawPipe:
+    """The raw pipe's process, started with the phase's worker so that its group forms meanwhile."""
+
+    def __init__(self, live: Settings, workdir: Path, env: dict[str, str]):
+        from streams.embedded import spawn_child
+
+        self.source, self.target = _pipe_topics(live)
+        self.ready = workdir / f"{live.app_id}-pipe.ready"
+        self.process = spawn_child(
+            [sys.executable, "-m", "streams.bench", "pipe", live.kafka_bootstrap, self.source, self.target,
+             f"{live.app_id}-pipe", str(self.ready), str(live.fetch_max_wait_ms)],
+            log=workdir / "pipe.log", death_signal=signal.SIGTERM, env=env)
+
+    def stop(self) -> None:
+        from streams.embedded import stop_child
+
+        stop_child(self.process, signal.SIGTERM, 10)
+
+    @contextlib.asynccontextmanager
+    async def running(self):
+        """The pipe polling the broker (it holds still otherwise)."""
+        await _eventually(lambda: asyncio.sleep(0, result=self.ready.exists()), 120, "the raw pipe joining its group")
+        self.process.send_signal(signal.SIGUSR2)
+        await asyncio.sleep(0.3)  # its poll in hand ends within 100 ms
+        try:
+            yield
+        finally:
+            self.process.send_signal(signal.SIGUSR1)
 
 
 class _Reports:
@@ -1440,22 +1490,21 @@ async def _through_pipe(producer, pipe: _PipeReader, pipe_in: str, payload: byte
     return [(pipe.piped[k] - sent[k]) * 1000 for k in keys if k in pipe.piped]
 
 
-async def _latency_at(rate: int, sizes: Sizes, ready: Path, orders: "_Orders", reports: "_Reports", producer,
-                      pipe_in: str, pipe_out: str, live: Settings, metrics_port: int, worker_pid: int, steps: Steps,
-                      alive, merged) -> LatencyStep:
+async def _latency_at(rate: int, sizes: Sizes, raw: _RawPipe, orders: "_Orders", reports: "_Reports", producer,
+                      live: Settings, metrics_port: int, worker_pid: int, steps: Steps, alive, merged) -> LatencyStep:
     """The raw pipe's latency at `rate`, then reports at `rate` through the worker, every order answered at once."""
     from streams.topics import INCIDENT_REPORTS
 
     loop = asyncio.get_running_loop()
     # --- the pipe at this rate: the floor of a Kafka hop pair on this broker
-    await _eventually(lambda: asyncio.sleep(0, result=ready.exists()), 120, "the raw pipe joining its group")
-    pipe = await _PipeReader(live, pipe_out).start()
     payload = reports.make("X", 1)[0][2]
     n = max(1, int(rate * sizes.pipe_rate_seconds))
     keys = [f"L{rate}-{i:07d}" for i in range(n)]
-    with steps.task(f"raw pipe latency at {rate}/s", n) as advance:
-        pipe_ms = await _through_pipe(producer, pipe, pipe_in, payload, keys, rate, advance)
-    await pipe.stop()
+    async with raw.running():
+        pipe = await _PipeReader(live, raw.target).start()
+        with steps.task(f"raw pipe latency at {rate}/s", n) as advance:
+            pipe_ms = await _through_pipe(producer, pipe, raw.source, payload, keys, rate, advance)
+        await pipe.stop()
 
     # --- reports at this rate
     await asyncio.sleep(1.0)
@@ -1496,7 +1545,7 @@ async def _latency_at(rate: int, sizes: Sizes, ready: Path, orders: "_Orders", r
         pipe_ms=pipe_ms, worker_cores=watch.worker, machine_cores=watch.machine, cores=watch.cores)
 
 
-async def _stream_phase(live: Settings, metrics_port: int, worker_pid: int, ready: Path, sizes: Sizes,
+async def _stream_phase(live: Settings, metrics_port: int, worker_pid: int, raw: _RawPipe, sizes: Sizes,
                         catalogue: Catalogue, geography: Geography, steps: Steps, alive,
                         rate: int | None) -> tuple[Throughput | None, LatencyStep | None, dict[str, float]]:
     """One phase on a worker of its own: the throughput burst and the pipe's (rate None), or the latency at
@@ -1516,7 +1565,6 @@ async def _stream_phase(live: Settings, metrics_port: int, worker_pid: int, read
     orders = _Orders(live, producer)
     await orders.start()
     db = await asyncpg.connect(live.database_url)
-    pipe_in, pipe_out = _pipe_topics(live)
     memory: dict[str, float] = {}
 
     async def send_reports(batch: list[tuple[str, str, bytes]]) -> None:
@@ -1605,22 +1653,22 @@ async def _stream_phase(live: Settings, metrics_port: int, worker_pid: int, read
             await orders.release()
 
             # --- the baseline pipe: the same payloads through a plain consume → produce loop
-            await _eventually(lambda: asyncio.sleep(0, result=ready.exists()), 120, "the raw pipe joining its group")
-            pipe = await _PipeReader(live, pipe_out).start()
-            piped = pipe.piped
             payloads = [(f"P-{i:07d}", value) for i, (_, _, value) in
                         enumerate(burst[i % len(burst)] for i in range(sizes.pipe_records))]
-            with steps.task(f"raw pipe: {len(payloads):,} records", len(payloads)) as advance:
-                pipe_started = loop.time()
-                for key, value in payloads:
-                    await producer.send(pipe_in, value, key=key.encode())
-                await producer.flush()
-                pipe_deadline = pipe_started + 120
-                while len(piped) < len(payloads) and loop.time() < pipe_deadline:
-                    advance(to=len(piped))
-                    await asyncio.sleep(0.02)
-                pipe_seconds = max(piped.values(), default=loop.time()) - pipe_started
-            await pipe.stop()
+            async with raw.running():
+                pipe = await _PipeReader(live, raw.target).start()
+                piped = pipe.piped
+                with steps.task(f"raw pipe: {len(payloads):,} records", len(payloads)) as advance:
+                    pipe_started = loop.time()
+                    for key, value in payloads:
+                        await producer.send(raw.source, value, key=key.encode())
+                    await producer.flush()
+                    pipe_deadline = pipe_started + 120
+                    while len(piped) < len(payloads) and loop.time() < pipe_deadline:
+                        advance(to=len(piped))
+                        await asyncio.sleep(0.02)
+                    pipe_seconds = max(piped.values(), default=loop.time()) - pipe_started
+                await pipe.stop()
             throughput = Throughput(reports=done, seconds=seconds, merged=throughput_merged,
                                     pipe_records=len(piped), pipe_seconds=pipe_seconds, orders=len(decided),
                                     orders_seconds=orders_seconds, worker_cores=watch.worker,
@@ -1628,8 +1676,8 @@ async def _stream_phase(live: Settings, metrics_port: int, worker_pid: int, read
 
         step = None
         if rate is not None:
-            step = await _latency_at(rate, sizes, ready, orders, reports, producer, pipe_in, pipe_out, live,
-                                     metrics_port, worker_pid, steps, alive, merged)
+            step = await _latency_at(rate, sizes, raw, orders, reports, producer, live, metrics_port, worker_pid,
+                                     steps, alive, merged)
         await asyncio.sleep(1.0)
         memory["rss_end"] = _rss_bytes(worker_pid)
         memory["incidents"] = await db.fetchval("SELECT count(*) FROM incidents WHERE report_id LIKE $1",
@@ -1679,15 +1727,20 @@ class GrowthStep:
     latencies_ms: list[float]
 
 
-async def _growth_blocks(live: Settings, ready: Path, pipe_in: str, pipe_out: str, rate: int, seconds: float,
-                         blocks: int, steps: Steps) -> list[GrowthStep]:
+async def _growth_blocks(live: Settings, raw: _RawPipe, rate: int, seconds: float, blocks: int,
+                         steps: Steps) -> list[GrowthStep]:
+    async with raw.running():
+        return await _growth_blocks_running(live, raw, rate, seconds, blocks, steps)
+
+
+async def _growth_blocks_running(live: Settings, raw: _RawPipe, rate: int, seconds: float, blocks: int,
+                                 steps: Steps) -> list[GrowthStep]:
     from aiokafka import AIOKafkaProducer
 
-    await _eventually(lambda: asyncio.sleep(0, result=ready.exists()), 120, "the raw pipe joining its group")
     producer = AIOKafkaProducer(bootstrap_servers=live.kafka_bootstrap, acks="all", linger_ms=0,
                                 **live.kafka_client_options())
     await producer.start()
-    pipe = await _PipeReader(live, pipe_out).start()
+    pipe = await _PipeReader(live, raw.target).start()
     payload = json.dumps({"schema_version": 1, "pad": "x" * 300}).encode()
     out, through = [], 0
     try:
@@ -1695,7 +1748,7 @@ async def _growth_blocks(live: Settings, ready: Path, pipe_in: str, pipe_out: st
             n = int(rate * seconds)
             keys = [f"G{block}-{i:07d}" for i in range(n)]
             with steps.task(f"broker growth: block {block + 1} of {blocks} at {rate}/s", n) as advance:
-                latencies = await _through_pipe(producer, pipe, pipe_in, payload, keys, rate, advance)
+                latencies = await _through_pipe(producer, pipe, raw.source, payload, keys, rate, advance)
             out.append(GrowthStep(through, n, latencies))
             through += n
     finally:
@@ -1707,7 +1760,7 @@ async def _growth_blocks(live: Settings, ready: Path, pipe_in: str, pipe_out: st
 def broker_growth(base: Settings, sizes: Sizes, steps: Steps) -> list[GrowthStep]:
     """The raw pipe alone on a new embedded broker, at a fixed rate in consecutive blocks: how a hop's
     latency moves as the topics fill up (the reason every streams phase gets a broker of its own)."""
-    from streams.embedded import EmbeddedBroker, spawn_child, stop_child
+    from streams.embedded import EmbeddedBroker
 
     workdir = Path(base.data_dir).resolve() / "bench" / "growth"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -1716,16 +1769,11 @@ def broker_growth(base: Settings, sizes: Sizes, steps: Steps) -> list[GrowthStep
         stack.callback(broker.stop)
         live = base.with_overrides(kafka_bootstrap=broker.bootstrap, app_id=f"patrol-growth-{uuid.uuid4().hex[:8]}",
                                    kafka_security_protocol="PLAINTEXT")
-        pipe_in, pipe_out = _pipe_topics(live)
-        asyncio.run(_create_topics(live, [pipe_in, pipe_out]))
-        ready = workdir / f"{live.app_id}-pipe.ready"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PATROL_")}
-        pipe = spawn_child([sys.executable, "-m", "streams.bench", "pipe", live.kafka_bootstrap, pipe_in, pipe_out,
-                            f"{live.app_id}-pipe", str(ready), str(live.fetch_max_wait_ms)],
-                           log=workdir / "pipe.log", death_signal=signal.SIGTERM, env=env)
-        stack.callback(stop_child, pipe, signal.SIGTERM, 10)
-        return asyncio.run(_growth_blocks(live, ready, pipe_in, pipe_out, sizes.growth_rate, sizes.growth_seconds,
-                                          sizes.growth_blocks, steps))
+        asyncio.run(_create_topics(live, list(_pipe_topics(live))))
+        raw = _RawPipe(live, workdir, {k: v for k, v in os.environ.items() if not k.startswith("PATROL_")})
+        stack.callback(raw.stop)
+        return asyncio.run(_growth_blocks(live, raw, sizes.growth_rate, sizes.growth_seconds, sizes.growth_blocks,
+                                          steps))
 
 
 def _phase_on_new_broker(base: Settings, database_url: str, workdir: Path, sizes: Sizes, catalogue: Catalogue,
@@ -1746,25 +1794,26 @@ def _phase_on_new_broker(base: Settings, database_url: str, workdir: Path, sizes
                                    app_id=f"patrol-bench-{uuid.uuid4().hex[:8]}", data_dir=phase_dir,
                                    kafka_security_protocol="PLAINTEXT")
         asyncio.run(ensure_topics(live))
-        pipe_in, pipe_out = _pipe_topics(live)
-        asyncio.run(_create_topics(live, [pipe_in, pipe_out]))
-        worker_settings = live.with_overrides(metrics_port=free_port())
+        asyncio.run(_create_topics(live, list(_pipe_topics(live))))
+        # the sink in a process of its own, as deploy/ runs it: the audit writes stay off the dispatch path
+        worker_settings = live.with_overrides(metrics_port=free_port(), sink_in_worker=False)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PATROL_")}
         worker = spawn_child([sys.executable, "-m", "streams.cli", "worker"], log=phase_dir / "worker.log",
                              death_signal=signal.SIGTERM, env={**env, **worker_settings.to_env()})
         stack.callback(stop_child, worker, signal.SIGTERM, 30)
-        ready = phase_dir / f"{live.app_id}-pipe.ready"
-        pipe = spawn_child([sys.executable, "-m", "streams.bench", "pipe", live.kafka_bootstrap, pipe_in, pipe_out,
-                            f"{live.app_id}-pipe", str(ready), str(live.fetch_max_wait_ms)],
-                           log=phase_dir / "pipe.log", death_signal=signal.SIGTERM, env=env)
-        stack.callback(stop_child, pipe, signal.SIGTERM, 10)
+        sink = spawn_child([sys.executable, "-m", "streams.cli", "sink"], log=phase_dir / "sink.log",
+                           death_signal=signal.SIGTERM, env={**env, **live.with_overrides(metrics_port=0).to_env()})
+        stack.callback(stop_child, sink, signal.SIGTERM, 30)
+        raw = _RawPipe(live, phase_dir, env)
+        stack.callback(raw.stop)
 
         def alive() -> None:
-            for name, process, log in (("worker", worker, "worker.log"), ("raw pipe", pipe, "pipe.log")):
+            for name, process, log in (("worker", worker, "worker.log"), ("sink", sink, "sink.log"),
+                                       ("raw pipe", raw.process, "pipe.log")):
                 if process.poll() is not None:
                     raise RuntimeError(f"the {name} exited with code {process.returncode}; see {phase_dir / log}")
 
-        return asyncio.run(_stream_phase(live, worker_settings.metrics_port, worker.pid, ready, sizes,
+        return asyncio.run(_stream_phase(live, worker_settings.metrics_port, worker.pid, raw, sizes,
                                          catalogue, geography, steps, alive, rate))
 
 

@@ -66,7 +66,7 @@ def up(
 
 @app.command()
 def worker() -> None:
-    """Run a worker: intake, district cores and the PostgreSQL sink."""
+    """Run a worker: intake, district cores and (unless PATROL_SINK_IN_WORKER=false) the PostgreSQL sink."""
     from streams.embedded import embedded_infrastructure
     from streams.migrate import migrate
     from streams.topics import ensure_topics
@@ -86,6 +86,35 @@ def worker() -> None:
         gc.freeze()
         ShutdownBoundWorker(faust_app, loglevel=settings.log_level, quiet=True,
                             redirect_stdouts=False).execute_from_commandline()
+
+
+@app.command()
+def sink() -> None:
+    """Run the PostgreSQL sink on its own (the workers then run with PATROL_SINK_IN_WORKER=false)."""
+    from streams import metrics
+    from streams.consumer_loop import SHUTDOWN_GRACE_S, exit_if_not_stopped_in
+    from streams.sink import Sink
+
+    settings = _settings()
+    if settings.uses_embedded_broker or settings.uses_embedded_database:
+        err_console.print("PATROL_KAFKA_BOOTSTRAP and PATROL_DATABASE_URL must be set: the sink joins a running "
+                          "broker and database (the worker's)")
+        raise typer.Exit(2)
+
+    async def run() -> None:
+        sink = Sink(settings)
+        loop = asyncio.get_running_loop()
+        def stop() -> None:
+            # the batch in hand is written and committed first, so the next sink has nothing to redo
+            sink.stop()
+            exit_if_not_stopped_in(SHUTDOWN_GRACE_S)
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop)
+        metrics.serve_metrics(settings.metrics_port)
+        await sink.run_forever()
+
+    asyncio.run(run())
 
 
 @app.command("migrate")

@@ -10,6 +10,8 @@ worker.
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 
 import structlog
@@ -51,6 +53,22 @@ def group_consumer(settings: Settings, group_id: str, *topics: str, fetch_max_wa
         heartbeat_interval_ms=int(settings.kafka_session_timeout_s * 200),
         **settings.kafka_client_options(),
     )
+
+
+# How long a stopping process may take to finish in-flight work and leave its groups.
+SHUTDOWN_GRACE_S = 20.0
+
+
+def exit_if_not_stopped_in(grace_s: float) -> None:
+    """Exit the process if it has not stopped `grace_s` from now: with the broker or the database gone, a clean
+    stop would wait on them for ever, and what was not committed is redone by the next owner anyway."""
+    def give_up() -> None:
+        log.error("shutdown did not finish in time; exiting", grace_s=grace_s)
+        os._exit(1)
+
+    timer = threading.Timer(grace_s, give_up)
+    timer.daemon = True
+    timer.start()
 
 
 async def restart_on_failure(run: Callable[[], Awaitable[None]], what: str,

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
         default=200, ge=1, le=5000,
         description="the longest the sink waits for more records before writing a batch; also its fetch wait, "
                     "since rows are not on the dispatch path and every poll costs the broker CPU")
+    sink_in_worker: bool = Field(
+        default=True,
+        description="`patrol worker` also runs the PostgreSQL sink; turn off where `patrol sink` runs it in a "
+                    "process of its own, which keeps the audit writes off the dispatch path's event loop")
     data_dir: Path = Field(default=Path("run"), description="embedded broker/database scratch space")
 
     @property

@@ -1,4 +1,5 @@
-"""The worker: a faust app binding intake and the district cores to their topics, plus the PostgreSQL sink.
+"""The worker: a faust app binding intake and the district cores to their topics, plus (unless it runs on its own,
+`patrol sink`) the PostgreSQL sink.
 
 intake (incident.reports, unit.events) ─> district work log ─> district core ─> orders, events, escalations
                       └─ bad input ─> incident.reports.dlq      (and dead letters of its own)
@@ -9,8 +10,6 @@ app hosts it, the sink, the clock ticks and the metrics timers.
 
 from __future__ import annotations
 
-import os
-import threading
 from pathlib import Path
 from datetime import datetime, timedelta, timezone
 
@@ -32,7 +31,7 @@ from processors.messages import (
     WorkItem,
 )
 from streams import __version__, metrics
-from streams.consumer_loop import ConsumerLoop, Outgoing
+from streams.consumer_loop import SHUTDOWN_GRACE_S, ConsumerLoop, Outgoing, exit_if_not_stopped_in
 from streams.district_log import DistrictLog
 from streams.unit_districts import UnitDistricts
 from streams.settings import Settings
@@ -85,22 +84,12 @@ def broker_credentials(settings: Settings):
     )
 
 
-# How long a stopping worker may take to finish in-flight work and leave its groups.
-SHUTDOWN_GRACE_S = 20.0
-
-
 class ShutdownBoundWorker(faust.Worker):
     """faust's worker, except that stopping cannot hang: with the broker gone, faust's shutdown waits on it
     for ever; after the grace period the process exits (uncommitted work is redone by the next owner)."""
 
     def on_worker_shutdown(self) -> None:
-        def give_up() -> None:
-            log.error("shutdown did not finish in time; exiting", grace_s=SHUTDOWN_GRACE_S)
-            os._exit(1)
-
-        timer = threading.Timer(SHUTDOWN_GRACE_S, give_up)
-        timer.daemon = True
-        timer.start()
+        exit_if_not_stopped_in(SHUTDOWN_GRACE_S)
 
 
 def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) -> faust.App:
@@ -247,11 +236,12 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
                               for district in geography.districts]:
             await worklog.send(key=key, value=value)
 
-    sink = Sink(settings)
+    if settings.sink_in_worker:
+        sink = Sink(settings)
 
-    @app.task
-    async def run_sink():
-        await sink.run_forever()
+        @app.task
+        async def run_sink():
+            await sink.run_forever()
 
     @app.task
     async def serve_metrics():

@@ -37,7 +37,7 @@ KUBERNETES = DEPLOY / "kubernetes"
 COMPOSE_SPEC = Path(__file__).with_name("compose-spec.json")
 # the range of Kubernetes releases the manifests are written for
 KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
-PATROL_SERVICES = ("migrate", "worker-1", "worker-2", "gateway", "simulator")
+PATROL_SERVICES = ("migrate", "worker-1", "worker-2", "sink", "gateway", "simulator")
 
 
 # ----------------------------------------------------------------------------- compose
@@ -111,7 +111,7 @@ def test_the_compose_specification_check_has_teeth(compose, compose_validator):
 def test_compose_runs_the_production_parts(compose):
     services = interpolate(compose, {})["services"]
     assert {"kafka", "topics", "postgres", "migrate", "prometheus", "grafana", "gateway", "worker-1", "worker-2",
-            "simulator"} <= set(services)
+            "sink", "simulator"} <= set(services)
     # Apache Kafka in KRaft mode: a controller quorum, no ZooKeeper anywhere
     kafka = services["kafka"]
     assert kafka["image"].startswith("apache/kafka:")
@@ -135,8 +135,13 @@ def test_compose_runs_the_production_parts(compose):
         assert env["PATROL_TOPIC_PARTITIONS"] == services["kafka"]["environment"]["KAFKA_NUM_PARTITIONS"]
     assert services["migrate"]["command"] == ["migrate"]
     assert services["gateway"]["command"][0] == "gateway"
+    # the audit trail is written by the sink service alone, not by the workers as well
+    assert services["sink"]["command"] == ["sink"]
+    assert "PATROL_SINK_IN_WORKER" not in services["sink"]["environment"]
+    for name in ("worker-1", "worker-2"):
+        assert services[name]["environment"]["PATROL_SINK_IN_WORKER"] == "false"
     assert services["simulator"]["command"][0] == "simulate"
-    for name in ("worker-1", "worker-2", "gateway"):
+    for name in ("worker-1", "worker-2", "sink", "gateway"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
         assert services[name]["depends_on"]["topics"]["condition"] == "service_completed_successfully"
     # the database the workers use is the one PostgreSQL creates
@@ -408,7 +413,9 @@ def _container(deployment: dict) -> dict:
 
 
 def _selects(selector: dict, labels: dict) -> bool:
-    return all(labels.get(k) == v for k, v in selector["matchLabels"].items())
+    assert all(e["operator"] == "In" for e in selector.get("matchExpressions", [])), "only In is read here"
+    return (all(labels.get(k) == v for k, v in selector["matchLabels"].items())
+            and all(labels.get(e["key"]) in e["values"] for e in selector.get("matchExpressions", [])))
 
 
 def test_workers_scale_within_the_partitions_and_are_watched_on_their_metrics_port():
@@ -422,11 +429,24 @@ def test_workers_scale_within_the_partitions_and_are_watched_on_their_metrics_po
     assert container["livenessProbe"]["httpGet"]["port"] == "metrics"
     monitor = _one("PodMonitor")
     assert _selects(monitor["spec"]["selector"], workers["spec"]["template"]["metadata"]["labels"])
+    assert not _selects(monitor["spec"]["selector"], _one("Deployment", "patrol-gateway")["spec"]["template"]["metadata"]["labels"])
     assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} <= set(ports)
     # the alert rules select on job="patrol-workers"
     relabel = monitor["spec"]["podMetricsEndpoints"][0]["relabelings"][0]
     assert (relabel["targetLabel"], relabel["replacement"]) == ("job", "patrol-workers")
     assert 'job="patrol-workers"' in (DEPLOY / "prometheus" / "alerts.yml").read_text()
+
+
+def test_the_sink_runs_apart_from_the_workers_and_is_watched_with_them():
+    sink = _one("Deployment", "patrol-sink")
+    container = _container(sink)
+    assert [*container["command"], *container["args"]] == ["patrol", "sink"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]}["metrics"] == int(
+        _one("ConfigMap", "patrol-config")["data"]["PATROL_METRICS_PORT"])
+    assert _selects(_one("PodMonitor")["spec"]["selector"], sink["spec"]["template"]["metadata"]["labels"])
+    workers = {e["name"]: e["value"] for e in _container(_one("Deployment", "patrol-worker")).get("env", [])}
+    assert workers["PATROL_SINK_IN_WORKER"] == "false"
+    assert "PATROL_SINK_IN_WORKER" not in _one("ConfigMap", "patrol-config")["data"]
 
 
 def test_the_gateway_service_and_its_monitor_select_the_gateway_pods():
@@ -450,7 +470,7 @@ def test_every_pod_gets_its_settings_from_objects_that_exist():
     config_maps = {d["metadata"]["name"] for d in _of_kind("ConfigMap")}
     secrets = {d["metadata"]["name"] for d in _of_kind("Secret")}
     pods = [d["spec"]["template"] for d in _of_kind("Deployment") + _of_kind("Job")]
-    assert len(pods) == 3
+    assert len(pods) == 4
     images = set()
     for pod in pods:
         spec = pod["spec"]

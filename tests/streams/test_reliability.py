@@ -185,7 +185,7 @@ def test_a_worker_whose_broker_is_gone_still_stops(second_site, tmp_path):
     import signal
 
     from streams.embedded import EmbeddedBroker
-    from streams.worker import SHUTDOWN_GRACE_S
+    from streams.consumer_loop import SHUTDOWN_GRACE_S
 
     broker = EmbeddedBroker(tmp_path).start()
     site = second_site.with_overrides(kafka_bootstrap=broker.bootstrap, app_id=f"patrol-orphan-{uuid.uuid4().hex[:6]}")

@@ -96,3 +96,53 @@ async def test_the_worker_needs_no_more_than_plain_table_rights(infrastructure, 
     finally:
         await db.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}")
         await db.execute(f"DROP ROLE {role}")
+
+
+@pytest.mark.integration
+async def test_a_sink_of_its_own_writes_the_audit_trail_and_stops_when_told(second_site, tmp_path):
+    """`patrol sink` beside workers that run without one (PATROL_SINK_IN_WORKER=false): what the district
+    cores publish lands in PostgreSQL, the sink's figures can be scraped, and SIGTERM ends it cleanly."""
+    import asyncio
+    import os
+    import signal
+    import sys
+
+    import asyncpg
+
+    from streams.embedded import free_port, spawn_child, stop_child
+    from streams.topics import INCIDENT_EVENTS
+    from tests.streams.conftest import eventually, message, send
+    from tests.streams.test_metrics import scrape, value
+
+    site = second_site.with_overrides(metrics_port=free_port())
+    sink = spawn_child([sys.executable, "-m", "streams.cli", "sink"], log=tmp_path / "sink.log",
+                       death_signal=signal.SIGTERM, env={**os.environ, **site.to_env()})
+    try:
+        incident = f"INC-{uuid.uuid4().hex[:8]}"
+        await send(site, [message(INCIDENT_EVENTS, incident, e.model_dump(mode="json"))
+                          for e in (created(incident, f"R-{incident}"), event(incident, 2, "dispatched"))])
+        db = await asyncpg.connect(site.database_url)
+        try:
+            status = await eventually(
+                lambda: db.fetchval("SELECT status FROM incidents WHERE incident_id = $1", incident), 60)
+        finally:
+            await db.close()
+        assert status == "dispatched"
+        rows = await asyncio.to_thread(scrape, site.metrics_port)
+        assert value(rows["patrol_sink_rows"], "patrol_sink_rows_total", table="incident_events") == 2
+        sink.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(sink.wait, 30) == 0, (tmp_path / "sink.log").read_text()[-2000:]
+    finally:
+        stop_child(sink, signal.SIGTERM, timeout=10)
+
+
+def test_a_sink_of_its_own_needs_the_broker_and_database_it_joins(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATROL_")}
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "sink"], capture_output=True, text=True,
+                          env={**env, "PATROL_DATA_DIR": str(tmp_path)}, timeout=60)
+    assert done.returncode == 2
+    assert "PATROL_KAFKA_BOOTSTRAP and PATROL_DATABASE_URL must be set" in done.stderr
