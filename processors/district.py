@@ -30,8 +30,8 @@ from processors.messages import (
     Resolved,
     WorkItem,
 )
-from processors.spatial import FiledUnitGrid, UnitGrid
-from processors.units import DETOUR_FACTOR, FASTEST_M_S, STAGE_OF_EVENT, STAGES, Assignment, StreetLoad, Unit, places_for
+from processors.spatial import FiledGrid, Grid
+from processors.units import FEWEST_SECONDS_PER_M, STAGE_OF_EVENT, STAGES, Assignment, StreetLoad, Unit, places_for
 
 # Candidates within this much of the best ETA count as a near-tie and are chosen
 # between by the workload of their home streets instead.
@@ -104,14 +104,15 @@ class DistrictState:
     # report_id -> incident_id: a resent or duplicate report never becomes a second incident
     reports: dict[str, str] = field(default_factory=dict)
     units: dict[str, Unit] = field(default_factory=dict)
-    grid: UnitGrid = field(default_factory=UnitGrid)  # every unit on duty, busy or not
+    grid: Grid = field(default_factory=Grid)  # every unit on duty, busy or not, weighed by its seconds per metre
     # the free units, filed under the places they may fill: what a dispatch searches
-    free: FiledUnitGrid = field(default_factory=FiledUnitGrid)
+    free: FiledGrid = field(default_factory=FiledGrid)
     # order_id -> (incident_id, agency place); kept after the order ends, to tell stale events apart
     orders: dict[str, tuple[str, str]] = field(default_factory=dict)
     # incidents with an agency place no unit could fill yet
     queue: set[str] = field(default_factory=set)
-    open_by_category: dict[str, set[str]] = field(default_factory=dict)
+    # the open incidents, filed under their category: what a report is checked against for being another call
+    open_incidents: FiledGrid = field(default_factory=FiledGrid)
     load: StreetLoad = field(default_factory=StreetLoad)
     deadlines: DeadlineBook = field(default_factory=DeadlineBook)
     # the district's clock: the latest `at` of its work log (ticks included); never read from the machine
@@ -193,7 +194,7 @@ class DistrictCore:
         )
         state.incidents[incident.incident_id] = incident
         state.reports[report.report_id] = incident.incident_id
-        state.open_by_category.setdefault(category.code, set()).add(incident.incident_id)
+        state.open_incidents.file(incident.incident_id, incident.lat, incident.lon, frozenset({category.code}))
         state.load.add(state.load.open_incidents, incident.street, 1)
         data = {
             "report_id": report.report_id,
@@ -220,16 +221,15 @@ class DistrictCore:
 
     def _find_duplicate(self, category: Category, lat: float, lon: float, at: datetime):
         """The nearest open incident of the same category that this report is another call about."""
-        best = None
-        # no sort needed for determinism: ties in distance go to the smaller id
-        for incident_id in self.state.open_by_category.get(category.code, ()):
-            incident = self.state.incidents[incident_id]
-            if (at - incident.last_report_at).total_seconds() > category.dedup.window_s:
-                continue
-            d = distance_m(lat, lon, incident.lat, incident.lon)
-            if d <= category.dedup.radius_m and (best is None or (d, incident_id) < (best[1], best[0].incident_id)):
-                best = (incident, d)
-        return best
+        incidents, window = self.state.incidents, timedelta(seconds=category.dedup.window_s)
+
+        def recent(incident_id: str) -> bool:
+            return at - incidents[incident_id].last_report_at <= window
+
+        # ties in distance go to the smaller id
+        hits = self.state.open_incidents.nearest((category.code,), lat, lon, 1, 1.0, recent,
+                                                 within_m=category.dedup.radius_m)
+        return (incidents[hits[0][2]], hits[0][1]) if hits else None
 
     # ------------------------------------------------------------- dispatching
 
@@ -316,14 +316,9 @@ class DistrictCore:
                    passed_over: Container[str] = ()) -> list[tuple[float, float, str]]:
         """The free units that may fill the `agency` place of a `category` incident at (lat, lon), fastest
         first, as (eta_s, distance_m, unit_id); at most CANDIDATES_PER_PLACE, none of `passed_over`."""
-        units = self.state.units
-
-        def eta(unit_id: str, d: float) -> float:
-            return units[unit_id].eta_s(d)
-
         # filed under one of the place's keys is what may_act_for says, so only the passed-over need a look
-        return self.state.free.nearest(places_for(category, agency), lat, lon, eta, CANDIDATES_PER_PLACE,
-                                       DETOUR_FACTOR / FASTEST_M_S,
+        return self.state.free.nearest(places_for(category, agency), lat, lon, CANDIDATES_PER_PLACE,
+                                       FEWEST_SECONDS_PER_M,
                                        (lambda unit_id: unit_id not in passed_over) if passed_over else None)
 
     def _arrive_limit(self, incident: Incident, at: datetime) -> datetime:
@@ -357,19 +352,16 @@ class DistrictCore:
         """For a priority-1 incident with no free unit: the fastest unit busy on a lower-priority task short of the scene."""
         units, incidents = self.state.units, self.state.incidents
 
-        def eta(unit_id: str, d: float) -> float | None:
+        def eligible(unit_id: str) -> bool:
             unit = units[unit_id]
             if unit_id in taken or unit_id in incident.excluded or not unit.on_duty or not unit.available:
-                return None
+                return False
             if unit.order_id is None or unit.stage == "on_scene":
-                return None
-            if incidents[unit.incident_id].priority <= incident.priority:
-                return None
-            if not unit.may_act_for(incident.category, agency):
-                return None
-            return unit.eta_s(d)
+                return False
+            return (incidents[unit.incident_id].priority > incident.priority
+                    and unit.may_act_for(incident.category, agency))
 
-        ranking = self.state.grid.nearest(incident.lat, incident.lon, eta, 1, 1.0 / FASTEST_M_S)
+        ranking = self.state.grid.nearest(incident.lat, incident.lon, 1, FEWEST_SECONDS_PER_M, eligible)
         return (ranking[0][0], ranking[0][2]) if ranking else None
 
     def _preempt(self, unit: Unit, by: Incident, at: datetime, out: list[Message]) -> tuple[Incident, str]:
@@ -437,7 +429,7 @@ class DistrictCore:
 
     def _refile(self, unit: Unit) -> None:
         if unit.free:
-            self.state.free.file(unit.unit_id, unit.lat, unit.lon, unit.authorities())
+            self.state.free.file(unit.unit_id, unit.lat, unit.lon, unit.authorities(), unit.seconds_per_m)
         else:
             self.state.free.remove(unit.unit_id)
 
@@ -492,7 +484,7 @@ class DistrictCore:
         elif isinstance(event, Location):
             unit.lat, unit.lon = event.lat, event.lon
             if unit.on_duty:
-                state.grid.place(unit.unit_id, event.lat, event.lon)
+                state.grid.place(unit.unit_id, event.lat, event.lon, unit.seconds_per_m)
             self._refile(unit)
         elif isinstance(event, Availability):
             self._changing(unit, lambda: setattr(unit, "available", event.type == "available"))
@@ -521,7 +513,7 @@ class DistrictCore:
             self._changing(unit, lambda: setattr(unit, "on_duty", False))
             unit.home_street = event.home_street
         self._changing(unit, update)
-        state.grid.place(unit.unit_id, event.lat, event.lon)
+        state.grid.place(unit.unit_id, event.lat, event.lon, unit.seconds_per_m)
         self._offer(unit, at, out)
 
     def _on_order_status(self, item: WorkItem, unit: Unit, event, out: list[Message]) -> None:
@@ -573,7 +565,7 @@ class DistrictCore:
         state = self.state
         # a joint place still waiting in the queue is no longer needed once the others have resolved it
         state.queue.discard(incident.incident_id)
-        state.open_by_category.get(incident.category.code, set()).discard(incident.incident_id)
+        state.open_incidents.remove(incident.incident_id)
         state.load.add(state.load.open_incidents, incident.street, -1)
         for key in (("arrive", incident.incident_id), ("resolve", incident.incident_id),
                     ("waiting", incident.incident_id, 2), ("waiting", incident.incident_id, 3)):

@@ -12,6 +12,7 @@ SPEED_M_S = {"foot": 1.4, "bike": 4.2, "car": 8.3}
 FASTEST_M_S = max(SPEED_M_S.values())
 # Streets are not straight lines; a typical urban grid adds about a third to the crow-fly distance.
 DETOUR_FACTOR = 1.3
+FEWEST_SECONDS_PER_M = DETOUR_FACTOR / FASTEST_M_S
 
 
 @dataclass
@@ -35,8 +36,13 @@ class Unit:
     def free(self) -> bool:
         return self.on_duty and self.available and self.order_id is None
 
+    @property
+    def seconds_per_m(self) -> float:
+        """Door-to-door travel time per metre of crow-fly distance: what the grids weigh a unit's distance by."""
+        return DETOUR_FACTOR / SPEED_M_S[self.mode]
+
     def eta_s(self, distance_m: float) -> float:
-        return distance_m * DETOUR_FACTOR / SPEED_M_S[self.mode]
+        return distance_m * self.seconds_per_m
 
     def authorities(self) -> frozenset[tuple[str, str]]:
         """The places this unit may fill, as (kind, place) keys: its own agency's, and each delegated category's.

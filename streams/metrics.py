@@ -127,10 +127,9 @@ def describe_districts(cores) -> None:
         state = core.state
         district = state.district
         # the open ones only, through their index: a day's closed incidents are many times more
-        for incident_ids in state.open_by_category.values():
-            for incident_id in incident_ids:
-                incident = state.incidents[incident_id]
-                open_[(district, incident.street, incident.category.domain, str(incident.priority))] += 1
+        for incident_id in state.open_incidents:
+            incident = state.incidents[incident_id]
+            open_[(district, incident.street, incident.category.domain, str(incident.priority))] += 1
         for incident_id in state.queue:
             queued[(district, state.incidents[incident_id].category.domain)] += 1
         for unit in state.units.values():

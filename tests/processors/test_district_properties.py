@@ -80,8 +80,11 @@ def check_invariants(core: DistrictCore) -> None:
     recount = Counter(u.home_street for u in state.units.values() if u.free)
     assert dict(recount) == state.load.free_units
     # the index dispatching searches files exactly the free units, under their authorities, where they are
-    assert state.free.filed() == {u.unit_id: (u.authorities(), (u.lat, u.lon))
+    assert state.free.filed() == {u.unit_id: (u.authorities(), (u.lat, u.lon, u.seconds_per_m))
                                   for u in state.units.values() if u.free}
+    # and the one a report is checked against for duplicates, exactly the open incidents
+    assert state.open_incidents.filed() == {i.incident_id: (frozenset({i.category.code}), (i.lat, i.lon, 1.0))
+                                            for i in state.incidents.values() if i.is_open}
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
