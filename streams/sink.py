@@ -2,13 +2,15 @@
 
 Offsets are committed only after the batch's rows are in the database, so a
 crash or a database outage can re-deliver a batch but never skip one; the
-primary keys make the re-delivery a no-op.
+primary keys make the re-delivery a no-op. A message whose rows the database
+refuses for what they hold is dead-lettered, and the rest of its batch written.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -47,9 +49,28 @@ class Batch:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     orders: list[DispatchOrder] = field(default_factory=list)
     escalations: list[Escalation] = field(default_factory=list)
+    # the consumed record each message came from, in the order they were added
+    records: list = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.events) + len(self.dead_letters) + len(self.orders) + len(self.escalations)
+
+    def add(self, message, record=None) -> None:
+        getattr(self, ROWS_OF[type(message)]).append(message)
+        self.records.append((record, message))
+
+    def halves(self) -> tuple["Batch", "Batch"]:
+        """The messages in two batches, the first half and the rest (for finding the one the database refuses)."""
+        first, rest = Batch(), Batch()
+        middle = len(self.records) // 2
+        for i, (record, message) in enumerate(self.records):
+            (first if i < middle else rest).add(message, record)
+        return first, rest
+
+
+# The database refuses these for what a row holds (a value out of range, a broken constraint): writing the same
+# rows again cannot succeed, so the message is set aside instead of holding the audit trail back for ever.
+REFUSED_FOR_CONTENT = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 
 
 async def write_batch(connection: asyncpg.Connection, batch: Batch) -> None:
@@ -112,6 +133,17 @@ async def write_batch(connection: asyncpg.Connection, batch: Batch) -> None:
     metrics.SINK_ROWS.labels("dead_letters").inc(len(batch.dead_letters))
 
 
+def _refusal(exc: asyncpg.PostgresError) -> str:
+    """Why the database refused a row, without the refused value: it may be a reporter's name or phone."""
+    text = str(exc)
+    # asyncpg's own check of an argument ("invalid input for query argument $3: 3000000000 (value out of int32
+    # range)") and the server's (... "value" ...) both quote what was refused
+    text = re.sub(r"(query argument \$\d+)(?: in element #\d+ of executemany\(\) sequence)?: .*? \(", r"\1 (", text)
+    text = re.sub(r'"[^"]*"', '"…"', text)
+    column = f", column {exc.column_name}" if getattr(exc, "column_name", None) else ""
+    return f"PostgreSQL refused its row: {type(exc).__name__} (SQLSTATE {exc.sqlstate}{column}): {text[:300]}"
+
+
 def _without_reporter(data: dict) -> dict:
     # the reporter's name and phone belong in the incident record (incidents.reporter) only
     return {k: v for k, v in data.items() if k != "reporter"}
@@ -126,13 +158,15 @@ def _incident_row(e: IncidentEvent) -> tuple:
     )
 
 
-# topic -> (message model, Batch field its rows collect in)
+# topic -> the message model on it
 AUDITED = {
-    INCIDENT_EVENTS: (IncidentEvent, "events"),
-    INCIDENT_REPORTS_DLQ: (DeadLetter, "dead_letters"),
-    DISPATCH_ORDERS: (DispatchOrder, "orders"),
-    SLA_ESCALATIONS: (Escalation, "escalations"),
+    INCIDENT_EVENTS: IncidentEvent,
+    INCIDENT_REPORTS_DLQ: DeadLetter,
+    DISPATCH_ORDERS: DispatchOrder,
+    SLA_ESCALATIONS: Escalation,
 }
+# message model -> the Batch field its rows collect in
+ROWS_OF = {IncidentEvent: "events", DeadLetter: "dead_letters", DispatchOrder: "orders", Escalation: "escalations"}
 
 
 class Sink:
@@ -175,7 +209,7 @@ class Sink:
                 for tp_records in records.values():
                     for record in tp_records:
                         await self._collect(record, batch, producer)
-                await self._write_until_done(pool, batch)
+                await self._write_until_done(pool, batch, producer)
                 await consumer.commit()
                 written += len(batch)
         finally:
@@ -187,29 +221,34 @@ class Sink:
         self._stopping.set()
 
     async def _collect(self, record, batch: Batch, producer: AIOKafkaProducer) -> None:
-        model, rows = AUDITED[record.topic]
         try:
-            getattr(batch, rows).append(model.model_validate_json(record.value or b""))
+            batch.add(AUDITED[record.topic].model_validate_json(record.value or b""), record)
         except ValidationError as exc:
-            inbound = Inbound(
-                topic=record.topic, partition=record.partition, offset=record.offset,
-                key=record.key, value=record.value, received_at=datetime.now(timezone.utc),
-            )
-            letter = dead_letter(inbound, Rejected("sink_invalid", f"not a valid {record.topic} message: {exc.error_count()} errors"), inbound.received_at)
-            metrics.DEAD_LETTERS.labels("sink", letter.reason).inc()
-            if record.topic == INCIDENT_REPORTS_DLQ:
-                # a malformed dead letter is kept as a row instead of looping it back to its own topic
-                batch.dead_letters.append(letter)
-            else:
-                await producer.send_and_wait(INCIDENT_REPORTS_DLQ, letter.to_json_bytes(), key=record.key)
+            await self._set_aside(record, Rejected(
+                "sink_invalid", f"not a valid {record.topic} message: {exc.error_count()} errors"), batch, producer)
 
-    async def _write_until_done(self, pool: asyncpg.Pool, batch: Batch) -> None:
+    async def _set_aside(self, record, rejection: Rejected, batch: Batch, producer: AIOKafkaProducer) -> None:
+        """Dead-letter a record the sink cannot write; it stays on its topic as well."""
+        inbound = Inbound(
+            topic=record.topic, partition=record.partition, offset=record.offset,
+            key=record.key, value=record.value, received_at=datetime.now(timezone.utc),
+        )
+        letter = dead_letter(inbound, rejection, inbound.received_at)
+        metrics.DEAD_LETTERS.labels("sink", letter.reason).inc()
+        log.warning("dead-lettered", stage="sink", reason=rejection.reason, error=rejection.error,
+                    topic=record.topic, partition=record.partition, offset=record.offset)
+        if record.topic == INCIDENT_REPORTS_DLQ:
+            # a dead letter the sink cannot take is kept as a row instead of looping it back to its own topic
+            batch.add(letter)
+        else:
+            await producer.send_and_wait(INCIDENT_REPORTS_DLQ, letter.to_json_bytes(), key=record.key)
+
+    async def _write_until_done(self, pool: asyncpg.Pool, batch: Batch, producer: AIOKafkaProducer) -> None:
         delay = 0.2
         while True:
             started = asyncio.get_running_loop().time()
             try:
-                async with pool.acquire() as connection:
-                    await write_batch(connection, batch)
+                await self._write(pool, batch, producer)
                 metrics.SINK_BATCH_SECONDS.observe(asyncio.get_running_loop().time() - started)
                 return
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
@@ -218,3 +257,28 @@ class Sink:
                 log.warning("sink write failed; retrying", error=str(exc), retry_in_s=delay, rows=len(batch))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    async def _write(self, pool: asyncpg.Pool, batch: Batch, producer: AIOKafkaProducer) -> None:
+        """Write the batch; if the database refuses a row for its content, find the messages it refuses by halving
+        the batch, dead-letter those and write the rest (each half is one transaction, and every write
+        idempotent, so halves already written when an outage strikes are written again harmlessly)."""
+        try:
+            async with pool.acquire() as connection:
+                await write_batch(connection, batch)
+            return
+        except REFUSED_FOR_CONTENT as exc:
+            if len(batch.records) > 1:
+                for half in batch.halves():
+                    if half.records:
+                        await self._write(pool, half, producer)
+                return
+            (record, message), = batch.records
+            refusal = Rejected("sink_refused", _refusal(exc))
+            if record is None:
+                # nothing to dead-letter it as (a dead letter of the sink's own making): said, and dropped
+                log.error("a dead letter of the sink's own was refused", error=refusal.error)
+                return
+            rest = Batch()
+            await self._set_aside(record, refusal, rest, producer)
+            if rest.records:
+                await self._write(pool, rest, producer)

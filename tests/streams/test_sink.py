@@ -146,3 +146,39 @@ def test_a_sink_of_its_own_needs_the_broker_and_database_it_joins(tmp_path):
                           env={**env, "PATROL_DATA_DIR": str(tmp_path)}, timeout=60)
     assert done.returncode == 2
     assert "PATROL_KAFKA_BOOTSTRAP and PATROL_DATABASE_URL must be set" in done.stderr
+
+
+@pytest.mark.integration
+async def test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_of_its_batch_written(second_site):
+    """A message valid to its schema whose row PostgreSQL refuses (here a seq beyond its integer column) must not
+    hold the audit trail back for ever: it becomes a dead letter with the reason, its batch-mates become rows."""
+    import asyncio
+
+    import asyncpg
+
+    from streams.sink import Sink
+    from streams.topics import INCIDENT_EVENTS
+    from tests.streams.conftest import eventually, message, send
+
+    good, bad = f"INC-{uuid.uuid4().hex[:8]}", f"INC-{uuid.uuid4().hex[:8]}"
+    refused = event(bad, 3_000_000_000, "dispatched")  # valid: seq ≥ 1; the column is a 32-bit integer
+    await send(second_site, [message(INCIDENT_EVENTS, e.incident_id, e.model_dump(mode="json")) for e in
+                             (created(good, f"R-{good}"), refused, event(good, 2, "dispatched"))])
+    sink = Sink(second_site)
+    running = asyncio.create_task(sink.run_forever())
+    db = await asyncpg.connect(second_site.database_url)
+    try:
+        letter = await eventually(lambda: db.fetchrow(
+            "SELECT reason, error, raw FROM dead_letters WHERE topic = 'incident.events' AND raw LIKE $1",
+            f"%{bad}%"), 60)
+        assert letter["reason"] == "sink_refused"
+        # what was wrong, where, and not the value (it could have been a reporter's phone)
+        assert "query argument $3 (value out of int32 range)" in letter["error"], letter["error"]
+        assert "3000000000" not in letter["error"]
+        assert await db.fetchval("SELECT status FROM incidents WHERE incident_id = $1", good) == "dispatched"
+        assert await db.fetchval("SELECT count(*) FROM incident_events WHERE incident_id = $1", bad) == 0
+        assert not running.done()  # still writing
+    finally:
+        sink.stop()
+        await asyncio.wait_for(running, 30)
+        await db.close()
