@@ -42,10 +42,19 @@ CANDIDATES_EXPLAINED = 5
 # Between an order and the unit setting off: the officer reads it and answers (about half a minute).
 # A unit "reaches in time" only if its travel plus this still fits the limit.
 REACH_MARGIN_S = 30.0
+# How long a closed incident is kept in memory: for the day's late field events to be told apart from
+# mistakes. After that the core forgets it (and its orders), so that its memory holds a day, not its whole
+# history; its report ids are kept for good, so that a report resent later never opens it again.
+CLOSED_KEPT = timedelta(hours=24)
 
 
 def _seconds(span) -> float:
     return round(span.total_seconds(), 3)
+
+
+def _order_id(incident: "Incident", n: int) -> str:
+    """The id of an incident's n-th order (from 1)."""
+    return f"{incident.incident_id}-O{n}"
 
 
 def incident_id_for(district: str, report_id: str) -> str:
@@ -107,7 +116,8 @@ class DistrictState:
     grid: Grid = field(default_factory=Grid)  # every unit on duty, busy or not, weighed by its seconds per metre
     # the free units, filed under the places they may fill: what a dispatch searches
     free: FiledGrid = field(default_factory=FiledGrid)
-    # order_id -> (incident_id, agency place); kept after the order ends, to tell stale events apart
+    # order_id -> (incident_id, agency place); kept after the order ends, to tell stale events apart, until
+    # its incident is forgotten (CLOSED_KEPT)
     orders: dict[str, tuple[str, str]] = field(default_factory=dict)
     # incidents with an agency place no unit could fill yet
     queue: set[str] = field(default_factory=set)
@@ -376,7 +386,7 @@ class DistrictCore:
 
     def _order(self, incident: Incident, agency: str, unit: Unit, eta: float, at: datetime) -> DispatchOrder:
         incident.orders_issued += 1
-        order_id = f"{incident.incident_id}-O{incident.orders_issued}"
+        order_id = _order_id(incident, incident.orders_issued)
         role = incident.role_of(agency)
         ack_by = self.catalogue.deadline(incident.category, at, incident.category.sla.ack_s)
         incident.active[agency] = Assignment(order_id=order_id, unit_id=unit.unit_id, agency=agency, role=role,
@@ -570,6 +580,7 @@ class DistrictCore:
         for key in (("arrive", incident.incident_id), ("resolve", incident.incident_id),
                     ("waiting", incident.incident_id, 2), ("waiting", incident.incident_id, 3)):
             state.deadlines.drop(key)
+        state.deadlines.set(("forget", incident.incident_id), at + CLOSED_KEPT)
         self._event(incident, "closed", at, out, {
             "units": sorted(a.unit_id for a in incident.resolved.values()),
             "open_s": _seconds(at - incident.created_at), "resolve_on_time": at <= incident.resolve_by,
@@ -589,6 +600,9 @@ class DistrictCore:
             if kind == "ack":
                 self._ack_overdue(key[1], due, out)
                 continue
+            if kind == "forget":
+                self._forget(state.incidents[key[1]])
+                continue
             incident = state.incidents[key[1]]
             if not incident.is_open:
                 continue
@@ -598,6 +612,13 @@ class DistrictCore:
                 self._escalate(incident, 3, "resolve_overdue", due, out)
             elif kind == "waiting" and not incident.active:
                 self._escalate(incident, key[2], "no_eligible_unit", due, out)
+
+    def _forget(self, incident: Incident) -> None:
+        """A day after closing: the incident and its orders leave memory (their events are in the audit trail)."""
+        state = self.state
+        del state.incidents[incident.incident_id]
+        for n in range(1, incident.orders_issued + 1):
+            state.orders.pop(_order_id(incident, n), None)
 
     def _ack_overdue(self, order_id: str, due: datetime, out: list[Message]) -> None:
         """Level 1: the unit did not acknowledge in time. Its order is cancelled and the task goes to the next best unit."""

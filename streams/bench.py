@@ -53,7 +53,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from processors.catalogue import Catalogue, Category
-from processors.district import CANDIDATES_PER_PLACE, CLOSEST_IDLE, DispatchPolicy, DistrictCore, incident_id_for
+from processors.district import CANDIDATES_PER_PLACE, CLOSED_KEPT, CLOSEST_IDLE, DispatchPolicy, DistrictCore, incident_id_for
 from processors.geography import Geography, distance_m
 from processors.intake import Inbound, Limits, Rejected, admit_report, admit_unit_event
 from processors.messages import (
@@ -1160,11 +1160,15 @@ def memory_probe(n_units: int, n_incidents: int, traced: bool) -> dict[str, floa
         core.apply(_status_item(unit_id, "resolved", order_id, at, k))
     with_closed = measure() - ours
     closed_now = sum(1 for i in core.state.incidents.values() if not i.is_open)
+    # a day later, with the clock ticking: the closed incidents forgotten, their report ids kept
+    core.apply(WorkItem(kind="tick", district=DISTRICT, at=at + CLOSED_KEPT + timedelta(seconds=1)))
+    with_forgotten = measure() - ours
     return {"units": n_units, "incidents": n_incidents, "open": open_now, "closed": closed_now,
             "empty": empty, "with_units": with_units, "with_open": with_open, "with_closed": with_closed,
             "per_unit": (with_units - empty) / max(1, n_units),
             "per_open_incident": (with_open - with_units) / max(1, open_now),
-            "per_closed_incident": (with_closed - with_units) / max(1, closed_now)}
+            "per_closed_incident": (with_closed - with_units) / max(1, closed_now),
+            "per_forgotten_incident": (with_forgotten - with_units) / max(1, closed_now)}
 
 
 def memory_footprint(n_units: int, n_incidents: int, steps: Steps | None = None) -> Memory:
@@ -1179,7 +1183,7 @@ def memory_footprint(n_units: int, n_incidents: int, steps: Steps | None = None)
             results[traced] = json.loads(done.stdout.strip().splitlines()[-1])
             if adv:
                 adv()
-    keys = ("per_unit", "per_open_incident", "per_closed_incident")
+    keys = ("per_unit", "per_open_incident", "per_closed_incident", "per_forgotten_incident")
     return Memory(units=n_units, incidents=n_incidents, traced={k: results[True][k] for k in keys},
                   resident={k: results[False][k] for k in keys})
 
@@ -2087,7 +2091,8 @@ def markdown(result: BenchResult) -> str:
             "## 5. Memory",
             "",
             f"A district core in a fresh interpreter with {mem.units:,} units, then {mem.incidents:,} reports "
-            "(each dispatched: open incidents), then every one resolved (closed incidents). *Traced* is "
+            "(each dispatched: open incidents), then every one resolved (closed incidents), then the clock moved on "
+            f"a day ({CLOSED_KEPT.total_seconds() / 3600:g} h, after which a closed incident is forgotten). *Traced* is "
             "tracemalloc's count of live Python allocations (exact); *resident* is the growth of VmRSS (what the "
             "operating system sees, allocator slack included). The baseline is the same interpreter before the "
             "core existed.",
@@ -2096,8 +2101,10 @@ def markdown(result: BenchResult) -> str:
             "|---|---:|---:|",
             f"| unit | {_kb(mem.traced['per_unit'])} | {_kb(mem.resident['per_unit'])} |",
             f"| open incident | {_kb(mem.traced['per_open_incident'])} | {_kb(mem.resident['per_open_incident'])} |",
-            f"| closed incident (still held) | {_kb(mem.traced['per_closed_incident'])} "
+            f"| closed incident (held for a day) | {_kb(mem.traced['per_closed_incident'])} "
             f"| {_kb(mem.resident['per_closed_incident'])} |",
+            f"| closed incident a day later (its report id) | {_kb(mem.traced['per_forgotten_incident'])} "
+            f"| {_kb(mem.resident['per_forgotten_incident'])} |",
             "",
         ]
         w = mem.worker
@@ -2113,9 +2120,10 @@ def markdown(result: BenchResult) -> str:
                 "",
             ]
         lines += [
-            "The core keeps every incident it ever created (`DistrictState.incidents`, `reports`, `orders`): closed "
-            "ones are never dropped, so a worker's memory grows with the incidents of its districts' whole log, "
-            "not with the open ones.",
+            "A closed incident is kept for a day, to tell its late field events apart from mistakes, and then "
+            "forgotten with its orders; its report ids stay (`DistrictState.reports`), so that a report resent "
+            "later is still a resend. A worker's memory holds a day of incidents and the report ids of its "
+            "districts' whole log. Resident memory seldom shrinks: Python keeps what it freed for what comes next.",
             "",
         ]
     if result.notes:
@@ -2428,7 +2436,7 @@ def _print_section(console: Console, result: BenchResult, section: str) -> None:
         for column in ("per", "traced", "resident"):
             table.add_column(column, justify="right" if column != "per" else "left")
         for key, label in (("per_unit", "unit"), ("per_open_incident", "open incident"),
-                           ("per_closed_incident", "closed incident")):
+                           ("per_closed_incident", "closed incident"), ("per_forgotten_incident", "a day later")):
             table.add_row(label, _kb(mem.traced[key]), _kb(mem.resident[key]))
         console.print(table)
 

@@ -353,3 +353,26 @@ def test_street_balancing_never_makes_an_arrival_late(s, category, sent):
         s.report(f"Q{i}", "CM-GARBAGE", *near(CXL, north_m=-300 * i))
     s.report("R1", category, *border)
     assert s.orders()[-1].unit_id == sent
+
+
+def test_a_closed_incident_is_forgotten_after_a_day_and_its_report_never_opens_it_again(s):
+    from processors.district import CLOSED_KEPT
+
+    s.log_on("P1", "police", *near(CXL, east_m=100))
+    s.report("R1", "PS-FIGHT", *CXL)
+    incident, order = s.incident_of("R1"), s.order_of("P1")
+    for step in ("ack", "on_scene", "resolved"):
+        s.status("P1", step, order_id=order)
+    s.wait(CLOSED_KEPT.total_seconds() - 60)
+    assert incident in s.core.state.incidents  # the day's late field events are still told apart
+    s.wait(120)
+    assert incident not in s.core.state.incidents and order not in s.core.state.orders
+    # what is left of it: its report id, so that a resend is still a resend, not a new incident
+    events = len(s.events())
+    s.report("R1", "PS-FIGHT", *CXL)
+    assert len(s.events()) == events and incident not in s.core.state.incidents
+    # its officer's late news is turned down as before, and the officer goes on working
+    s.status("P1", "resolved", order_id=order)
+    assert s.dead_letters()[-1].reason == "unit_not_assigned"
+    s.report("R2", "PS-FIGHT", *CXL)
+    assert s.orders()[-1].unit_id == "P1" and s.orders()[-1].incident_id == s.incident_of("R2")
