@@ -1,13 +1,10 @@
 """The embedded broker and database: they start, serve, and never outlive the process that started them."""
 
-import os
 import signal
 import subprocess
 import sys
-import time
 
 import asyncpg
-import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.embedded import EmbeddedBroker, EmbeddedDatabase
