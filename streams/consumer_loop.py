@@ -13,6 +13,7 @@ import asyncio
 import os
 import threading
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -32,6 +33,18 @@ COMMIT_INTERVAL_S = 0.5
 PRODUCER_BATCH_BYTES = 512 * 1024
 
 Handler = Callable[[object], Awaitable[Iterable[Outgoing]]]
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A record this loop published, as the broker placed it: shaped like a consumed record, so that the
+    handler of its topic can take it without waiting to read it back (ConsumerLoop's `on_delivered`)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
 
 
 def standalone_consumer(settings: Settings, **extra) -> AIOKafkaConsumer:
@@ -119,7 +132,10 @@ class ConsumerLoop:
 
     def __init__(self, settings: Settings, name: str, group_id: str, topics: tuple[str, ...], handle: Handler, *,
                  on_revoked: Callable[[list[TopicPartition]], None] | None = None,
-                 on_assigned: Callable[[list[TopicPartition]], Awaitable[None]] | None = None, max_records: int = 500):
+                 on_assigned: Callable[[list[TopicPartition]], Awaitable[None]] | None = None, max_records: int = 500,
+                 on_delivered: Handler | None = None, follow: tuple[str, ...] = ()):
+        """`on_delivered` takes each record the loop published to a topic of `follow`, once the broker has
+        acknowledged it (a `Delivered`, in the order they were sent), and returns records to publish in turn."""
         self.settings = settings
         self.name = name
         self.group_id = group_id
@@ -128,8 +144,16 @@ class ConsumerLoop:
         self.on_revoked = on_revoked
         self.on_assigned = on_assigned
         self.max_records = max_records
+        self.on_delivered = on_delivered
+        self.follow = follow
         self.consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
         self._batch_lock = asyncio.Lock()  # held while a batch is handled
+        # held while one record is handled and its outputs are handed to the producer, so that the outputs of
+        # consumed and of delivered records never interleave: each record's go out in the order decided
+        self._record_lock = asyncio.Lock()
+        # published records of the followed topics, awaiting their acknowledgement, in the order sent
+        self._following: asyncio.Queue = asyncio.Queue()
         self._commit_lock = asyncio.Lock()
         # handled since the last commit: the deliveries to wait for, the offsets to commit then
         self._delivered: list[asyncio.Future] = []
@@ -152,6 +176,7 @@ class ConsumerLoop:
                                     max_batch_size=PRODUCER_BATCH_BYTES, **s.kafka_client_options())
         await producer.start()
         self._undelivered = False
+        self._following = asyncio.Queue()
         try:
             await consumer.start()
             self.consumer = consumer
@@ -159,14 +184,17 @@ class ConsumerLoop:
             clock = asyncio.get_running_loop()
             last_measured = 0.0
             committer = asyncio.create_task(self._commit_every(consumer, COMMIT_INTERVAL_S))
+            follower = asyncio.create_task(self._follow(producer))
+            self._producer = producer
             try:
                 while True:
                     batch = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
                     if clock.time() - last_measured > 5:
                         await metrics.measure_lag(self.group_id, consumer)
                         last_measured = clock.time()
-                    if committer.done():
-                        committer.result()  # a delivery that failed: restart, and the records come again
+                    for task in (committer, follower):
+                        if task.done():
+                            task.result()  # a delivery that failed: restart, and the records come again
                     if batch:
                         async with self._batch_lock:
                             delivered = await self._handle(producer, batch)
@@ -175,8 +203,10 @@ class ConsumerLoop:
                             self._offsets.update({tp: OffsetAndMetadata(records[-1].offset + 1, "")
                                                   for tp, records in batch.items()})
             finally:
+                self._producer = None
                 committer.cancel()
-                await asyncio.gather(committer, return_exceptions=True)
+                follower.cancel()
+                await asyncio.gather(committer, follower, return_exceptions=True)
         finally:
             self.consumer = None
             if self.on_revoked is not None:
@@ -214,15 +244,50 @@ class ConsumerLoop:
             await asyncio.sleep(interval_s)
             await self.settled(consumer)
 
+    async def publish(self, records: Iterable[Outgoing]) -> bool:
+        """Publish records that no consumed record stands behind (the clock's ticks) with the loop's producer,
+        so that those of followed topics are taken by `on_delivered` like the loop's own. False when the loop is
+        not running (between restarts): nothing was sent."""
+        producer = self._producer
+        if producer is None:
+            return False
+        async with self._record_lock:
+            for outgoing in records:
+                await self._send(producer, outgoing)
+        return True
+
+    async def _send(self, producer: AIOKafkaProducer, outgoing: Outgoing) -> asyncio.Future:
+        topic, key, value = outgoing
+        delivery = await producer.send(topic, value, key=key)
+        if self.on_delivered is not None and topic in self.follow:
+            self._following.put_nowait((delivery, topic, key, value))
+        return delivery
+
+    async def _follow(self, producer: AIOKafkaProducer) -> None:
+        # A record handed on through a followed topic (a report's work-log entry) is taken as soon as the broker
+        # says where it went, instead of a fetch later: that saves a hop of every report on its way to an
+        # order. The acknowledgement says the offset, so the handler keeps to the log's order all the same.
+        while True:
+            delivery, topic, key, value = await self._following.get()
+            try:
+                placed = await delivery
+            except Exception:  # noqa: BLE001 - a lost delivery fails the batch's commit and restarts the loop
+                continue
+            record = Delivered(topic, placed.partition, placed.offset, key, value)
+            async with self._record_lock:
+                for outgoing in await self.on_delivered(record):
+                    self._delivered.append(await self._send(producer, outgoing))
+
     async def _handle(self, producer: AIOKafkaProducer, batch: dict) -> list[asyncio.Future]:
         delivered = []
         for records in batch.values():
             for record in records:
-                for topic, key, value in await self.handle(record):
-                    # sent as soon as it is decided: the next record's handling overlaps its delivery
-                    delivered.append(await producer.send(topic, value, key=key))
-                # Let the producer's sender and the fetcher run between records: a batch of hundreds handled
-                # without a pause would hold back every output of the batch until its end.
+                async with self._record_lock:
+                    for outgoing in await self.handle(record):
+                        # sent as soon as it is decided: the next record's handling overlaps its delivery
+                        delivered.append(await self._send(producer, outgoing))
+                # Let the producer's sender, the fetcher and the follower run between records: a batch of
+                # hundreds handled without a pause would hold back every output of the batch until its end.
                 await asyncio.sleep(0)
         return delivered
 

@@ -53,6 +53,17 @@ class DistrictLog:
         for partition in partitions:
             self.partitions.pop(partition, None)
 
+    def processed(self, partition: int, offset: int) -> bool:
+        """The entry at `offset` has been processed already (its outputs published)."""
+        cores = self.partitions.get(partition)
+        return cores is not None and offset < cores.next_offset
+
+    def due(self, partition: int, offset: int) -> bool:
+        """The entry at `offset` is the next to process, and `apply` would take it at once (no rebuild, no
+        entries to read first): for an entry known to stand there before the consumer hands it over."""
+        cores = self.partitions.get(partition)
+        return cores is not None and offset == cores.next_offset
+
     async def apply(self, partition: int, offset: int, item: WorkItem | None) -> list[tuple[WorkItem, Message]]:
         """Process the entry at `offset` (None: unreadable, it only advances the position).
 
@@ -73,6 +84,8 @@ class DistrictLog:
         return outputs + self._step(cores, offset, item)
 
     def _step(self, cores: PartitionCores, offset: int, item: WorkItem | None) -> list[tuple[WorkItem, Message]]:
+        if offset < cores.next_offset:
+            return []  # processed meanwhile, when it was delivered (while skipped entries were being read)
         # the position moves on even if the core fails on this item, exactly as in a replay,
         # so that live processing and replay keep the same state
         cores.next_offset = offset + 1

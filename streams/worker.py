@@ -49,8 +49,6 @@ from streams.topics import (
 
 log = structlog.get_logger("patrol.worker")
 
-RAW = {"key_serializer": "raw", "value_serializer": "raw"}
-
 
 
 def route(message: Message) -> tuple[str, str | None]:
@@ -113,7 +111,6 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
     )
     limits = Limits(max_bytes=settings.max_report_bytes, future_skew=timedelta(seconds=settings.future_skew_s))
     worklog_name = worklog_topic(settings)
-    worklog = app.topic(worklog_name, partitions=settings.topic_partitions, **RAW)
     unit_districts = UnitDistricts(settings, unit_districts_topic(settings))
     districts = DistrictLog(settings, worklog_name, catalogue, group_id=pipeline_group(settings))
 
@@ -175,6 +172,8 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
         return out
 
     async def decide(record) -> list[Outgoing]:
+        if districts.processed(record.partition, record.offset):
+            return []  # taken when the broker acknowledged it (decide_delivered), or handed to us again
         out: list[Outgoing] = []
         try:
             item = WorkItem.model_validate_json(record.value or b"")
@@ -188,6 +187,13 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
             metrics.observe(output, source, now, domain_of)
             out.append(outgoing(output))
         return out
+
+    async def decide_delivered(record) -> list[Outgoing]:
+        # one of our own work-log entries, where the broker placed it: taken now if it is the next one due
+        # (no other writer's entry still to be read before it), else when the consumer hands it over
+        if not districts.due(record.partition, record.offset):
+            return []
+        return await decide(record)
 
     handlers = {INCIDENT_REPORTS: guarded("intake", take_report), UNIT_EVENTS: guarded("intake", take_unit_event),
                 worklog_name: guarded("core", decide)}
@@ -210,7 +216,8 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
     # embedded broker's CPU is as scarce as the worker's
     pipeline = ConsumerLoop(settings, "district-pipeline", pipeline_group(settings),
                             (INCIDENT_REPORTS, UNIT_EVENTS, worklog_name), take, on_revoked=revoked,
-                            on_assigned=assigned)
+                            on_assigned=assigned, on_delivered=guarded("core", decide_delivered),
+                            follow=(worklog_name,))
 
     @app.task
     async def run_pipeline():
@@ -231,10 +238,12 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
     async def tick():
         # Every worker ticks every district: a duplicate tick is harmless (time only moves
         # forward in the core), while a missing one would delay an escalation.
+        # Sent by the consumer loop's producer, as the reports' entries are: with a single writer to a district's
+        # log, each entry it writes is the next one due when acknowledged, and none waits to be read back.
         now = datetime.now(timezone.utc)
-        for _, key, value in [forward(WorkItem(kind="tick", district=district, at=now))
-                              for district in geography.districts]:
-            await worklog.send(key=key, value=value)
+        if not await pipeline.publish([forward(WorkItem(kind="tick", district=district, at=now))
+                                       for district in geography.districts]):
+            log.debug("tick skipped: the consumer loop is restarting")
 
     if settings.sink_in_worker:
         sink = Sink(settings)

@@ -62,3 +62,20 @@ async def test_a_new_owner_replays_to_the_commit_and_processes_what_the_consumer
     # taken away in a rebalance and given back: rebuilt from the log again
     log.forget({0})
     assert created(await log.apply(0, 4, report_item(4))) == ["LOG-4"]
+
+
+async def test_an_entry_known_to_stand_next_is_taken_once_whichever_way_it_arrives_first(log_topic):
+    topic, settings, group = log_topic
+    log = DistrictLog(settings, topic, load_catalogue(settings), group_id=group)
+    # before the partition has been rebuilt nothing is due: the consumer's first entry rebuilds it
+    assert not log.due(0, 4)
+    assert created(await log.apply(0, 4, report_item(4))) == ["LOG-4"]
+    # entry 5 acknowledged before it is read back: due, taken, and then not taken again when read back
+    assert log.due(0, 5) and not log.processed(0, 5)
+    assert created(await log.apply(0, 5, report_item(5))) == ["LOG-5"]
+    assert log.processed(0, 5)
+    assert await log.apply(0, 5, report_item(5)) == []
+    # an entry whose predecessor (another writer's) has not been read yet is not due
+    assert not log.due(0, 7)
+    assert created(await log.apply(0, 6, report_item(6))) == ["LOG-6"]
+    assert log.due(0, 7)
