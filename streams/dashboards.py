@@ -226,8 +226,13 @@ def integrated_patrol() -> dash.Dashboard:
                                       f"(rate(patrol_dispatch_decision_seconds_bucket[{RATE}])))", "p50"),
                                  prom("histogram_quantile(0.99, sum by (le) "
                                       f"(rate(patrol_dispatch_decision_seconds_bucket[{RATE}])))", "p99", ref_id="B"),
+                                 prom("histogram_quantile(0.99, sum by (le) "
+                                      f"(rate(patrol_intake_wait_seconds_bucket[{RATE}])))", "waiting for intake p99",
+                                      ref_id="C"),
                                  unit="s", w=8, calcs=["mean", "max"],
-                                 description="Report received → dispatch order published."))
+                                 description="Report received → dispatch order published; and before that, report "
+                                             "published → received (the broker's hop and the worker's queue: it "
+                                             "grows first when the worker falls behind)."))
 
              .with_row(dash.Row("Time limits (限时办结)"))
              .with_panel(_bars("SLA compliance by domain and stage, 24 h",

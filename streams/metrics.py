@@ -47,6 +47,12 @@ DECISION_SECONDS = Histogram(
     ["priority"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+INTAKE_WAIT_SECONDS = Histogram(
+    "patrol_intake_wait_seconds",
+    "From a report's publication (its record's timestamp, by the publisher's clock) to intake taking it: the "
+    "broker's hop and the time it waited behind other records",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 RESPONSE_SECONDS = Histogram(
     "patrol_response_seconds",
     "Acknowledge (order to ack), arrive (first dispatch to on scene) and resolve (created to closed) times",
@@ -118,6 +124,12 @@ def observe(message: Message, item: WorkItem, now: datetime, domain_of) -> None:
                 RESPONSE_SECONDS.labels(stage, domain).observe(data[seconds])
                 if data.get(on_time):
                     SLA_OUTCOMES.labels(stage, domain, "met").inc()
+
+
+def observe_intake_wait(published_ms: int, now: datetime) -> None:
+    """A report taken by intake at `now` that its publisher stamped `published_ms` (Kafka's record timestamp)."""
+    if published_ms > 0:  # older clients send none (-1)
+        INTAKE_WAIT_SECONDS.observe(max(0.0, now.timestamp() - published_ms / 1000))
 
 
 def describe_districts(cores) -> None:

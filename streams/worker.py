@@ -143,6 +143,7 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
 
     async def take_report(record) -> list[Outgoing]:
         inbound = _inbound(record)
+        metrics.observe_intake_wait(record.timestamp, inbound.received_at)
         admitted = admit_report(inbound, catalogue, geography, limits)
         if isinstance(admitted, Rejected):
             metrics.REPORTS.labels("unknown", "rejected").inc()

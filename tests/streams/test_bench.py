@@ -54,6 +54,9 @@ def test_latency_has_ordered_percentiles_at_every_offered_rate(quick_run):
         assert step.quantile(0.5) <= step.quantile(0.95) <= step.quantile(0.99) <= max(step.latencies_ms)
         assert step.pipe_ms and step.quantile(0.5, step.pipe_ms) <= step.quantile(0.99, step.pipe_ms)
         assert step.achieved_rate > 0
+        # the worker's own view of the path: the wait before intake and the decision after it
+        assert 0 < step.intake_ms["p50"] <= step.intake_ms["p99"]
+        assert 0 < step.worker_ms["p50"] <= step.worker_ms["p99"]
 
 
 def test_decision_cost_has_a_row_per_size_and_a_growth_exponent(quick_run):

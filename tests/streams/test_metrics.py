@@ -49,6 +49,8 @@ async def test_the_worker_exports_what_the_command_centre_watches(infrastructure
     assert value(families["patrol_dispatch_orders"], "patrol_dispatch_orders_total", kind="assign",
                  agency="police") >= 1
     assert value(families["patrol_dispatch_decision_seconds"], "patrol_dispatch_decision_seconds_count") >= 1
+    # the report's wait between its publication and intake, by the publisher's timestamp
+    assert value(families["patrol_intake_wait_seconds"], "patrol_intake_wait_seconds_count") >= 1
     assert value(families["patrol_sla_outcomes"], "patrol_sla_outcomes_total", stage="acknowledge",
                  outcome="met") >= 1
     assert value(families["patrol_worker_info"], "patrol_worker_info", app_id=infrastructure.app_id) == 1

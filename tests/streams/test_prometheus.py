@@ -57,6 +57,7 @@ METRICS = {
     "patrol_sla_breaches_total": "counter",
     "patrol_sla_outcomes_total": "counter",
     "patrol_dispatch_decision_seconds": "histogram",
+    "patrol_intake_wait_seconds": "histogram",
     "patrol_response_seconds": "histogram",
     "patrol_open_incidents": "gauge",
     "patrol_queued_incidents": "gauge",
