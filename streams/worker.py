@@ -50,7 +50,6 @@ from streams.topics import (
 log = structlog.get_logger("patrol.worker")
 
 
-
 def route(message: Message) -> tuple[str, str | None]:
     """The topic and key each kind of core output is published under (DESIGN.md, Topics)."""
     if isinstance(message, IncidentEvent):
