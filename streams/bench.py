@@ -1447,6 +1447,11 @@ def _histogram_quantile(before: dict[float, float], after: dict[float, float], q
     return float("inf")
 
 
+def _p50_p99_ms(before: dict[float, float], after: dict[float, float]) -> dict[str, float]:
+    """p50 and p99 in milliseconds of what a histogram took in between two scrapes."""
+    return {q: 1000 * _histogram_quantile(before, after, p) for q, p in (("p50", 0.5), ("p99", 0.99))}
+
+
 async def _eventually(probe, timeout: float, what: str, interval: float = 0.25):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -1584,10 +1589,8 @@ async def _latency_at(rate: int, sizes: Sizes, raw: _RawPipe, orders: "_Orders",
     return LatencyStep(
         rate=rate, seconds=sizes.rate_seconds, sent=n, send_seconds=send_seconds, latencies_ms=values,
         merged=merges, unanswered=max(0, n - len(values) - merges),
-        worker_ms={q: 1000 * _histogram_quantile(before[DECISION_HISTOGRAM], after[DECISION_HISTOGRAM], p)
-                   for q, p in (("p50", 0.5), ("p99", 0.99))},
-        intake_ms={q: 1000 * _histogram_quantile(before[INTAKE_WAIT_HISTOGRAM], after[INTAKE_WAIT_HISTOGRAM], p)
-                   for q, p in (("p50", 0.5), ("p99", 0.99))},
+        worker_ms=_p50_p99_ms(before[DECISION_HISTOGRAM], after[DECISION_HISTOGRAM]),
+        intake_ms=_p50_p99_ms(before[INTAKE_WAIT_HISTOGRAM], after[INTAKE_WAIT_HISTOGRAM]),
         pipe_ms=pipe_ms, worker_cores=watch.worker, machine_cores=watch.machine, cores=watch.cores,
         broker_records=records)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -38,7 +38,7 @@ Handler = Callable[[object], Awaitable[Iterable[Outgoing]]]
 @dataclass(frozen=True)
 class Delivered:
     """A record this loop published, as the broker placed it: shaped like a consumed record, so that the
-    handler of its topic can take it without waiting to read it back (ConsumerLoop's `on_delivered`)."""
+    handler of its topic can take it without waiting to read it back (ConsumerLoop's `follow`)."""
 
     topic: str
     partition: int
@@ -133,9 +133,9 @@ class ConsumerLoop:
     def __init__(self, settings: Settings, name: str, group_id: str, topics: tuple[str, ...], handle: Handler, *,
                  on_revoked: Callable[[list[TopicPartition]], None] | None = None,
                  on_assigned: Callable[[list[TopicPartition]], Awaitable[None]] | None = None, max_records: int = 500,
-                 on_delivered: Handler | None = None, follow: tuple[str, ...] = ()):
-        """`on_delivered` takes each record the loop published to a topic of `follow`, once the broker has
-        acknowledged it (a `Delivered`, in the order they were sent), and returns records to publish in turn."""
+                 follow: Mapping[str, Handler] | None = None):
+        """`follow` maps topics the loop publishes to a handler that takes each record published there once the
+        broker has acknowledged it (a `Delivered`, in the order they were sent), as `handle` takes a consumed one."""
         self.settings = settings
         self.name = name
         self.group_id = group_id
@@ -144,8 +144,7 @@ class ConsumerLoop:
         self.on_revoked = on_revoked
         self.on_assigned = on_assigned
         self.max_records = max_records
-        self.on_delivered = on_delivered
-        self.follow = follow
+        self.follow = dict(follow or {})
         self.consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._batch_lock = asyncio.Lock()  # held while a batch is handled
@@ -246,7 +245,7 @@ class ConsumerLoop:
 
     async def publish(self, records: Iterable[Outgoing]) -> bool:
         """Publish records that no consumed record stands behind (the clock's ticks) with the loop's producer,
-        so that those of followed topics are taken by `on_delivered` like the loop's own. False when the loop is
+        so that those of followed topics are handed back like the loop's own. False when the loop is
         not running (between restarts): nothing was sent."""
         producer = self._producer
         if producer is None:
@@ -256,10 +255,16 @@ class ConsumerLoop:
                 await self._send(producer, outgoing)
         return True
 
+    async def _take(self, producer: AIOKafkaProducer, handle: Handler, record) -> list[asyncio.Future]:
+        """Handle one record and hand its outputs to the producer, all under the record lock."""
+        async with self._record_lock:
+            # sent as soon as they are decided: the next record's handling overlaps their delivery
+            return [await self._send(producer, outgoing) for outgoing in await handle(record)]
+
     async def _send(self, producer: AIOKafkaProducer, outgoing: Outgoing) -> asyncio.Future:
         topic, key, value = outgoing
         delivery = await producer.send(topic, value, key=key)
-        if self.on_delivered is not None and topic in self.follow:
+        if topic in self.follow:
             self._following.put_nowait((delivery, topic, key, value))
         return delivery
 
@@ -274,18 +279,15 @@ class ConsumerLoop:
             except Exception:  # noqa: BLE001 - a lost delivery fails the batch's commit and restarts the loop
                 continue
             record = Delivered(topic, placed.partition, placed.offset, key, value)
-            async with self._record_lock:
-                for outgoing in await self.on_delivered(record):
-                    self._delivered.append(await self._send(producer, outgoing))
+            taken = await self._take(producer, self.follow[topic], record)
+            # extended only now: `settled` may have swapped the list in while the record was handled
+            self._delivered.extend(taken)
 
     async def _handle(self, producer: AIOKafkaProducer, batch: dict) -> list[asyncio.Future]:
         delivered = []
         for records in batch.values():
             for record in records:
-                async with self._record_lock:
-                    for outgoing in await self.handle(record):
-                        # sent as soon as it is decided: the next record's handling overlaps its delivery
-                        delivered.append(await self._send(producer, outgoing))
+                delivered += await self._take(producer, self.handle, record)
                 # Let the producer's sender, the fetcher and the follower run between records: a batch of
                 # hundreds handled without a pause would hold back every output of the batch until its end.
                 await asyncio.sleep(0)

@@ -216,8 +216,7 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
     # embedded broker's CPU is as scarce as the worker's
     pipeline = ConsumerLoop(settings, "district-pipeline", pipeline_group(settings),
                             (INCIDENT_REPORTS, UNIT_EVENTS, worklog_name), take, on_revoked=revoked,
-                            on_assigned=assigned, on_delivered=guarded("core", decide_delivered),
-                            follow=(worklog_name,))
+                            on_assigned=assigned, follow={worklog_name: guarded("core", decide_delivered)})
 
     @app.task
     async def run_pipeline():

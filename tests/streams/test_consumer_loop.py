@@ -22,6 +22,7 @@ async def _topics(settings, *names: str, partitions: int = 2) -> None:
 
 
 async def _read_all(settings, topic: str, n: int, timeout: float = 30.0) -> list:
+    """The first `n` records of `topic`, with their positions (which conftest's TopicReader does not keep)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
                                 fetch_max_wait_ms=settings.fetch_max_wait_ms)
     await consumer.start()
@@ -58,7 +59,7 @@ async def test_records_published_to_a_followed_topic_come_back_with_the_offset_t
 
     # the loop consumes the inbox only: whatever it learns of the log comes from the acknowledgements
     loop = ConsumerLoop(settings, "test-follow", f"test-loop-group-{run}", (inbox,), forward,
-                        on_delivered=answer, follow=(log,))
+                        follow={log: answer})
     assert not await loop.publish([(log, b"early", b"before the loop runs")])  # nothing to send it with
     task = asyncio.create_task(loop.run())
     try:
