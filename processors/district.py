@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from processors.catalogue import Catalogue, Category
 from processors.deadlines import DeadlineBook
 from processors.geography import distance_m
-from processors.intake import Rejected, dead_letter
+from processors.dead_letters import Rejected, dead_letter
 from processors.messages import (
     Availability,
     DispatchOrder,

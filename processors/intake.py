@@ -6,28 +6,20 @@ count by; the codes are listed in `REASONS` and must never be renamed.
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import pydantic_core
 from pydantic import ValidationError
 
 from processors.catalogue import Catalogue
+from processors.dead_letters import Rejected, provenance
 from processors.geography import Geography
-from processors.privacy import mask_personal_data
-from processors.messages import (
-    DeadLetter,
-    IncidentReport,
-    LogOn,
-    Provenance,
-    WorkItem,
-    unit_event_adapter,
-)
+from processors.messages import IncidentReport, LogOn, WorkItem, unit_event_adapter
 
 REASONS = {
     "oversize": "the message is larger than the configured limit",
-    "invalid_json": "the bytes are not UTF-8 JSON",
+    "invalid_json": "the bytes are not UTF-8 JSON (or nest deeper than the parser's limit of 200 levels)",
     "not_an_object": "the JSON value is not an object",
     "nul_character": "the text holds a NUL character, which no text field of the audit trail can store",
     "unsupported_schema_version": "schema_version is missing or not one this release reads",
@@ -43,6 +35,7 @@ REASONS = {
     "sink_invalid": "a message on an audit topic that the sink cannot read",
     "sink_refused": "a message whose row PostgreSQL refuses for what it holds (a value out of range, a broken constraint)",
     "processing_error": "a defect of ours met this message; it is kept here instead of stopping the worker",
+    "publish_failed": "an output decided for this message could not be published (the broker refused it for good)",
 }
 
 
@@ -62,19 +55,6 @@ class Inbound:
     key: bytes | None
     value: bytes | None
     received_at: datetime
-
-    def provenance(self) -> Provenance:
-        raw, encoding = encode_raw(self.value or b"")
-        return Provenance(
-            topic=self.topic, partition=self.partition, offset=self.offset, key=_text(self.key),
-            raw=raw, raw_encoding=encoding,
-        )
-
-
-@dataclass(frozen=True)
-class Rejected:
-    reason: str
-    error: str
 
 
 def admit_report(record: Inbound, catalogue: Catalogue, geography: Geography, limits: Limits) -> WorkItem | Rejected:
@@ -101,7 +81,7 @@ def admit_report(record: Inbound, catalogue: Catalogue, geography: Geography, li
         street=street.street,
         at=record.received_at,
         report=report,
-        provenance=record.provenance(),
+        provenance=provenance(record),
     )
 
 
@@ -129,45 +109,8 @@ def admit_unit_event(
         district=district,
         at=record.received_at,
         unit_event=event,
-        provenance=record.provenance(),
+        provenance=provenance(record),
     )
-
-
-def dead_letter(record: Inbound | Provenance, rejection: Rejected, received_at: datetime) -> DeadLetter:
-    if isinstance(record, Inbound):
-        raw, encoding = encode_raw(record.value or b"")
-        key = _text(record.key)
-    else:
-        raw, encoding, key = record.raw, record.raw_encoding, record.key
-    # a dead letter is read by operators and kept in the audit tables: a reporter's name and
-    # phone belong only in the incident record, so they are masked here
-    masked = False
-    if encoding == "utf-8":
-        raw, masked = mask_personal_data(raw)
-    return DeadLetter(
-        schema_version=1,
-        reason=rejection.reason,
-        error=rejection.error,
-        raw=raw,
-        raw_encoding=encoding,
-        raw_masked=masked,
-        key=key,
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        received_at=received_at,
-    )
-
-
-def encode_raw(value: bytes) -> tuple[str, str]:
-    """Text when it is UTF-8 that a database text column can hold (no NUL), else base64."""
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    if text is None or "\x00" in text:
-        return base64.b64encode(value).decode("ascii"), "base64"
-    return text, "utf-8"
 
 
 def _parse_object(record: Inbound, limits: Limits) -> dict | Rejected:
@@ -175,12 +118,13 @@ def _parse_object(record: Inbound, limits: Limits) -> dict | Rejected:
     if len(value) > limits.max_bytes:
         return Rejected("oversize", f"{len(value)} bytes exceeds the limit of {limits.max_bytes}")
     try:
-        text = value.decode("utf-8")
-        parsed = json.loads(text)
-    except (UnicodeDecodeError, ValueError) as exc:
+        # nesting is bounded (200 levels) where json.loads would recurse until RecursionError; invalid UTF-8,
+        # lone surrogates and numbers beyond range are refused the same way, as a ValueError
+        parsed = pydantic_core.from_json(value)
+    except ValueError as exc:
         return Rejected("invalid_json", f"not UTF-8 JSON: {exc}")
     # PostgreSQL's text and jsonb cannot hold NUL: such a message would block the audit trail
-    if "\x00" in text or "\\u0000" in text:
+    if b"\x00" in value or b"\\u0000" in value:
         return Rejected("nul_character", "a string holds a NUL character (\\u0000)")
     if not isinstance(parsed, dict):
         return Rejected("not_an_object", f"expected a JSON object, got {type(parsed).__name__}")
@@ -198,9 +142,3 @@ def _schema_rejection(exc: ValidationError) -> Rejected:
         f"{'.'.join(str(p) for p in err['loc']) or '(message)'}: {err['msg']}" for err in exc.errors()[:10]
     )
     return Rejected("schema_violation", problems)
-
-
-def _text(key: bytes | None) -> str | None:
-    if key is None:
-        return None
-    return key.decode("utf-8", errors="replace").replace("\x00", "\ufffd")

@@ -172,10 +172,14 @@ class Escalation(Message):
 class DeadLetter(Message):
     reason: str = Field(description="a stable machine code, e.g. invalid_json, outside_area")
     error: str = Field(description="human-readable explanation")
-    raw: str = Field(description="the original bytes: UTF-8 text, or base64 when raw_encoding says so; "
-                                 "a reporter's name and phone masked (see raw_masked)")
+    raw: str = Field(description="the original bytes, or their first few KiB (see raw_truncated): UTF-8 text, or "
+                                 "base64 when raw_encoding says so; a reporter's name and phone masked (see raw_masked)")
     raw_encoding: Literal["utf-8", "base64"] = "utf-8"
     raw_masked: bool = Field(default=False, description="personal data in raw was masked, so raw differs from the original")
+    raw_truncated: bool = Field(default=False, description="raw is an excerpt: the first bytes of the original only "
+                                                           "(the whole is on `topic` at `partition` and `offset`)")
+    raw_length: int | None = Field(default=None, description="length of the original bytes")
+    raw_sha256: str | None = Field(default=None, description="SHA-256 of the original bytes, hex")
     key: str | None = None
     topic: str
     partition: int
@@ -194,8 +198,12 @@ class Provenance(BaseModel):
     partition: int
     offset: int
     key: str | None = None
-    raw: str
+    raw: str = Field(description="an excerpt of the original bytes, masked (processors.dead_letters)")
     raw_encoding: Literal["utf-8", "base64"] = "utf-8"
+    raw_masked: bool = False
+    raw_truncated: bool = False
+    raw_length: int | None = None
+    raw_sha256: str | None = None
 
 
 class WorkItem(BaseModel):

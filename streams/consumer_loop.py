@@ -21,6 +21,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from streams import metrics
+from streams.error_policy import refused_for_good
 from streams.settings import Settings
 
 log = structlog.get_logger("patrol.loop")
@@ -33,6 +34,10 @@ COMMIT_INTERVAL_S = 0.5
 PRODUCER_BATCH_BYTES = 512 * 1024
 
 Handler = Callable[[object], Awaitable[Iterable[Outgoing]]]
+# the record to publish in place of a record's output that the broker refused for good (its dead letter)
+OnUnpublishable = Callable[[object, BaseException], Outgoing]
+# a delivery in flight, and the consumed record it was decided for (None: the loop's own, such as a tick)
+Sent = tuple[asyncio.Future, object | None]
 
 
 @dataclass(frozen=True)
@@ -133,9 +138,11 @@ class ConsumerLoop:
     def __init__(self, settings: Settings, name: str, group_id: str, topics: tuple[str, ...], handle: Handler, *,
                  on_revoked: Callable[[list[TopicPartition]], None] | None = None,
                  on_assigned: Callable[[list[TopicPartition]], Awaitable[None]] | None = None, max_records: int = 500,
-                 follow: Mapping[str, Handler] | None = None):
+                 follow: Mapping[str, Handler] | None = None, on_unpublishable: OnUnpublishable | None = None):
         """`follow` maps topics the loop publishes to a handler that takes each record published there once the
-        broker has acknowledged it (a `Delivered`, in the order they were sent), as `handle` takes a consumed one."""
+        broker has acknowledged it (a `Delivered`, in the order they were sent), as `handle` takes a consumed one.
+        `on_unpublishable` gives what to publish instead when the broker refuses a record's output for good (too
+        large, say): its dead letter, so that one record never holds the loop (without it, the loop restarts)."""
         self.settings = settings
         self.name = name
         self.group_id = group_id
@@ -145,6 +152,7 @@ class ConsumerLoop:
         self.on_assigned = on_assigned
         self.max_records = max_records
         self.follow = dict(follow or {})
+        self.on_unpublishable = on_unpublishable
         self.consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._batch_lock = asyncio.Lock()  # held while a batch is handled
@@ -155,7 +163,7 @@ class ConsumerLoop:
         self._following: asyncio.Queue = asyncio.Queue()
         self._commit_lock = asyncio.Lock()
         # handled since the last commit: the deliveries to wait for, the offsets to commit then
-        self._delivered: list[asyncio.Future] = []
+        self._delivered: list[Sent] = []
         self._offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         # a delivery failed: nothing may be committed any more until the loop restarts from the last commit
         self._undelivered = False
@@ -222,19 +230,33 @@ class ConsumerLoop:
             self._delivered, self._offsets = [], {}
             if self._undelivered:
                 return
-            if delivered:
-                try:
-                    await asyncio.gather(*delivered)
-                except Exception:
-                    # committing later offsets would skip these records' lost outputs for good
-                    self._undelivered = True
-                    raise
+            try:
+                await self._delivery_of(delivered)
+            except Exception:
+                # committing later offsets would skip these records' lost outputs for good
+                self._undelivered = True
+                raise
             if offsets:
                 try:
                     await consumer.commit(offsets)
                 except (CommitFailedError, IllegalStateError, KafkaError) as exc:
                     # partitions moved to another worker meanwhile: it handles these records again (idempotent)
                     log.warning("commit refused; the new owner redoes the batch", loop=self.name, error=str(exc))
+
+    async def _delivery_of(self, sent: list[Sent]) -> None:
+        """Wait for these deliveries. One the broker refused for good is replaced by its record's dead letter (then
+        waited for too); any other failure (the broker away) is raised: the records are handled again."""
+        results = await asyncio.gather(*(delivery for delivery, _ in sent), return_exceptions=True)
+        replacements = []
+        for (_, origin), result in zip(sent, results):
+            if not isinstance(result, BaseException):
+                continue
+            producer = self._producer
+            if not refused_for_good(result) or origin is None or self.on_unpublishable is None or producer is None:
+                raise result
+            replacements.append(await self._send(producer, self.on_unpublishable(origin, result)))
+        if replacements:
+            await self._delivery_of(replacements)
 
     async def _commit_every(self, consumer: AIOKafkaConsumer, interval_s: float) -> None:
         # Committing in the background, a few times a second, keeps the round trips of delivery and
@@ -255,18 +277,26 @@ class ConsumerLoop:
                 await self._send(producer, outgoing)
         return True
 
-    async def _take(self, producer: AIOKafkaProducer, handle: Handler, record) -> list[asyncio.Future]:
+    async def _take(self, producer: AIOKafkaProducer, handle: Handler, record) -> list[Sent]:
         """Handle one record and hand its outputs to the producer, all under the record lock."""
         async with self._record_lock:
             # sent as soon as they are decided: the next record's handling overlaps their delivery
-            return [await self._send(producer, outgoing) for outgoing in await handle(record)]
+            return [await self._send(producer, outgoing, record) for outgoing in await handle(record)]
 
-    async def _send(self, producer: AIOKafkaProducer, outgoing: Outgoing) -> asyncio.Future:
+    async def _send(self, producer: AIOKafkaProducer, outgoing: Outgoing, origin=None) -> Sent:
         topic, key, value = outgoing
-        delivery = await producer.send(topic, value, key=key)
+        try:
+            delivery = await producer.send(topic, value, key=key)
+        except Exception as exc:  # noqa: BLE001 - sorted below: refused for good, or the producer is failing
+            # refused before it was sent (larger than the producer may send): as if the broker had refused it
+            if not refused_for_good(exc):
+                raise
+            delivery = asyncio.get_running_loop().create_future()
+            delivery.set_exception(exc)
+            return delivery, origin
         if topic in self.follow:
             self._following.put_nowait((delivery, topic, key, value))
-        return delivery
+        return delivery, origin
 
     async def _follow(self, producer: AIOKafkaProducer) -> None:
         # A record handed on through a followed topic (a report's work-log entry) is taken as soon as the broker
@@ -283,7 +313,7 @@ class ConsumerLoop:
             # extended only now: `settled` may have swapped the list in while the record was handled
             self._delivered.extend(taken)
 
-    async def _handle(self, producer: AIOKafkaProducer, batch: dict) -> list[asyncio.Future]:
+    async def _handle(self, producer: AIOKafkaProducer, batch: dict) -> list[Sent]:
         delivered = []
         for records in batch.values():
             for record in records:

@@ -20,8 +20,9 @@ from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
 from processors.messages import DeadLetter, DispatchOrder, Escalation, IncidentEvent
-from processors.intake import Inbound, Rejected, dead_letter
+from processors.dead_letters import Rejected, dead_letter
 from streams import metrics
+from streams.error_policy import describe, refused_for_content
 from streams.consumer_loop import group_consumer, restart_on_failure
 from streams.settings import Settings
 from streams.topics import DISPATCH_ORDERS, INCIDENT_EVENTS, INCIDENT_REPORTS_DLQ, SLA_ESCALATIONS
@@ -68,11 +69,6 @@ class Batch:
         return first, rest
 
 
-# The database refuses these for what a row holds (a value out of range, a broken constraint): writing the same
-# rows again cannot succeed, so the message is set aside instead of holding the audit trail back for ever.
-REFUSED_FOR_CONTENT = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
-
-
 async def write_batch(connection: asyncpg.Connection, batch: Batch) -> None:
     async with connection.transaction():
         if batch.events:
@@ -103,11 +99,11 @@ async def write_batch(connection: asyncpg.Connection, batch: Batch) -> None:
         if batch.dead_letters:
             await connection.executemany(
                 """INSERT INTO dead_letters (topic, "partition", "offset", reason, error, raw, raw_encoding,
-                       raw_masked, key, received_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING""",
+                       raw_masked, key, received_at, raw_truncated, raw_length, raw_sha256)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING""",
                 [
                     (d.topic, d.partition, d.offset, d.reason, d.error, d.raw, d.raw_encoding, d.raw_masked, d.key,
-                     d.received_at)
+                     d.received_at, d.raw_truncated, d.raw_length, d.raw_sha256)
                     for d in batch.dead_letters
                 ],
             )
@@ -133,13 +129,16 @@ async def write_batch(connection: asyncpg.Connection, batch: Batch) -> None:
     metrics.SINK_ROWS.labels("dead_letters").inc(len(batch.dead_letters))
 
 
-def _refusal(exc: asyncpg.PostgresError) -> str:
+def _refusal(exc: Exception) -> str:
     """Why the database refused a row, without the refused value: it may be a reporter's name or phone."""
     text = str(exc)
     # asyncpg's own check of an argument ("invalid input for query argument $3: 3000000000 (value out of int32
     # range)") and the server's (... "value" ...) both quote what was refused
     text = re.sub(r"(query argument \$\d+)(?: in element #\d+ of executemany\(\) sequence)?: .*? \(", r"\1 (", text)
     text = re.sub(r'"[^"]*"', '"…"', text)
+    if not isinstance(exc, asyncpg.PostgresError):
+        # its rows could not be made or encoded (a field missing or of the wrong type for its column)
+        return f"its row cannot be made: {type(exc).__name__}: {text[:300]}"
     column = f", column {exc.column_name}" if getattr(exc, "column_name", None) else ""
     return f"PostgreSQL refused its row: {type(exc).__name__} (SQLSTATE {exc.sqlstate}{column}): {text[:300]}"
 
@@ -184,7 +183,7 @@ class Sink:
     async def run(self) -> None:
         s = self.settings
         consumer = group_consumer(s, self.group_id, *AUDITED, fetch_max_wait_ms=s.sink_flush_ms)
-        producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, **s.kafka_client_options())
+        producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", **s.kafka_client_options())
         # min_size=0: no connection is made up front, so a database that is down when the
         # worker starts is waited for like any other outage, by the write retries below
         pool = await asyncpg.create_pool(s.database_url, min_size=0, max_size=2)
@@ -229,13 +228,9 @@ class Sink:
 
     async def _set_aside(self, record, rejection: Rejected, batch: Batch, producer: AIOKafkaProducer) -> None:
         """Dead-letter a record the sink cannot write; it stays on its topic as well."""
-        inbound = Inbound(
-            topic=record.topic, partition=record.partition, offset=record.offset,
-            key=record.key, value=record.value, received_at=datetime.now(timezone.utc),
-        )
-        letter = dead_letter(inbound, rejection, inbound.received_at)
+        letter = dead_letter(record, rejection, datetime.now(timezone.utc))
         metrics.DEAD_LETTERS.labels("sink", letter.reason).inc()
-        log.warning("dead-lettered", stage="sink", reason=rejection.reason, error=rejection.error,
+        log.warning("dead-lettered", stage="sink", reason=rejection.reason, error=rejection.error[:300],
                     topic=record.topic, partition=record.partition, offset=record.offset)
         if record.topic == INCIDENT_REPORTS_DLQ:
             # a dead letter the sink cannot take is kept as a row instead of looping it back to its own topic
@@ -266,7 +261,9 @@ class Sink:
             async with pool.acquire() as connection:
                 await write_batch(connection, batch)
             return
-        except REFUSED_FOR_CONTENT as exc:
+        except Exception as exc:  # noqa: BLE001 - sorted by the error policy: wait it out, or set the row aside
+            if not refused_for_content(exc):
+                raise
             if len(batch.records) > 1:
                 for half in batch.halves():
                     if half.records:
@@ -276,7 +273,7 @@ class Sink:
             refusal = Rejected("sink_refused", _refusal(exc))
             if record is None:
                 # nothing to dead-letter it as (a dead letter of the sink's own making): said, and dropped
-                log.error("a dead letter of the sink's own was refused", error=refusal.error)
+                log.error("a dead letter of the sink's own was refused", error=describe(exc))
                 return
             rest = Batch()
             await self._set_aside(record, refusal, rest, producer)

@@ -51,9 +51,19 @@ class UnitDistricts:
                 for records in batch.values():
                     for record in records:
                         if record.key is not None:
-                            districts[record.key.decode("utf-8", "replace")] = (record.value or b"").decode() or None
+                            districts[record.key.decode("utf-8", "replace")] = _district(record.value)
             self.districts = districts
             self.stale = False
             log.info("unit map read", units=sum(1 for d in districts.values() if d))
         finally:
             await consumer.stop()
+
+
+def _district(value: bytes | None) -> str | None:
+    """The district an entry names; one that cannot be a district code (not ours: none is written so) counts as
+    none, so the unit's later events are refused as those of a unit that has not logged on."""
+    try:
+        district = (value or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return district if 0 < len(district) <= 128 and district.isprintable() else None

@@ -18,7 +18,8 @@ import structlog
 
 from processors.catalogue import Catalogue
 from processors.geography import Geography
-from processors.intake import Inbound, Limits, Rejected, admit_report, admit_unit_event, dead_letter
+from processors.dead_letters import Rejected, bare_dead_letter, dead_letter
+from processors.intake import Inbound, Limits, admit_report, admit_unit_event
 from processors.messages import (
     DeadLetter,
     DispatchOrder,
@@ -32,6 +33,7 @@ from processors.messages import (
 )
 from streams import __version__, metrics
 from streams.consumer_loop import SHUTDOWN_GRACE_S, ConsumerLoop, Outgoing, exit_if_not_stopped_in
+from streams.error_policy import describe, is_transient, unpublishable
 from streams.district_log import DistrictLog
 from streams.unit_districts import UnitDistricts
 from streams.settings import Settings
@@ -131,14 +133,30 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
         return outgoing(dead_letter(record, rejection, datetime.now(timezone.utc)))
 
     def guarded(stage: str, handle):
-        """One record's handling; a defect of ours dead-letters that record instead of stopping the stream."""
+        """One record's handling; a defect of ours dead-letters that record instead of stopping the stream
+        (a failure of the broker restarts the loop instead, and the record comes again)."""
         async def handle_guarded(record) -> list[Outgoing]:
             try:
                 return await handle(record)
             except Exception as exc:  # noqa: BLE001 - the last line of defence: nothing may stop the stream
-                log.exception("processing failed; message dead-lettered", stage=stage)
-                return [reject(_origin(record), Rejected("processing_error", f"{type(exc).__name__}: {exc}"), stage)]
+                if is_transient(exc):
+                    raise
+                return [failed(record, stage, exc)]
         return handle_guarded
+
+    def failed(record, stage: str, exc: Exception) -> Outgoing:
+        rejection = Rejected("processing_error", describe(exc))
+        # the traceback without its frames' variables: they hold the message, and with it personal data
+        log.error("processing failed; message dead-lettered", stage=stage, topic=record.topic,
+                  partition=record.partition, offset=record.offset, error=rejection.error, exc_info=exc)
+        try:
+            return reject(_origin(record), rejection, stage)
+        except Exception as again:  # noqa: BLE001 - the fallback that reads nothing of the record
+            log.error("its dead letter failed too; a bare one is written", error=describe(again))
+            metrics.DEAD_LETTERS.labels(stage, rejection.reason).inc()
+            letter = bare_dead_letter(record.topic, record.partition, record.offset, rejection,
+                                      datetime.now(timezone.utc))
+            return INCIDENT_REPORTS_DLQ, None, letter.to_json_bytes()
 
     async def take_report(record) -> list[Outgoing]:
         inbound = _inbound(record)
@@ -216,7 +234,8 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
     # embedded broker's CPU is as scarce as the worker's
     pipeline = ConsumerLoop(settings, "district-pipeline", pipeline_group(settings),
                             (INCIDENT_REPORTS, UNIT_EVENTS, worklog_name), take, on_revoked=revoked,
-                            on_assigned=assigned, follow={worklog_name: guarded("core", decide_delivered)})
+                            on_assigned=assigned, follow={worklog_name: guarded("core", decide_delivered)},
+                            on_unpublishable=lambda record, exc: (INCIDENT_REPORTS_DLQ, None, unpublishable(record, exc)))
 
     @app.task
     async def run_pipeline():

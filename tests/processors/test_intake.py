@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from processors.intake import REASONS, Limits, Rejected, admit_report, admit_unit_event, dead_letter
+from processors.dead_letters import dead_letter
+from processors.intake import REASONS, Limits, Rejected, admit_report, admit_unit_event
 from tests.processors.conftest import NOW, inbound, report
 
 LIMITS = Limits()

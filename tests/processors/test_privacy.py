@@ -2,7 +2,8 @@
 
 import json
 
-from processors.intake import Limits, admit_report, dead_letter
+from processors.dead_letters import dead_letter
+from processors.intake import Limits, admit_report
 from processors.privacy import mask_personal_data
 from tests.processors.conftest import NOW, inbound, report
 
