@@ -2,10 +2,18 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
 
 from processors.messages import CONTRACT_MESSAGES
+from streams.embedded import free_port, spawn_child, stop_child
+from tests.streams.conftest import eventually
 
 
 def patrol(*args, env=None, timeout=120, **kwargs) -> subprocess.CompletedProcess:
@@ -58,3 +66,62 @@ def test_publish_refuses_a_line_it_cannot_route(tmp_path):
 def test_migrate_needs_a_database_url():
     result = patrol("migrate")
     assert result.returncode == 2 and "PATROL_DATABASE_URL" in result.stderr
+
+
+@pytest.mark.integration
+async def test_worker_sink_and_gateway_start_in_an_empty_directory_and_serve_together(second_site, tmp_path):
+    """Each long-running verb started as an operator might: in a directory with nothing in it, PATROL_DATA_DIR
+    left at its default (`run`, relative), on a broker and database of their own (a worker of a new app id
+    on the session's broker would decide every report of the session again). A request posted to the gateway
+    is decided by the worker and written by the sink, so each of the three is seen at work, not only up."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATROL_")}
+    env.update(second_site.to_env())
+    del env["PATROL_DATA_DIR"]
+    patrol = str(Path(sys.executable).with_name("patrol"))  # the console script an operator runs
+    port = free_port()
+    verbs = {
+        "worker": (["worker"], {"PATROL_APP_ID": f"patrol-cwd-w-{uuid.uuid4().hex[:6]}",
+                                "PATROL_SINK_IN_WORKER": "false", "PATROL_METRICS_PORT": "0"}),
+        "sink": (["sink"], {"PATROL_APP_ID": f"patrol-cwd-s-{uuid.uuid4().hex[:6]}", "PATROL_METRICS_PORT": "0"}),
+        "gateway": (["gateway", "--port", str(port)], {}),
+    }
+    processes, logs = {}, {}
+    try:
+        for name, (args, overrides) in verbs.items():
+            cwd = tmp_path / f"cwd-{name}"
+            cwd.mkdir()
+            logs[name] = tmp_path / f"{name}.log"
+            processes[name] = spawn_child([patrol, *args], log=logs[name], death_signal=signal.SIGTERM,
+                                          env={**env, **overrides}, cwd=cwd)
+
+        def running(name: str) -> None:
+            assert processes[name].poll() is None, f"patrol {name} exited:\n{logs[name].read_text()[-3000:]}"
+
+        async def logged(name: str, line: str) -> bool:
+            running(name)
+            return line in logs[name].read_text()
+
+        await eventually(lambda: logged("worker", "consumer loop started"), timeout=120)
+        await eventually(lambda: logged("sink", "sink started"), timeout=120)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            async def answers(path: str):
+                running("gateway")
+                try:
+                    response = await client.get(path)
+                except httpx.TransportError:
+                    return None
+                return response if response.status_code == 200 else None
+
+            await eventually(lambda: answers("/healthz"), timeout=120)
+            posted = await client.post("/requests.json", data={"service_code": "PS-FIGHT", "lat": 30.654,
+                                                               "long": 104.0765})
+            assert posted.status_code == 201, posted.text
+            request_id = posted.json()[0]["service_request_id"]
+            # 404 until the worker has created the incident and the sink has written it
+            registered = await eventually(lambda: answers(f"/requests/{request_id}.json"), timeout=120)
+        assert registered.json()[0]["service_code"] == "PS-FIGHT"
+        for name in verbs:
+            running(name)
+    finally:
+        for process in processes.values():
+            stop_child(process, signal.SIGTERM, timeout=30)
