@@ -22,11 +22,51 @@ def patrol(*args, env=None, timeout=120, **kwargs) -> subprocess.CompletedProces
                           capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
-def test_help_lists_the_verbs():
-    result = patrol("--help")
-    assert result.returncode == 0
-    for verb in ("up", "worker", "migrate", "publish", "unit", "simulate", "dashboards", "schemas", "catalogue"):
-        assert verb in result.stdout
+# each verb with words of its own description, as `patrol --help` shows them
+VERBS = {
+    "up": "The main job: embedded broker and database",
+    "worker": "Run a worker: intake, district cores",
+    "sink": "Run the PostgreSQL sink on its own",
+    "migrate": "Apply the database migrations",
+    "publish": "Publish JSON lines to incident.reports",
+    "unit": "Field-unit terminal",
+    "dashboards": "Write the Grafana dashboards",
+    "simulate": "Play a simulated day",
+    "gateway": "Open311 GeoReport v2 intake gateway",
+    "bench": "Benchmarks: throughput, latency",
+    "schemas": "The JSON Schema of every contract message",
+    "catalogue": "Print the catalogue of powers and duties",
+}
+
+
+def command_table(help_text: str) -> dict[str, str]:
+    """The Commands panel of `patrol --help` as {verb: description}; a wrapped description is joined up."""
+    table: dict[str, str] = {}
+    verb = None
+    lines = iter(help_text.splitlines())
+    for line in lines:
+        if "Commands" in line:
+            break
+    for line in lines:
+        if line.startswith("╰"):
+            break
+        row = line.strip().strip("│").rstrip()
+        name, _, text = row.strip().partition(" ")
+        if row.startswith(" ") and row[1:2] != " " and name:  # a verb's first line: its name, then its text
+            verb = name
+            table[verb] = text.strip()
+        elif verb is not None:  # the wrapped rest of the verb's description
+            table[verb] += " " + row.strip()
+    return table
+
+
+def test_help_shows_each_verb_with_its_own_description():
+    result = patrol("--help", env={"COLUMNS": "100", "PYTHONIOENCODING": "utf-8"})
+    assert result.returncode == 0, result.stderr
+    table = command_table(result.stdout)
+    assert sorted(table) == sorted(VERBS), result.stdout
+    for verb, words in VERBS.items():
+        assert words in table[verb], (verb, table[verb])
 
 
 def test_schemas_are_written_for_every_contract_message(tmp_path):
