@@ -22,7 +22,8 @@ COPY --from=build /wheels /wheels
 # the dependencies are pinned in pyproject.toml; no extras: the embedded broker and database are for development
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
     && useradd --system --uid 10001 --no-create-home --home-dir /nonexistent patrol
-# an unprivileged user; faust and the worker write only under the working directory and PATROL_DATA_DIR
+# an unprivileged user; the worker writes nothing in the working directory (faust's directory, which stays
+# empty, is a fresh one in the system temp dir), the embedded broker and database only under PATROL_DATA_DIR
 WORKDIR /tmp
 USER 10001
 # 8080: `patrol gateway --port 8080`; 9464: a worker's Prometheus metrics (PATROL_METRICS_PORT)

@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -52,6 +53,7 @@ def up(
     # running task, and a library that swallows the cancellation would let Ctrl-C pass unnoticed.
     signal.signal(signal.SIGINT, interrupt)
     settings = _settings()
+    _data_dir_or_exit(settings)
     # the live view owns the terminal: client libraries' routine lines would tear it
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     try:
@@ -74,12 +76,18 @@ def worker() -> None:
 
     settings = _settings()
     catalogue, geography = _reference_or_exit(settings)
-    with embedded_infrastructure(settings) as live:
+    if settings.uses_embedded_broker or settings.uses_embedded_database:
+        _data_dir_or_exit(settings)
+    # faust must have a directory of its own, and keeps nothing in it (tables are in memory): a fresh one in
+    # the system's temp dir, so that a worker starts in any directory (a read-only one too) and two workers
+    # started in the same one never share it
+    with tempfile.TemporaryDirectory(prefix=f"patrol-worker-{settings.app_id}-") as scratch, \
+            embedded_infrastructure(settings) as live:
         if settings.uses_embedded_database:
             # an embedded database is ours alone; a real one is migrated by `patrol migrate`
             asyncio.run(migrate(live.database_url))
         asyncio.run(ensure_topics(live))
-        faust_app = build_app(live, catalogue, geography)
+        faust_app = build_app(live, catalogue, geography, datadir=Path(scratch))
         # What is loaded by now (modules, the catalogue, the streets) lives as long as the process. Frozen, it
         # is no longer walked by every full collection (46 ms each, measured), which reports would wait for.
         gc.collect()
@@ -240,6 +248,7 @@ def simulate(
     settings = _settings()
     catalogue, geography = _reference_or_exit(settings)
     if write_catalogue is not None:
+        write_catalogue.parent.mkdir(parents=True, exist_ok=True)
         write_catalogue.write_text(scaled_catalogue(catalogue_text(settings), speedup))
         console.print(f"wrote the catalogue for a {speedup:g}× day to {write_catalogue}")
         return
@@ -334,6 +343,19 @@ def catalogue() -> None:
             f"{c.dedup.radius_m:.0f} m\n{_duration(c.dedup.window_s)}", "yes" if c.auxiliary_ok else "no",
         )
     console.print(table)
+
+
+def _data_dir_or_exit(settings: Settings) -> None:
+    """Create PATROL_DATA_DIR with its parents (the embedded broker's and database's logs go there), or exit
+    saying why it cannot be: a traceback from deep inside the broker's start would not."""
+    try:
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=settings.data_dir):
+            pass
+    except OSError as exc:
+        err_console.print(f"[red]refusing to start:[/] PATROL_DATA_DIR {settings.data_dir} cannot be written "
+                          f"({exc.strerror or exc}): set PATROL_DATA_DIR to a directory that can")
+        raise typer.Exit(2)
 
 
 def _reference_or_exit(settings: Settings, geography: bool = True):

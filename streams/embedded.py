@@ -57,7 +57,8 @@ def _die_with_parent(sig: int):
 
 
 def spawn_child(
-    args: list[str], *, log: Path, death_signal: int, user: str | None = None, env: dict | None = None
+    args: list[str], *, log: Path, death_signal: int, user: str | None = None, env: dict | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.Popen:
     """Start a process that dies with us (Linux parent-death signal) and ignores our terminal's Ctrl-C."""
     with open(log, "ab") as out:
@@ -70,6 +71,7 @@ def spawn_child(
             preexec_fn=_die_with_parent(death_signal),
             user=user,
             env=env,
+            cwd=cwd,
         )
 
 

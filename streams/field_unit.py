@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 import uuid
@@ -401,6 +402,17 @@ def _screen_logging(state: FieldUnit, level_name: str) -> Iterator[None]:
         root.handlers, root.level = saved_handlers, saved_level
 
 
+# An escape sequence: CSI (ESC [ parameters, intermediates, final byte: arrows, F5 and up, …),
+# SS3 (ESC O and one byte: F1-F4, arrows in application mode), or ESC and one byte (Alt-key).
+_ESCAPE = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]?|O.?|.)?", re.DOTALL)
+
+
+def keys_in(data: bytes) -> list[str]:
+    """The keys in one read of the keyboard. Arrow and function keys mean nothing here and are
+    dropped, but only they: a key typed right after one often arrives in the same read."""
+    return [char for char in _ESCAPE.sub(b"", data).decode(errors="ignore") if char.isprintable()]
+
+
 @contextmanager
 def _keyboard(queue: asyncio.Queue, state: FieldUnit) -> Iterator[None]:
     """Single keys from stdin without Enter (cbreak mode on a terminal), put on `queue` by the event loop."""
@@ -423,11 +435,8 @@ def _keyboard(queue: asyncio.Queue, state: FieldUnit) -> Iterator[None]:
             loop.remove_reader(fd)
             state.note("keyboard closed (end of input); Ctrl-C to leave", "warning")
             return
-        if data.startswith(b"\x1b"):
-            return  # arrow and function keys mean nothing here
-        for char in data.decode(errors="ignore"):
-            if char.isprintable():
-                queue.put_nowait(char)
+        for key in keys_in(data):
+            queue.put_nowait(key)
 
     reading = False
     try:

@@ -154,10 +154,18 @@ def describe_districts(cores) -> None:
                 1, state.load.free_units.get(street, 0))
     for gauge, values in ((OPEN_INCIDENTS, open_), (QUEUED_INCIDENTS, queued), (UNITS, units),
                           (STREET_WORKLOAD, workload)):
-        # label sets that disappeared (a street whose last incident closed) must not linger at their old value
-        gauge.clear()
+        # Set in place, then only the label sets that disappeared (a street whose last incident closed) removed,
+        # so that they do not linger at their old value. Not clear() and set again: the exposition is served by
+        # a thread of its own, and a scrape between the two would find every series of the gauge missing.
         for labels, value in values.items():
             gauge.labels(*labels).set(value)
+        for labels in _described.get(gauge, set()) - values.keys():
+            gauge.remove(*labels)
+        _described[gauge] = set(values)
+
+
+# the label sets each district gauge was given by the last describe_districts
+_described: dict[Gauge, set[tuple[str, ...]]] = {}
 
 
 async def measure_lag(group: str, consumer) -> None:

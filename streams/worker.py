@@ -91,7 +91,9 @@ class ShutdownBoundWorker(faust.Worker):
         exit_if_not_stopped_in(SHUTDOWN_GRACE_S)
 
 
-def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) -> faust.App:
+def build_app(settings: Settings, catalogue: Catalogue, geography: Geography, datadir: Path) -> faust.App:
+    """The worker's faust app; `datadir` is the directory faust insists on having (it keeps nothing in it:
+    tables are in memory), which must exist."""
     # faust's own consumer carries nothing on the dispatch path (the consumer loop does), so it keeps
     # faust's long fetch wait: polling the broker every few milliseconds for nothing costs both CPU
     app = faust.App(
@@ -99,8 +101,7 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography) ->
         broker=f"kafka://{settings.kafka_bootstrap}",
         broker_credentials=broker_credentials(settings),
         store="memory://",
-        # faust keeps a directory per app; under our data dir, not wherever the worker was started
-        datadir=str(Path(settings.data_dir) / f"{settings.app_id}-data"),
+        datadir=str(datadir),
         web_enabled=False,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,

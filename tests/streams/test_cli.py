@@ -2,10 +2,18 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
 
 from processors.messages import CONTRACT_MESSAGES
+from streams.embedded import free_port, spawn_child, stop_child
+from tests.streams.conftest import eventually
 
 
 def patrol(*args, env=None, timeout=120, **kwargs) -> subprocess.CompletedProcess:
@@ -14,11 +22,51 @@ def patrol(*args, env=None, timeout=120, **kwargs) -> subprocess.CompletedProces
                           capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
-def test_help_lists_the_verbs():
-    result = patrol("--help")
-    assert result.returncode == 0
-    for verb in ("up", "worker", "migrate", "publish", "unit", "simulate", "dashboards", "schemas", "catalogue"):
-        assert verb in result.stdout
+# each verb with words of its own description, as `patrol --help` shows them
+VERBS = {
+    "up": "The main job: embedded broker and database",
+    "worker": "Run a worker: intake, district cores",
+    "sink": "Run the PostgreSQL sink on its own",
+    "migrate": "Apply the database migrations",
+    "publish": "Publish JSON lines to incident.reports",
+    "unit": "Field-unit terminal",
+    "dashboards": "Write the Grafana dashboards",
+    "simulate": "Play a simulated day",
+    "gateway": "Open311 GeoReport v2 intake gateway",
+    "bench": "Benchmarks: throughput, latency",
+    "schemas": "The JSON Schema of every contract message",
+    "catalogue": "Print the catalogue of powers and duties",
+}
+
+
+def command_table(help_text: str) -> dict[str, str]:
+    """The Commands panel of `patrol --help` as {verb: description}; a wrapped description is joined up."""
+    table: dict[str, str] = {}
+    verb = None
+    lines = iter(help_text.splitlines())
+    for line in lines:
+        if "Commands" in line:
+            break
+    for line in lines:
+        if line.startswith("╰"):
+            break
+        row = line.strip().strip("│").rstrip()
+        name, _, text = row.strip().partition(" ")
+        if row.startswith(" ") and row[1:2] != " " and name:  # a verb's first line: its name, then its text
+            verb = name
+            table[verb] = text.strip()
+        elif verb is not None:  # the wrapped rest of the verb's description
+            table[verb] += " " + row.strip()
+    return table
+
+
+def test_help_shows_each_verb_with_its_own_description():
+    result = patrol("--help", env={"COLUMNS": "100", "PYTHONIOENCODING": "utf-8"})
+    assert result.returncode == 0, result.stderr
+    table = command_table(result.stdout)
+    assert sorted(table) == sorted(VERBS), result.stdout
+    for verb, words in VERBS.items():
+        assert words in table[verb], (verb, table[verb])
 
 
 def test_schemas_are_written_for_every_contract_message(tmp_path):
@@ -58,3 +106,62 @@ def test_publish_refuses_a_line_it_cannot_route(tmp_path):
 def test_migrate_needs_a_database_url():
     result = patrol("migrate")
     assert result.returncode == 2 and "PATROL_DATABASE_URL" in result.stderr
+
+
+@pytest.mark.integration
+async def test_worker_sink_and_gateway_start_in_an_empty_directory_and_serve_together(second_site, tmp_path):
+    """Each long-running verb started as an operator might: in a directory with nothing in it, PATROL_DATA_DIR
+    left at its default (`run`, relative), on a broker and database of their own (a worker of a new app id
+    on the session's broker would decide every report of the session again). A request posted to the gateway
+    is decided by the worker and written by the sink, so each of the three is seen at work, not only up."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATROL_")}
+    env.update(second_site.to_env())
+    del env["PATROL_DATA_DIR"]
+    patrol = str(Path(sys.executable).with_name("patrol"))  # the console script an operator runs
+    port = free_port()
+    verbs = {
+        "worker": (["worker"], {"PATROL_APP_ID": f"patrol-cwd-w-{uuid.uuid4().hex[:6]}",
+                                "PATROL_SINK_IN_WORKER": "false", "PATROL_METRICS_PORT": "0"}),
+        "sink": (["sink"], {"PATROL_APP_ID": f"patrol-cwd-s-{uuid.uuid4().hex[:6]}", "PATROL_METRICS_PORT": "0"}),
+        "gateway": (["gateway", "--port", str(port)], {}),
+    }
+    processes, logs = {}, {}
+    try:
+        for name, (args, overrides) in verbs.items():
+            cwd = tmp_path / f"cwd-{name}"
+            cwd.mkdir()
+            logs[name] = tmp_path / f"{name}.log"
+            processes[name] = spawn_child([patrol, *args], log=logs[name], death_signal=signal.SIGTERM,
+                                          env={**env, **overrides}, cwd=cwd)
+
+        def running(name: str) -> None:
+            assert processes[name].poll() is None, f"patrol {name} exited:\n{logs[name].read_text()[-3000:]}"
+
+        async def logged(name: str, line: str) -> bool:
+            running(name)
+            return line in logs[name].read_text()
+
+        await eventually(lambda: logged("worker", "consumer loop started"), timeout=120)
+        await eventually(lambda: logged("sink", "sink started"), timeout=120)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            async def answers(path: str):
+                running("gateway")
+                try:
+                    response = await client.get(path)
+                except httpx.TransportError:
+                    return None
+                return response if response.status_code == 200 else None
+
+            await eventually(lambda: answers("/healthz"), timeout=120)
+            posted = await client.post("/requests.json", data={"service_code": "PS-FIGHT", "lat": 30.654,
+                                                               "long": 104.0765})
+            assert posted.status_code == 201, posted.text
+            request_id = posted.json()[0]["service_request_id"]
+            # 404 until the worker has created the incident and the sink has written it
+            registered = await eventually(lambda: answers(f"/requests/{request_id}.json"), timeout=120)
+        assert registered.json()[0]["service_code"] == "PS-FIGHT"
+        for name in verbs:
+            running(name)
+    finally:
+        for process in processes.values():
+            stop_child(process, signal.SIGTERM, timeout=30)

@@ -401,7 +401,6 @@ def test_schemathesis_finds_no_server_error(served_gateway):
     schema = schemathesis.openapi.from_url(f"{served_gateway}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) == 10  # five operations, each with and without .json
-    started = time.monotonic()
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             checks = [not_a_server_error]
@@ -416,4 +415,3 @@ def test_schemathesis_finds_no_server_error(served_gateway):
                 case.call_and_validate(base_url=served_gateway, checks=checks, timeout=20)
 
             fuzz()
-    assert time.monotonic() - started < 120

@@ -1,10 +1,14 @@
 """The worker's /metrics as Prometheus reads it: the figures follow what happened, and no label carries an id."""
 
 import urllib.request
+import uuid
+from types import SimpleNamespace
 
 import pytest
+from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from streams import metrics
 from streams.topics import DISPATCH_ORDERS
 from tests.streams.conftest import Field, TopicReader, eventually, send
 
@@ -61,3 +65,37 @@ async def test_the_worker_exports_what_the_command_centre_watches(infrastructure
         for sample in samples:
             for label in sample.labels.values():
                 assert f.run not in label and not label.startswith("INC-"), (sample.name, sample.labels)
+
+
+def _core(district: str, units: list[tuple[str, str]]):
+    """A stand-in district core with free units (home street, agency) and nothing else."""
+    state = SimpleNamespace(
+        district=district, open_incidents=[], incidents={}, queue=[],
+        units={f"{district}-{i}": SimpleNamespace(on_duty=True, free=True, order_id=None, home_street=street,
+                                                  agency=agency) for i, (street, agency) in enumerate(units)},
+        load=SimpleNamespace(open_incidents={}, free_units={}))
+    return SimpleNamespace(state=state)
+
+
+def test_a_scrape_during_an_update_finds_every_unit_series_and_gone_ones_are_dropped(monkeypatch):
+    district = f"GAUGE-{uuid.uuid4().hex[:6]}"
+    series = f'patrol_units{{agency="police",district="{district}",status="free",street="S1"}} 1.0'
+    metrics.describe_districts([_core(district, [("S1", "police"), ("S2", "traffic")])])
+    assert series in generate_latest(REGISTRY).decode()
+
+    # the exposition thread may scrape at any point of the next update: here, at each series it sets
+    seen_mid_update = []
+    labels = metrics.UNITS.labels
+
+    def scraping_labels(*values):
+        seen_mid_update.append(series in generate_latest(REGISTRY).decode())
+        return labels(*values)
+
+    monkeypatch.setattr(metrics.UNITS, "labels", scraping_labels)
+    metrics.describe_districts([_core(district, [("S1", "police")])])
+    monkeypatch.undo()
+
+    assert seen_mid_update and all(seen_mid_update), "a scrape during the update found the series missing"
+    after = generate_latest(REGISTRY).decode()
+    assert series in after
+    assert f'district="{district}",status="free",street="S2"' not in after  # the traffic unit went off duty

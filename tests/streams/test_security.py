@@ -382,7 +382,7 @@ class TlsBroker:
         wait_for_port(self.tls_port, 15, terminator, "stunnel")
         return self
 
-    async def logged(self, needle: str, timeout: float = 3.0) -> None:
+    async def logged(self, needle: str, timeout: float = 60.0) -> None:
         """Wait until the terminator's log says `needle`: why it turned a client away, in the server's words."""
         log = self.workdir / "stunnel.log"
         deadline = asyncio.get_running_loop().time() + timeout

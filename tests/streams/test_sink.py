@@ -24,6 +24,10 @@ def created(incident_id, report_id):
         "reported_at": "2026-11-25T07:59:00+00:00", "reporter": {"name": "Li", "phone": "138"}})
 
 
+async def _status_is(db, incident_id: str, status: str) -> bool:
+    return await db.fetchval("SELECT status FROM incidents WHERE incident_id = $1", incident_id) == status
+
+
 async def test_a_replayed_batch_changes_nothing(db):
     incident = f"INC-{uuid.uuid4().hex[:8]}"
     letter = DeadLetter(schema_version=1, reason="invalid_json", error="x", raw="{", topic="incident.reports",
@@ -123,13 +127,17 @@ async def test_a_sink_of_its_own_writes_the_audit_trail_and_stops_when_told(seco
                           for e in (created(incident, f"R-{incident}"), event(incident, 2, "dispatched"))])
         db = await asyncpg.connect(site.database_url)
         try:
-            status = await eventually(
-                lambda: db.fetchval("SELECT status FROM incidents WHERE incident_id = $1", incident), 60)
+            # the two events may come in one batch or two: the record may show `created` on the way
+            await eventually(lambda: _status_is(db, incident, "dispatched"), 60)
         finally:
             await db.close()
-        assert status == "dispatched"
-        rows = await asyncio.to_thread(scrape, site.metrics_port)
-        assert value(rows["patrol_sink_rows"], "patrol_sink_rows_total", table="incident_events") == 2
+
+        async def counted() -> bool:
+            # the sink counts its rows once their transaction is committed, which this process may see first
+            rows = await asyncio.to_thread(scrape, site.metrics_port)
+            return value(rows["patrol_sink_rows"], "patrol_sink_rows_total", table="incident_events") == 2
+
+        await eventually(counted, 30)
         sink.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(sink.wait, 30) == 0, (tmp_path / "sink.log").read_text()[-2000:]
     finally:
@@ -175,7 +183,8 @@ async def test_a_row_the_database_refuses_is_dead_lettered_and_the_rest_of_its_b
         # what was wrong, where, and not the value (it could have been a reporter's phone)
         assert "query argument $3 (value out of int32 range)" in letter["error"], letter["error"]
         assert "3000000000" not in letter["error"]
-        assert await db.fetchval("SELECT status FROM incidents WHERE incident_id = $1", good) == "dispatched"
+        # the good incident's two events may have come in another batch than the refused one
+        await eventually(lambda: _status_is(db, good, "dispatched"), 60)
         assert await db.fetchval("SELECT count(*) FROM incident_events WHERE incident_id = $1", bad) == 0
         assert not running.done()  # still writing
     finally:
