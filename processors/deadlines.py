@@ -34,6 +34,10 @@ class DeadlineBook:
     def drop(self, key: tuple[Hashable, ...]) -> None:
         self._due.pop(key, None)
 
+    def entries(self) -> list[tuple[tuple, datetime]]:
+        """Every running deadline as (key, due), in the order they were set (for a snapshot)."""
+        return list(self._due.items())
+
     def due(self, key: tuple[Hashable, ...]) -> datetime | None:
         return self._due.get(key)
 

@@ -8,6 +8,7 @@ district's log reproduces every decision and every emitted message byte for byte
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Container
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -44,8 +45,12 @@ CANDIDATES_EXPLAINED = 5
 REACH_MARGIN_S = 30.0
 # How long a closed incident is kept in memory: for the day's late field events to be told apart from
 # mistakes. After that the core forgets it (and its orders), so that its memory holds a day, not its whole
-# history; its report ids are kept for good, so that a report resent later never opens it again.
+# history; its report ids are kept longer (RESENDS_KEPT), so that a report resent later never opens it again.
 CLOSED_KEPT = timedelta(hours=24)
+# How long a report id is remembered after it arrived (and at least as long as its incident is in memory): a
+# producer resending a report does so within minutes or hours, not a week; a week-old report id is forgotten so
+# that the core's memory is bounded by what a week brings, not by its whole history.
+RESENDS_KEPT = timedelta(days=7)
 
 
 def _seconds(span) -> float:
@@ -110,8 +115,9 @@ class Incident:
 class DistrictState:
     district: str
     incidents: dict[str, Incident] = field(default_factory=dict)
-    # report_id -> incident_id: a resent or duplicate report never becomes a second incident
-    reports: dict[str, str] = field(default_factory=dict)
+    # report_id -> (incident_id, when it arrived), oldest first: a resent or duplicate report never becomes a
+    # second incident (for RESENDS_KEPT)
+    reports: OrderedDict[str, tuple[str, datetime]] = field(default_factory=OrderedDict)
     units: dict[str, Unit] = field(default_factory=dict)
     grid: Grid = field(default_factory=Grid)  # every unit on duty, busy or not, weighed by its seconds per metre
     # the free units, filed under the places they may fill: what a dispatch searches
@@ -164,6 +170,7 @@ class DistrictCore:
             state.now = item.at
         # limits that ran out before this item arrived are dealt with before it
         self._fire_due(state.now, out)
+        self._forget_old_reports(state.now)
         if item.kind == "report" and item.report is not None:
             self._on_report(item, item.report, out)
         elif item.kind == "unit_event" and item.unit_event is not None:
@@ -184,7 +191,7 @@ class DistrictCore:
         duplicate = self._find_duplicate(category, report.lat, report.lon, item.at)
         if duplicate is not None:
             incident, distance = duplicate
-            state.reports[report.report_id] = incident.incident_id
+            state.reports[report.report_id] = (incident.incident_id, item.at)
             incident.last_report_at = item.at
             self._event(incident, "report_merged", item.at, out, {
                 "report_id": report.report_id, "source": report.source, "distance_m": round(distance, 1)})
@@ -203,7 +210,7 @@ class DistrictCore:
             last_report_at=item.at,
         )
         state.incidents[incident.incident_id] = incident
-        state.reports[report.report_id] = incident.incident_id
+        state.reports[report.report_id] = (incident.incident_id, item.at)
         state.open_incidents.file(incident.incident_id, incident.lat, incident.lon, frozenset({category.code}))
         state.load.add(state.load.open_incidents, incident.street, 1)
         data = {
@@ -619,6 +626,15 @@ class DistrictCore:
         del state.incidents[incident.incident_id]
         for n in range(1, incident.orders_issued + 1):
             state.orders.pop(_order_id(incident, n), None)
+
+    def _forget_old_reports(self, now: datetime) -> None:
+        """Report ids older than RESENDS_KEPT whose incident has left memory, oldest first."""
+        reports, incidents, horizon = self.state.reports, self.state.incidents, now - RESENDS_KEPT
+        while reports:
+            report_id, (incident_id, arrived_at) = next(iter(reports.items()))
+            if arrived_at > horizon or incident_id in incidents:
+                return
+            del reports[report_id]
 
     def _ack_overdue(self, order_id: str, due: datetime, out: list[Message]) -> None:
         """Level 1: the unit did not acknowledge in time. Its order is cancelled and the task goes to the next best unit."""

@@ -97,7 +97,7 @@ class Scenario:
         return unit.order_id
 
     def incident_of(self, report_id: str) -> str:
-        return self.core.state.reports[report_id]
+        return self.core.state.reports[report_id][0]
 
     def active_units(self, report_id: str) -> dict[str, str]:
         incident = self.core.state.incidents[self.incident_of(report_id)]
