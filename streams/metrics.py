@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter as Tally
 from datetime import datetime
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 from processors.messages import DispatchOrder, Escalation, IncidentEvent, Message, WorkItem
 
@@ -182,8 +182,3 @@ async def measure_lag(group: str, consumer) -> int:
             CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(lag)
             total += lag
     return total
-
-
-def serve_metrics(port: int) -> None:
-    if port:
-        start_http_server(port, addr="0.0.0.0")

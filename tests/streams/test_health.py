@@ -1,5 +1,5 @@
 """The health record and its endpoints: the liveness rule with a clock of the test's own (pure), the endpoints
-served by a real aiohttp server on the running event loop."""
+served by a real aiohttp server on the running event loop, and the session's real worker alive and ready."""
 
 from __future__ import annotations
 
@@ -163,3 +163,42 @@ async def test_a_blocked_event_loop_cannot_answer_the_probe(served):
     assert "answer" not in outcome and "error" in outcome, outcome
     # running again, the loop answers
     assert (await asyncio.to_thread(get, port, "/healthz"))[0] == 200
+
+
+# ----------------------------------------------------------------------------- the session's worker
+
+
+@pytest.mark.integration
+async def test_a_healthy_worker_is_alive_and_ready_once_it_has_caught_up(worker):
+    from tests.streams.test_metrics import scrape, value
+
+    port = worker.settings.metrics_port
+
+    async def ready():
+        worker.assert_alive()
+        try:
+            status, body = await asyncio.to_thread(get, port, "/readyz")
+        except urllib.error.URLError:
+            return None  # not serving yet
+        return json.loads(body) if status == 200 else None
+
+    answer = await eventually(ready, timeout=120)
+    assert answer["reason"].startswith("caught up with work-log partitions")
+
+    async def both_loops_report():
+        # the district pipeline and the sink inside the worker, each once it has joined its group
+        status, body = await asyncio.to_thread(get, port, "/healthz")
+        assert status == 200, body
+        health = json.loads(body)
+        return health if {"district-pipeline", "sink"} <= set(health["loops"]) else None
+
+    health = await eventually(both_loops_report, timeout=60)
+    assert health["status"] == "alive" and health["stall_limit_s"] == worker.settings.liveness_stall_s
+
+    families = await asyncio.to_thread(scrape, port)
+    assert value(families["patrol_worker_ready"], "patrol_worker_ready") == 1
+    beats = families["patrol_loop_progress_timestamp_seconds"]
+    assert value(beats, "patrol_loop_progress_timestamp_seconds", loop="district-pipeline") > 0
+    assert {s.labels["loop"] for s in families["patrol_loop_restarts"]} >= {"district-pipeline", "sink"}
+    assert value(families["patrol_sink_write_failing_seconds"], "patrol_sink_write_failing_seconds") == 0
+    worker.assert_alive()
