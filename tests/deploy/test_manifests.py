@@ -468,6 +468,8 @@ def test_workers_and_the_sink_are_probed_on_their_health_endpoints():
         "PATROL_LIVENESS_STALL_S", config["PATROL_LIVENESS_STALL_S"]) for name in ("patrol-worker", "patrol-sink")}
     # the sink is restarted for a write that keeps failing only well after its alert (a minute) has said so
     assert float(stall["patrol-sink"]) > 60 >= float(stall["patrol-worker"])
+    assert "patrol_sink_write_failing_seconds{job=\"patrol-workers\"} > 60" in (
+        DEPLOY / "prometheus" / "alerts.yml").read_text()
 
 
 def _health_check_code(service: dict) -> str:
