@@ -16,6 +16,7 @@ answering for a hung worker.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,9 +70,11 @@ class Health:
         now = self.clock()
         return {name: now - state.progress_at for name, state in self.loops.items()}
 
-    def stalled(self) -> dict[str, float]:
-        """The loops that have work and have made no progress for `stall_s`: name -> seconds since their progress."""
-        return {name: seconds for name, seconds in self.since_progress().items()
+    def stalled(self, since_progress: dict[str, float] | None = None) -> dict[str, float]:
+        """The loops that have work and have made no progress for `stall_s`: name -> seconds since their progress
+        (of `since_progress`, a snapshot of `since_progress()`, if given)."""
+        since = self.since_progress() if since_progress is None else since_progress
+        return {name: seconds for name, seconds in since.items()
                 if self.loops[name].has_work and seconds >= self.stall_s}
 
     def ready(self) -> tuple[bool, str]:
@@ -106,17 +109,24 @@ def set_readiness(check: Readiness) -> None:
 
 
 def healthz_answer(record: Health) -> tuple[int, dict]:
-    stalled = record.stalled()
+    # one reading of the clock for the verdict and the figures, which are cut (not rounded) to a tenth of a second
+    # so that a loop shown alive never shows the stall limit
+    since = record.since_progress()
+    stalled = record.stalled(since)
     body = {
         "status": "stalled" if stalled else "alive",
         "stall_limit_s": record.stall_s,
-        "loops": {name: {"has_work": record.loops[name].has_work, "since_progress_s": round(seconds, 1)}
-                  for name, seconds in sorted(record.since_progress().items())},
+        "loops": {name: {"has_work": record.loops[name].has_work, "since_progress_s": _tenths(seconds)}
+                  for name, seconds in sorted(since.items())},
     }
     if stalled:
-        body["stalled"] = [{"loop": name, "since_progress_s": round(seconds, 1)}
+        body["stalled"] = [{"loop": name, "since_progress_s": _tenths(seconds)}
                            for name, seconds in sorted(stalled.items())]
     return (503 if stalled else 200), body
+
+
+def _tenths(seconds: float) -> float:
+    return math.floor(seconds * 10) / 10
 
 
 def application(record: Health = RECORD) -> web.Application:

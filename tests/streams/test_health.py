@@ -125,7 +125,11 @@ async def test_healthz_names_the_stalled_loop_and_readyz_says_why_not(served):
     assert status == 200
     assert json.loads(body) == {"status": "alive", "stall_limit_s": 30,
                                 "loops": {"sink": {"has_work": True, "since_progress_s": 0.0}}}
-    clock.now += 42
+    clock.now += 29.99
+    status, body = await asyncio.to_thread(get, port, "/healthz")
+    # alive, and the figure never shows the limit while it is not reached
+    assert (status, json.loads(body)["loops"]["sink"]["since_progress_s"]) == (200, 29.9)
+    clock.now += 12.01
     status, body = await asyncio.to_thread(get, port, "/healthz")
     assert status == 503
     assert json.loads(body)["stalled"] == [{"loop": "sink", "since_progress_s": 42.0}]
