@@ -99,7 +99,7 @@ def worker() -> None:
 @app.command()
 def sink() -> None:
     """Run the PostgreSQL sink on its own (the workers then run with PATROL_SINK_IN_WORKER=false)."""
-    from streams import metrics
+    from streams import health
     from streams.consumer_loop import SHUTDOWN_GRACE_S, exit_if_not_stopped_in
     from streams.sink import Sink
 
@@ -119,8 +119,13 @@ def sink() -> None:
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop)
-        metrics.serve_metrics(settings.metrics_port)
-        await sink.run_forever()
+        health.set_readiness(sink.ready)
+        probes = await health.serve(settings)  # /metrics, /healthz, /readyz
+        try:
+            await sink.run_forever()
+        finally:
+            if probes is not None:
+                await probes.cleanup()
 
     asyncio.run(run())
 

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from streams import metrics
+from streams import health, metrics
 from streams.error_policy import refused_for_good
 from streams.settings import Settings
 
@@ -90,9 +90,11 @@ def exit_if_not_stopped_in(grace_s: float) -> None:
 
 
 async def restart_on_failure(run: Callable[[], Awaitable[None]], what: str,
-                             stopping: Callable[[], bool] = lambda: False) -> None:
+                             stopping: Callable[[], bool] = lambda: False, *, loop: str | None = None) -> None:
     """Run `run` until `stopping()`; when it fails, start it again after a pause that grows to 30 s.
-    What it had not committed is fetched again, so a restart loses nothing."""
+    What it had not committed is fetched again, so a restart loses nothing. Each restart counts in
+    patrol_loop_restarts_total{loop=`loop` or `what`}."""
+    restarts = metrics.LOOP_RESTARTS.labels(loop or what)  # the series exists at 0, so the first restart shows
     delay = 1.0
     while not stopping():
         try:
@@ -101,6 +103,7 @@ async def restart_on_failure(run: Callable[[], Awaitable[None]], what: str,
             raise
         except Exception as exc:  # noqa: BLE001 - a broker or database hiccup must not end the worker's work
             log.error(f"{what} failed; restarting", error=f"{type(exc).__name__}: {exc}", retry_in_s=delay)
+            restarts.inc()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
 
@@ -170,7 +173,7 @@ class ConsumerLoop:
 
     async def run_forever(self) -> None:
         """Run the loop; if it fails, start it again after a pause (uncommitted records are fetched again)."""
-        await restart_on_failure(self.run, f"consumer loop {self.name}")
+        await restart_on_failure(self.run, f"consumer loop {self.name}", loop=self.name)
 
     async def run(self) -> None:
         s = self.settings
@@ -189,16 +192,18 @@ class ConsumerLoop:
             self.consumer = consumer
             log.info("consumer loop started", loop=self.name, group=self.group_id)
             clock = asyncio.get_running_loop()
-            last_measured = 0.0
+            last_measured, lag = 0.0, 0
             committer = asyncio.create_task(self._commit_every(consumer, COMMIT_INTERVAL_S))
             follower = asyncio.create_task(self._follow(producer))
             self._producer = producer
             try:
                 while True:
                     batch = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
+                    health.progress(self.name)
                     if clock.time() - last_measured > 5:
-                        await metrics.measure_lag(self.group_id, consumer)
+                        lag = await metrics.measure_lag(self.group_id, consumer)
                         last_measured = clock.time()
+                    health.working(self.name, bool(batch) or lag > 0)  # a stall with work waiting fails /healthz
                     for task in (committer, follower):
                         if task.done():
                             task.result()  # a delivery that failed: restart, and the records come again

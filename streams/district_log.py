@@ -22,10 +22,14 @@ from aiokafka import TopicPartition
 from processors.catalogue import Catalogue
 from processors.district import DistrictCore
 from processors.messages import Message, WorkItem
+from streams import health
 from streams.consumer_loop import standalone_consumer
 from streams.settings import Settings
 
 log = structlog.get_logger("patrol.district")
+
+# how many replayed entries make a heartbeat of the loop that waits for the replay
+REPLAY_PROGRESS_EVERY = 1000
 
 
 @dataclass
@@ -41,8 +45,12 @@ class PartitionCores:
 
 
 class DistrictLog:
-    def __init__(self, settings: Settings, topic: str, catalogue: Catalogue, *, group_id: str):
+    def __init__(self, settings: Settings, topic: str, catalogue: Catalogue, *, group_id: str,
+                 loop: str | None = None):
+        """`loop`: the consumer loop that applies the entries, told of a replay's progress (streams/health.py): a
+        long replay is work being done, not a stall."""
         self.settings = settings
+        self.loop = loop
         self.topic = topic
         self.group_id = group_id  # the consumer group whose committed offsets mark what was published
         self.catalogue = catalogue
@@ -106,6 +114,8 @@ class DistrictLog:
                 except Exception:  # noqa: BLE001 - it failed live too and was dead-lettered then
                     pass
             replayed += 1
+            if self.loop and replayed % REPLAY_PROGRESS_EVERY == 0:
+                health.progress(self.loop)
         cores.next_offset = committed
         log.info("district state rebuilt from the work log", partition=partition, entries=replayed,
                  seconds=round(time.monotonic() - started, 3), resumes_at=committed, delivered_at=offset)

@@ -75,6 +75,7 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@/-]{1,128}$")
 TOKEN_MAX = 200
 DEFAULT_WINDOW = timedelta(days=90)  # Open311: a search spans at most 90 days; without dates, the last 90
 PUBLISH_TIMEOUT_S = 15.0
+PROBE_TIMEOUT_S = 3.0  # within the probes' own timeout (5 s)
 
 
 # ----------------------------------------------------------------------------- wire models
@@ -554,12 +555,17 @@ def create_app(settings: Settings, catalogue: Catalogue | None = None, geography
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz():
+        # answered by the event loop that serves the API: a stalled one cannot answer, and the probe times out
         return {"status": "ok"}
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz():
-        async with request_pool().acquire() as connection:
-            await connection.fetchval("SELECT 1")
+        """Ready when a request can be taken: the broker has a leader for every partition of incident.reports
+        (a report can be published) and the database answers (a status can be read)."""
+        answers = await asyncio.gather(_publishable(app.state.producer), _readable(request_pool()))
+        reasons = [reason for reason in answers if reason]
+        if reasons:
+            return JSONResponse({"status": "not ready", "reasons": reasons}, status_code=503)
         return {"status": "ready"}
 
     @app.get("/metrics", include_in_schema=False)
@@ -567,6 +573,30 @@ def create_app(settings: Settings, catalogue: Catalogue | None = None, geography
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+async def _publishable(producer: AIOKafkaProducer) -> str | None:
+    """Why a report cannot be published now, or None: fresh metadata from the broker must give every partition of
+    incident.reports a leader (a report's partition follows its key)."""
+    try:
+        cluster = await asyncio.wait_for(producer.client.fetch_all_metadata(), PROBE_TIMEOUT_S)
+    except (KafkaError, OSError, asyncio.TimeoutError) as exc:
+        return f"kafka: no broker answers ({type(exc).__name__})"
+    partitions = cluster.partitions_for_topic(INCIDENT_REPORTS) or set()
+    leaderless = partitions - (cluster.available_partitions_for_topic(INCIDENT_REPORTS) or set())
+    if not partitions or leaderless:
+        return f"kafka: {INCIDENT_REPORTS} partitions without a leader: {sorted(leaderless) or 'all'}"
+    return None
+
+
+async def _readable(pool: asyncpg.Pool) -> str | None:
+    """Why the database cannot answer a status request now, or None."""
+    try:
+        async with pool.acquire(timeout=PROBE_TIMEOUT_S) as connection:
+            await connection.fetchval("SELECT 1", timeout=PROBE_TIMEOUT_S)
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return f"postgresql: {type(exc).__name__}"
+    return None
 
 
 async def _read_fields(request: Request, max_bytes: int) -> dict[str, Any]:

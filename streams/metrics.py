@@ -2,7 +2,8 @@
 
 Counters and histograms follow the messages a worker publishes (`observe`);
 gauges describe only the district-log partitions this worker owns
-(`describe_districts`), so that sums across workers are right.
+(`describe_districts`), so that sums across workers are right. streams/health.py
+serves them, beside the liveness and readiness probes, from the worker's event loop.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections import Counter as Tally
 from datetime import datetime
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 from processors.messages import DispatchOrder, Escalation, IncidentEvent, Message, WorkItem
 
@@ -83,6 +84,16 @@ SINK_BATCH_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 SINK_RETRIES = Counter("patrol_sink_retries_total", "Sink batches retried after a database error")
+SINK_WRITE_FAILING = Gauge(
+    "patrol_sink_write_failing_seconds",
+    "How long the sink's current batch has been failing to write to PostgreSQL; 0 while writes succeed")
+LOOP_RESTARTS = Counter(
+    "patrol_loop_restarts_total", "Times a loop (district-pipeline, sink) failed and was started again", ["loop"])
+LOOP_PROGRESS = Gauge(
+    "patrol_loop_progress_timestamp_seconds",
+    "Unix time of a loop's last progress (a batch handled, or a poll that found nothing to do): its heartbeat",
+    ["loop"])
+WORKER_READY = Gauge("patrol_worker_ready", "1 while this process (worker or sink) answers /readyz with 200, else 0")
 WORKER_INFO = Gauge("patrol_worker_info", "Always 1; labels say which app and version this worker runs",
                     ["app_id", "version"])
 
@@ -168,15 +179,14 @@ def describe_districts(cores) -> None:
 _described: dict[Gauge, set[tuple[str, ...]]] = {}
 
 
-async def measure_lag(group: str, consumer) -> None:
-    """Lag of each partition `consumer` owns (faust's consumer or aiokafka's: both have these calls)."""
+async def measure_lag(group: str, consumer) -> int:
+    """Lag of each partition `consumer` owns (faust's consumer or aiokafka's: both have these calls); their sum."""
+    total = 0
     for tp in consumer.assignment():
         highwater = consumer.highwater(tp)
         position = await consumer.position(tp)
         if highwater is not None and position is not None:
-            CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(max(0, highwater - position))
-
-
-def serve_metrics(port: int) -> None:
-    if port:
-        start_http_server(port, addr="0.0.0.0")
+            lag = max(0, highwater - position)
+            CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(lag)
+            total += lag
+    return total

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
         description="`patrol worker` also runs the PostgreSQL sink; turn off where `patrol sink` runs it in a "
                     "process of its own, which keeps the audit writes off the dispatch path's event loop")
     data_dir: Path = Field(default=Path("run"), description="embedded broker/database scratch space")
+    liveness_stall_s: float = Field(
+        default=60.0, gt=0, le=3600,
+        description="/healthz fails when a loop (the district pipeline, the sink) has had work waiting and made no "
+                    "progress for this long; an idle loop is alive")
 
     @property
     def uses_embedded_broker(self) -> bool:

@@ -4,6 +4,10 @@ Offsets are committed only after the batch's rows are in the database, so a
 crash or a database outage can re-deliver a batch but never skip one; the
 primary keys make the re-delivery a no-op. A message whose rows the database
 refuses for what they hold is dead-lettered, and the rest of its batch written.
+
+Its loop reports to streams/health.py as "sink": progress after each write and
+each empty poll, work while records are in hand (also while their write keeps
+failing); it is ready while it has partitions and reaches PostgreSQL.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -21,7 +26,7 @@ from pydantic import ValidationError
 
 from processors.messages import DeadLetter, DispatchOrder, Escalation, IncidentEvent
 from processors.dead_letters import Rejected, dead_letter
-from streams import metrics
+from streams import health, metrics
 from streams.error_policy import describe, refused_for_content
 from streams.consumer_loop import group_consumer, restart_on_failure
 from streams.settings import Settings
@@ -157,6 +162,11 @@ def _incident_row(e: IncidentEvent) -> tuple:
     )
 
 
+# the sink's name as a loop (health, restarts)
+LOOP = "sink"
+# how often an idle sink asks PostgreSQL whether it answers (for readiness), and how long it waits for the answer
+REACH_EVERY_S, REACH_TIMEOUT_S = 5.0, 5.0
+
 # topic -> the message model on it
 AUDITED = {
     INCIDENT_EVENTS: IncidentEvent,
@@ -175,10 +185,26 @@ class Sink:
         self.settings = settings
         self.group_id = f"{settings.app_id}-sink"
         self._stopping = asyncio.Event()
+        self._consumer = None  # while running: whether it has partitions
+        self._reached_database = False  # the last write or ping reached PostgreSQL
+        self._failing_since: float | None = None  # when the batch in hand first failed to write (monotonic)
+        metrics.SINK_WRITE_FAILING.set_function(self._failing_for)
 
     async def run_forever(self) -> None:
         """Run the sink; if it fails, start it again after a pause (its offsets guarantee nothing is skipped)."""
-        await restart_on_failure(self.run, "sink", self._stopping.is_set)
+        await restart_on_failure(self.run, "sink", self._stopping.is_set, loop=LOOP)
+
+    def ready(self) -> tuple[bool, str]:
+        """The sink's readiness (/readyz): it has partitions of the audit topics and reaches PostgreSQL."""
+        consumer = self._consumer
+        if consumer is None or not consumer.assignment():
+            return False, "the sink has no partitions assigned yet"
+        if not self._reached_database:
+            return False, "PostgreSQL does not answer the sink"
+        return True, f"writing {len(consumer.assignment())} partitions to PostgreSQL"
+
+    def _failing_for(self) -> float:
+        return 0.0 if self._failing_since is None else time.monotonic() - self._failing_since
 
     async def run(self) -> None:
         s = self.settings
@@ -189,12 +215,14 @@ class Sink:
         pool = await asyncpg.create_pool(s.database_url, min_size=0, max_size=2)
         await producer.start()
         await consumer.start()
+        self._consumer = consumer
         log.info("sink started", group=self.group_id)
         loop = asyncio.get_running_loop()
-        written, last_said, last_measured = 0, loop.time(), 0.0
+        written, last_said, last_measured, last_reached = 0, loop.time(), 0.0, 0.0
         try:
             while not self._stopping.is_set():
                 records = await consumer.getmany(timeout_ms=s.sink_flush_ms, max_records=s.sink_batch_size)
+                health.working(LOOP, bool(records))  # records in hand until they are written
                 if loop.time() - last_measured > 5:
                     await metrics.measure_lag(self.group_id, consumer)
                     last_measured = loop.time()
@@ -203,6 +231,10 @@ class Sink:
                     log.info("sink progress", rows_written=written, assigned=len(consumer.assignment()))
                     last_said = loop.time()
                 if not records:
+                    health.progress(LOOP)
+                    if loop.time() - last_reached > REACH_EVERY_S:
+                        await self._reach(pool)
+                        last_reached = loop.time()
                     continue
                 batch = Batch()
                 for tp_records in records.values():
@@ -210,14 +242,27 @@ class Sink:
                         await self._collect(record, batch, producer)
                 await self._write_until_done(pool, batch, producer)
                 await consumer.commit()
+                health.progress(LOOP)
                 written += len(batch)
+                last_reached = loop.time()
         finally:
+            self._consumer = None
             await consumer.stop()
             await producer.stop()
             await pool.close()
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _reach(self, pool: asyncpg.Pool) -> None:
+        """Whether PostgreSQL answers, asked while the sink idles (a write tells it otherwise)."""
+        try:
+            await asyncio.wait_for(pool.fetchval("SELECT 1"), REACH_TIMEOUT_S)
+            self._reached_database = True
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
+            if self._reached_database:
+                log.warning("PostgreSQL does not answer the sink", error=f"{type(exc).__name__}: {exc}")
+            self._reached_database = False
 
     async def _collect(self, record, batch: Batch, producer: AIOKafkaProducer) -> None:
         try:
@@ -245,9 +290,14 @@ class Sink:
             try:
                 await self._write(pool, batch, producer)
                 metrics.SINK_BATCH_SECONDS.observe(asyncio.get_running_loop().time() - started)
+                self._failing_since, self._reached_database = None, True
                 return
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
-                # The rows must land before the offsets move, so we wait for the database however long it takes.
+                # The rows must land before the offsets move, so we wait for the database however long it takes
+                # (patrol_sink_write_failing_seconds says how long; /healthz fails after the stall limit).
+                if self._failing_since is None:
+                    self._failing_since = time.monotonic()
+                self._reached_database = False
                 metrics.SINK_RETRIES.inc()
                 log.warning("sink write failed; retrying", error=str(exc), retry_in_s=delay, rows=len(batch))
                 await asyncio.sleep(delay)

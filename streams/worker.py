@@ -5,7 +5,8 @@ intake (incident.reports, unit.events) ─> district work log ─> district core
                       └─ bad input ─> incident.reports.dlq      (and dead letters of its own)
 
 Intake and the district core are one consumer loop (streams/consumer_loop.py, which says why); the faust
-app hosts it, the sink, the clock ticks and the metrics timers.
+app hosts it, the sink, the clock ticks, the metrics timers and the health endpoints (streams/health.py). The
+worker is ready (/readyz) once it has caught up with its district work logs (`CaughtUp`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 
 import faust
 import structlog
+from aiokafka import TopicPartition
 
 from processors.catalogue import Catalogue
 from processors.geography import Geography
@@ -31,7 +33,7 @@ from processors.messages import (
     Provenance,
     WorkItem,
 )
-from streams import __version__, metrics
+from streams import __version__, health, metrics
 from streams.consumer_loop import SHUTDOWN_GRACE_S, ConsumerLoop, Outgoing, exit_if_not_stopped_in
 from streams.error_policy import describe, is_transient, unpublishable
 from streams.district_log import DistrictLog
@@ -50,6 +52,9 @@ from streams.topics import (
 )
 
 log = structlog.get_logger("patrol.worker")
+
+# the consumer loop of intake and the district core, as named in logs, health and metrics
+PIPELINE = "district-pipeline"
 
 
 def route(message: Message) -> tuple[str, str | None]:
@@ -91,6 +96,34 @@ class ShutdownBoundWorker(faust.Worker):
         exit_if_not_stopped_in(SHUTDOWN_GRACE_S)
 
 
+class CaughtUp:
+    """The worker's readiness: the district pipeline has its assignment, and has processed each work-log partition
+    it owns up to where that log ended when the partition came to it (its districts rebuilt, the backlog decided).
+    A partition's state is rebuilt at its first entry after the assignment; the clock's ticks bring one within a
+    tick interval."""
+
+    def __init__(self, districts: DistrictLog, topic: str):
+        self.districts = districts
+        self.topic = topic
+        # owned work-log partition -> where its log ended (the high-water mark of the first fetch); None: no
+        # assignment (before the first, during a rebalance, while the loop restarts)
+        self.ends: dict[int, int | None] | None = None
+
+    def __call__(self, consumer) -> tuple[bool, str]:
+        if self.ends is None or consumer is None:
+            return False, "the district pipeline has no partitions assigned yet"
+        behind = []
+        for partition, end in self.ends.items():
+            if end is None:
+                end = self.ends[partition] = consumer.highwater(TopicPartition(self.topic, partition))
+            cores = self.districts.partitions.get(partition)
+            if end is None or (end > 0 and (cores is None or cores.next_offset < end)):
+                behind.append(partition)
+        if behind:
+            return False, f"catching up with work-log partitions {behind}"
+        return True, f"caught up with work-log partitions {sorted(self.ends)}"
+
+
 def build_app(settings: Settings, catalogue: Catalogue, geography: Geography, datadir: Path) -> faust.App:
     """The worker's faust app; `datadir` is the directory faust insists on having (it keeps nothing in it:
     tables are in memory), which must exist."""
@@ -114,7 +147,8 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography, da
     limits = Limits(max_bytes=settings.max_report_bytes, future_skew=timedelta(seconds=settings.future_skew_s))
     worklog_name = worklog_topic(settings)
     unit_districts = UnitDistricts(settings, unit_districts_topic(settings))
-    districts = DistrictLog(settings, worklog_name, catalogue, group_id=pipeline_group(settings))
+    districts = DistrictLog(settings, worklog_name, catalogue, group_id=pipeline_group(settings), loop=PIPELINE)
+    caught_up = CaughtUp(districts, worklog_name)
 
     def domain_of(code: str) -> str:
         category = catalogue.get(code)
@@ -226,17 +260,20 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography, da
 
     def revoked(partitions) -> None:
         districts.forget({tp.partition for tp in partitions if tp.topic == worklog_name})
+        caught_up.ends = None
 
     async def assigned(partitions) -> None:
+        caught_up.ends = {tp.partition: None for tp in partitions if tp.topic == worklog_name}
         if any(tp.topic == UNIT_EVENTS for tp in partitions):
             unit_districts.stale = True
 
     # one consumer for the three topics: every consumer polls the broker every fetch wait, and the
     # embedded broker's CPU is as scarce as the worker's
-    pipeline = ConsumerLoop(settings, "district-pipeline", pipeline_group(settings),
+    pipeline = ConsumerLoop(settings, PIPELINE, pipeline_group(settings),
                             (INCIDENT_REPORTS, UNIT_EVENTS, worklog_name), take, on_revoked=revoked,
                             on_assigned=assigned, follow={worklog_name: guarded("core", decide_delivered)},
                             on_unpublishable=lambda record, exc: (INCIDENT_REPORTS_DLQ, None, unpublishable(record, exc)))
+    health.set_readiness(lambda: caught_up(pipeline.consumer))
 
     @app.task
     async def run_pipeline():
@@ -274,7 +311,8 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography, da
     @app.task
     async def serve_metrics():
         metrics.WORKER_INFO.labels(settings.app_id, __version__).set(1)
-        metrics.serve_metrics(settings.metrics_port)
+        # /metrics, /healthz and /readyz, answered by this event loop: a stalled one cannot answer
+        await health.serve(settings)
 
     return app
 

@@ -311,6 +311,7 @@ _SELECTOR = {"type": "object", "required": ["matchLabels"], "properties": {"matc
 _RELABELINGS = {"type": "array", "items": {"type": "object", "properties": {
     "action": {"enum": ["replace", "keep", "drop", "labelmap", "labeldrop", "labelkeep", "hashmod",
                         "lowercase", "uppercase", "keepequal", "dropequal"]},
+    "sourceLabels": {"type": "array", "items": {"type": "string"}},
     "targetLabel": {"type": "string"}, "replacement": {"type": "string"}}}}
 _ENDPOINT = {"type": "object", "required": ["port"], "properties": {
     "port": {"type": "string"}, "path": {"type": "string", "pattern": "^/"},
@@ -432,8 +433,11 @@ def test_workers_scale_within_the_partitions_and_are_watched_on_their_metrics_po
     assert not _selects(monitor["spec"]["selector"], _one("Deployment", "patrol-gateway")["spec"]["template"]["metadata"]["labels"])
     assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} <= set(ports)
     # the alert rules select on job="patrol-workers"
-    relabel = monitor["spec"]["podMetricsEndpoints"][0]["relabelings"][0]
+    relabel, component = monitor["spec"]["podMetricsEndpoints"][0]["relabelings"][:2]
     assert (relabel["targetLabel"], relabel["replacement"]) == ("job", "patrol-workers")
+    # worker or sink, from the label the Deployments give their pods, as prometheus.yml labels them
+    assert component == {"action": "replace", "targetLabel": "component",
+                         "sourceLabels": ["__meta_kubernetes_pod_label_app_kubernetes_io_component"]}
     assert 'job="patrol-workers"' in (DEPLOY / "prometheus" / "alerts.yml").read_text()
 
 
@@ -447,6 +451,71 @@ def test_the_sink_runs_apart_from_the_workers_and_is_watched_with_them():
     workers = {e["name"]: e["value"] for e in _container(_one("Deployment", "patrol-worker")).get("env", [])}
     assert workers["PATROL_SINK_IN_WORKER"] == "false"
     assert "PATROL_SINK_IN_WORKER" not in _one("ConfigMap", "patrol-config")["data"]
+
+
+def test_workers_and_the_sink_are_probed_on_their_health_endpoints():
+    """Liveness asks /healthz (no loop stalled with work waiting), readiness /readyz (the worker caught up with its
+    work logs; the sink with partitions and PostgreSQL), both on the metrics port."""
+    config = _one("ConfigMap", "patrol-config")["data"]
+    for name in ("patrol-worker", "patrol-sink"):
+        container = _container(_one("Deployment", name))
+        probes = {kind: (container[kind]["httpGet"]["path"], container[kind]["httpGet"]["port"])
+                  for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
+        assert probes == {"startupProbe": ("/healthz", "metrics"), "livenessProbe": ("/healthz", "metrics"),
+                          "readinessProbe": ("/readyz", "metrics")}, name
+        assert {p["name"] for p in container["ports"]} >= {"metrics"}
+    stall = {name: {e["name"]: e["value"] for e in _container(_one("Deployment", name)).get("env", [])}.get(
+        "PATROL_LIVENESS_STALL_S", config["PATROL_LIVENESS_STALL_S"]) for name in ("patrol-worker", "patrol-sink")}
+    # the sink is restarted for a write that keeps failing only well after its alert (a minute) has said so
+    assert float(stall["patrol-sink"]) > 60 >= float(stall["patrol-worker"])
+    assert "patrol_sink_write_failing_seconds{job=\"patrol-workers\"} > 60" in (
+        DEPLOY / "prometheus" / "alerts.yml").read_text()
+
+
+def _health_check_code(service: dict) -> str:
+    kind, program, flag, code = service["healthcheck"]["test"]
+    assert (kind, program, flag) == ("CMD", "python", "-c")
+    return code
+
+
+def test_compose_health_checks_ask_for_alive_and_ready(compose):
+    services = interpolate(compose, {})["services"]
+    for name in ("worker-1", "worker-2", "sink"):
+        code = _health_check_code(services[name])
+        port = services[name]["environment"]["PATROL_METRICS_PORT"]
+        assert f"127.0.0.1:{port}" in code and "/healthz" in code and "/readyz" in code, name
+    assert float(services["sink"]["environment"]["PATROL_LIVENESS_STALL_S"]) > 60
+
+
+async def test_the_compose_health_check_passes_only_when_alive_and_ready(compose):
+    """The compose check itself, run against the health endpoints served as a worker serves them."""
+    import asyncio
+    import sys
+
+    from streams.embedded import free_port
+    from streams.health import Health, serve
+    from streams.settings import Settings
+
+    code = _health_check_code(interpolate(compose, {})["services"]["worker-1"])
+    port = free_port()
+    record = Health()
+    runner = await serve(Settings(metrics_port=port), record)
+
+    async def check() -> int:
+        process = await asyncio.create_subprocess_exec(sys.executable, "-c", code.replace(":9464", f":{port}"),
+                                                       stderr=asyncio.subprocess.DEVNULL)
+        return await process.wait()
+
+    try:
+        record.readiness = lambda: (False, "catching up with work-log partitions [1]")
+        assert await check() != 0
+        record.readiness = lambda: True
+        assert await check() == 0
+        record.working("district-pipeline", True)
+        record.loops["district-pipeline"].progress_at -= record.stall_s  # stalled with work waiting
+        assert await check() != 0
+    finally:
+        await runner.cleanup()
 
 
 def test_the_gateway_service_and_its_monitor_select_the_gateway_pods():

@@ -331,6 +331,35 @@ async def test_openapi_document_and_operations_endpoints(gateway):
     assert "patrol_gateway_rejections_total" in metrics
 
 
+async def test_the_gateway_is_ready_only_while_it_can_publish(infrastructure, tmp_path):
+    """/readyz asks the broker for fresh metadata: with the broker gone the gateway is not ready (a POST could not
+    be published), while /healthz, answered by its event loop, stays 200 (a restart would not bring the broker back)."""
+    from streams.embedded import EmbeddedBroker
+    from streams.topics import ensure_topics
+
+    broker = EmbeddedBroker(tmp_path).start()
+    try:
+        site = infrastructure.with_overrides(kafka_bootstrap=broker.bootstrap)
+        await ensure_topics(site)
+        app = create_app(site)
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as client:
+                ready = await client.get("/readyz")
+                assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
+                broker.stop()
+
+                async def refused():
+                    answer = await client.get("/readyz")
+                    return answer if answer.status_code == 503 else None
+
+                answer = (await eventually(refused, timeout=60)).json()
+                assert answer["status"] == "not ready"
+                assert [reason.split(":")[0] for reason in answer["reasons"]] == ["kafka"]
+                assert (await client.get("/healthz")).status_code == 200
+    finally:
+        broker.stop()
+
+
 async def test_patrol_gateway_serves_the_api(infrastructure, tmp_path):
     """The CLI verb as an operator runs it: a real uvicorn process on a port."""
     port = free_port()

@@ -68,6 +68,10 @@ METRICS = {
     "patrol_sink_rows_total": "counter",
     "patrol_sink_retries_total": "counter",
     "patrol_worker_info": "gauge",
+    "patrol_loop_restarts_total": "counter",
+    "patrol_loop_progress_timestamp_seconds": "gauge",
+    "patrol_sink_write_failing_seconds": "gauge",
+    "patrol_worker_ready": "gauge",
 }
 SCRAPE_JOB = "patrol-workers"  # the alert rules select on it
 
@@ -154,10 +158,10 @@ def test_every_alert_rule_is_labelled_annotated_and_tested_firing_and_quiet():
     doc = yaml.safe_load((PROMETHEUS_DIR / "alerts.yml").read_text())
     assert [g["name"] for g in doc["groups"]] == ["patrol"]
     names = [r["alert"] for r in rules]
-    assert len(names) == len(set(names)) >= 5
+    assert len(names) == len(set(names)) >= 12
     for rule in rules:
         assert rule.get("labels", {}).get("severity") in {"warning", "critical"}, rule["alert"]
-        assert {"summary", "description"} <= set(rule.get("annotations", {})), rule["alert"]
+        assert {"summary", "description", "runbook_url"} <= set(rule.get("annotations", {})), rule["alert"]
 
     tests = yaml.safe_load((PROMETHEUS_DIR / "alerts_test.yml").read_text())
     assert tests["rule_files"] == ["alerts.yml"]
@@ -169,10 +173,45 @@ def test_every_alert_rule_is_labelled_annotated_and_tested_firing_and_quiet():
     assert set(names) <= quiet, f"rules never tested quiet: {set(names) - quiet}"
 
 
+RUNBOOK = ROOT / "docs" / "runbook.md"
+
+
+def _anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def runbook_sections() -> dict[str, str]:
+    """docs/runbook.md's sections (## and deeper) by anchor: the text up to the next heading of any level."""
+    sections, anchor = {}, None
+    for line in RUNBOOK.read_text().splitlines():
+        heading = re.match(r"#{2,6}\s+(.*)", line)
+        if heading:
+            anchor = _anchor(heading.group(1))
+            sections[anchor] = ""
+        elif anchor is not None:
+            sections[anchor] += line + "\n"
+    return sections
+
+
+def test_every_alert_links_a_runbook_section_that_names_it():
+    assert _anchor("Sink cannot write") == "sink-cannot-write"
+    assert _anchor("Decision latency: budget burning (`x`)") == "decision-latency-budget-burning-x"
+    sections = runbook_sections()
+    for rule in alert_rules():
+        url = rule["annotations"]["runbook_url"]
+        # one form for all: relative to the repository, so it names the file as it is in this version
+        match = re.fullmatch(r"docs/runbook\.md#([a-z0-9-]+)", url)
+        assert match, f"{rule['alert']}: runbook_url {url!r} is not docs/runbook.md#<section>"
+        assert match.group(1) in sections, f"{rule['alert']}: docs/runbook.md has no heading for #{match.group(1)}"
+        assert rule["alert"] in sections[match.group(1)], f"{rule['alert']}: its runbook section does not name it"
+
+
 # --------------------------------------------------------------------------- expressions to check
 
 
 _SET_OPERATOR = re.compile(r"\s+(and|or|unless)(\s+(on|ignoring)\s*\([^)]*\))?\s+", re.IGNORECASE)
+_ABSENT = re.compile(r"^absent\s*\((.*)\)$", re.DOTALL)
 _SCALAR_COMPARISON = re.compile(
     r"\s*(==|!=|>=|<=|>|<)\s*(bool\s+)?[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$", re.IGNORECASE)
 
@@ -194,8 +233,10 @@ def _top_level_split(expr: str) -> list[str]:
         elif c in ")]}":
             depth -= 1
         elif depth == 0:
+            # the operator's leading whitespace sets it apart from a name (`x_and`), whatever precedes it
+            # (`> 0.144 and`)
             m = _SET_OPERATOR.match(expr, i)
-            if m and (i == 0 or not (expr[i - 1].isalnum() or expr[i - 1] == "_")):
+            if m:
                 cuts.append((i, m.end()))
                 i = m.end()
                 continue
@@ -222,12 +263,14 @@ def _strip_outer_parentheses(expr: str) -> str:
 
 
 def data_expressions(expr: str) -> list[str]:
-    """What must return data on a quiet system: each set-operation operand, compared-with-a-scalar stripped."""
+    """What must return data on a quiet system: each set-operation operand, compared-with-a-scalar stripped, and
+    of `absent(v)` the `v` it finds present."""
     out = []
     for part in _top_level_split(" ".join(expr.split())):
         part = _strip_outer_parentheses(part)
         stripped = _strip_outer_parentheses(_SCALAR_COMPARISON.sub("", part))
-        out.append(stripped)
+        absent = _ABSENT.match(stripped)
+        out.append(absent.group(1).strip() if absent else stripped)
     return out
 
 
@@ -240,6 +283,13 @@ def test_alert_comparisons_are_stripped_to_their_operands():
         "sum(x)", "sum(deriv(x[10m]))"]
     # a label value that looks like an operator is not split
     assert data_expressions('x{a="b and c"} > 1') == ['x{a="b and c"}']
+    assert data_expressions('absent(up{job="j"})') == ['up{job="j"}']
+    assert data_expressions('absent(x{l="a"})\nor absent(x{l="b"})') == ['x{l="a"}', 'x{l="b"}']
+    assert data_expressions("(sum(rate(c[1h])) - sum(rate(b[1h]))) / sum(rate(c[1h])) > 0.144\nand\n"
+                            "(sum(rate(c[5m])) - sum(rate(b[5m]))) / sum(rate(c[5m])) > 0.144") == [
+        "(sum(rate(c[1h])) - sum(rate(b[1h]))) / sum(rate(c[1h]))",
+        "(sum(rate(c[5m])) - sum(rate(b[5m]))) / sum(rate(c[5m]))"]
+    assert data_expressions("x_and_y > 1") == ["x_and_y"]
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,100 @@ async def test_a_sink_of_its_own_writes_the_audit_trail_and_stops_when_told(seco
         stop_child(sink, signal.SIGTERM, timeout=10)
 
 
+@pytest.mark.integration
+async def test_a_sink_whose_database_is_down_says_how_long_and_is_alive_until_the_stall_limit(infrastructure, tmp_path):
+    """`patrol sink` with its PostgreSQL stopped while an event is in hand: patrol_sink_write_failing_seconds
+    rises, /readyz refuses, /healthz answers 200 until the sink has gone without progress for the stall limit and
+    then 503 naming it; with the database back, the row lands and all three are as before."""
+    import asyncio
+    import os
+    import signal
+    import sys
+    import urllib.error
+
+    import asyncpg
+
+    from streams.embedded import EmbeddedBroker, EmbeddedDatabase, free_port, spawn_child, stop_child
+    from streams.migrate import migrate
+    from streams.topics import INCIDENT_EVENTS, ensure_topics
+    from tests.streams.conftest import eventually, message, send
+    from tests.streams.test_health import get
+    from tests.streams.test_metrics import scrape, value
+
+    stall_s = 15.0
+    broker, database = EmbeddedBroker(tmp_path).start(), EmbeddedDatabase(tmp_path).start()
+    site = infrastructure.with_overrides(kafka_bootstrap=broker.bootstrap, database_url=database.url,
+                                         app_id=f"patrol-sinkdown-{uuid.uuid4().hex[:8]}", data_dir=tmp_path,
+                                         metrics_port=free_port(), liveness_stall_s=stall_s)
+    sink = None
+    try:
+        await migrate(site.database_url)
+        await ensure_topics(site)
+        sink = spawn_child([sys.executable, "-m", "streams.cli", "sink"], log=tmp_path / "sink.log",
+                           death_signal=signal.SIGTERM, env={**os.environ, **site.to_env()})
+
+        async def probe(path: str) -> tuple[int, dict]:
+            assert sink.poll() is None, (tmp_path / "sink.log").read_text()[-3000:]
+            try:
+                status, body = await asyncio.to_thread(get, site.metrics_port, path)
+            except urllib.error.URLError:
+                return 0, {}  # not serving yet
+            return status, json.loads(body)
+
+        async def failing_s() -> float:
+            families = await asyncio.to_thread(scrape, site.metrics_port)
+            return value(families["patrol_sink_write_failing_seconds"], "patrol_sink_write_failing_seconds")
+
+        async def answers(path: str, status: int):
+            return (await probe(path))[0] == status
+
+        await eventually(lambda: answers("/readyz", 200), timeout=90)
+        assert await failing_s() == 0
+
+        database.pause()
+        incident = f"INC-{uuid.uuid4().hex[:8]}"
+        first = created(incident, f"R-{incident}")
+        await send(site, [message(INCIDENT_EVENTS, incident, first.model_dump(mode="json"))])
+        seen: list[tuple[float, int, dict]] = []
+
+        async def stalled():
+            failing, (status, body) = await failing_s(), await probe("/healthz")
+            seen.append((failing, status, body))
+            return status == 503
+
+        await eventually(stalled, timeout=stall_s + 60)
+        # while the write failed, the sink was alive as long as its last progress was within the stall limit
+        alive_while_failing = [body for failing, status, body in seen if failing > 0 and status == 200]
+        assert alive_while_failing, seen
+        assert [body for body in alive_while_failing
+                if not (body["loops"]["sink"]["has_work"] and body["loops"]["sink"]["since_progress_s"] < stall_s)
+                ] == [], (tmp_path / "sink.log").read_text()[-3000:]
+        failing, _, body = seen[-1]
+        [named] = body["stalled"]
+        assert named["loop"] == "sink" and named["since_progress_s"] >= stall_s
+        assert failing > 0
+        status, readiness = await probe("/readyz")
+        assert (status, readiness["reason"]) == (503, "PostgreSQL does not answer the sink")
+
+        database.resume()
+        db = await asyncpg.connect(site.database_url)
+        try:
+            await eventually(lambda: db.fetchval("SELECT status FROM incidents WHERE incident_id = $1", incident),
+                             timeout=60)
+        finally:
+            await db.close()
+
+        async def recovered():
+            return (await failing_s() == 0 and await answers("/healthz", 200) and await answers("/readyz", 200))
+
+        await eventually(recovered, timeout=60)
+    finally:
+        if sink is not None:
+            stop_child(sink, signal.SIGTERM, timeout=30)
+        broker.stop()
+        database.stop()
+
+
 def test_a_sink_of_its_own_needs_the_broker_and_database_it_joins(tmp_path):
     import os
     import subprocess
