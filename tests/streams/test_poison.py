@@ -3,6 +3,7 @@ worker and broker, interleaved with good reports. Every good report becomes an i
 (found by its topic, partition and offset), and no loop restarts."""
 
 import asyncio
+import urllib.request
 import uuid
 
 import asyncpg
@@ -55,8 +56,14 @@ def consumed_topics(infrastructure) -> list[str]:
             SLA_ESCALATIONS, INCIDENT_REPORTS_DLQ]
 
 
-def restarts(worker) -> int:
-    return worker.log.read_text(errors="replace").count("failed; restarting")
+def restarts(worker) -> float:
+    """patrol_loop_restarts_total of the worker's loops (the district pipeline and the sink), summed."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{worker.settings.metrics_port}/metrics", timeout=30) as response:
+        exposition = response.read().decode()
+    counts = [float(line.rsplit(" ", 1)[1]) for line in exposition.splitlines()
+              if line.startswith("patrol_loop_restarts_total{")]
+    assert counts, "the worker exports no patrol_loop_restarts_total"
+    return sum(counts)
 
 
 # the two messages that stopped dispatch before, on every topic; and the largest blob the broker takes, on each
