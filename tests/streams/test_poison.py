@@ -58,8 +58,7 @@ def consumed_topics(infrastructure) -> list[str]:
 
 def restarts(worker) -> float:
     """patrol_loop_restarts_total of the worker's loops (the district pipeline and the sink), summed."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{worker.settings.metrics_port}/metrics", timeout=30) as response:
-        exposition = response.read().decode()
+    exposition = asyncio.run(eventually(lambda: _exposition(worker)))
     counts = [float(line.rsplit(" ", 1)[1]) for line in exposition.splitlines()
               if line.startswith("patrol_loop_restarts_total{")]
     assert counts, "the worker exports no patrol_loop_restarts_total"
@@ -69,6 +68,15 @@ def restarts(worker) -> float:
 # the two messages that stopped dispatch before, on every topic; and the largest blob the broker takes, on each
 @example(stream=[(t, b"[" * 50_000) for t in range(7)] + [(t, _repeated((bytes(range(32)), 180_000))) for t in range(7)])
 @example(stream=[(t, _repeated((b"\xff{[", LARGEST))) for t in range(7)])
+async def _exposition(worker) -> str | None:
+    try:
+        url = f"http://127.0.0.1:{worker.settings.metrics_port}/metrics"
+        with await asyncio.to_thread(urllib.request.urlopen, url, timeout=30) as response:
+            return response.read().decode()
+    except OSError:
+        return None  # not serving yet: the worker is starting
+
+
 @settings(max_examples=4, **LIVE)
 @given(stream=st.lists(st.tuples(st.integers(0, 6), blobs), min_size=4, max_size=10))
 def test_hostile_blobs_on_every_consumed_topic_never_stop_dispatch(stream, infrastructure, worker):
