@@ -34,6 +34,14 @@ class DeadlineBook:
     def drop(self, key: tuple[Hashable, ...]) -> None:
         self._due.pop(key, None)
 
+    def next_due(self) -> datetime | None:
+        """When the earliest running deadline is due (None: none is running)."""
+        heap = self._heap
+        # stale entries at the top are the ones pop_due would skip; dropped here so that the top is current
+        while heap and self._due.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
     def entries(self) -> list[tuple[tuple, datetime]]:
         """Every running deadline as (key, due), in the order they were set (for a snapshot)."""
         return list(self._due.items())

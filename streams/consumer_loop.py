@@ -14,6 +14,7 @@ import os
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -34,6 +35,7 @@ COMMIT_INTERVAL_S = 0.5
 PRODUCER_BATCH_BYTES = 512 * 1024
 
 Handler = Callable[[object], Awaitable[Iterable[Outgoing]]]
+T = TypeVar("T")
 # the record to publish in place of a record's output that the broker refused for good (its dead letter)
 OnUnpublishable = Callable[[object, BaseException], Outgoing]
 # a delivery in flight, and the consumed record it was decided for (None: the loop's own, such as a tick)
@@ -282,11 +284,32 @@ class ConsumerLoop:
                 await self._send(producer, outgoing)
         return True
 
-    async def _take(self, producer: AIOKafkaProducer, handle: Handler, record) -> list[Sent]:
-        """Handle one record and hand its outputs to the producer, all under the record lock."""
+    async def _take(self, producer: AIOKafkaProducer, handle: Handler, record, *, settle: bool = False) -> list[Sent]:
+        """Handle one record and hand its outputs to the producer, all under the record lock. With `settle`, its
+        deliveries join those the next commit waits for before the lock is let go, so that a checkpoint never
+        sees the record's effects without them (a consumed batch's join once the whole batch is handled)."""
         async with self._record_lock:
             # sent as soon as they are decided: the next record's handling overlaps their delivery
-            return [await self._send(producer, outgoing, record) for outgoing in await handle(record)]
+            sent = [await self._send(producer, outgoing, record) for outgoing in await handle(record)]
+            if settle:
+                # the list looked up only now: `settled` may have swapped it in while the record was handled
+                self._delivered.extend(sent)
+            return sent
+
+    async def checkpoint(self, capture: Callable[[], T]) -> T | None:
+        """`capture()`, called between two records, returned once the outputs of every record handled before it
+        are delivered (and the records committed): what it captured is then backed by what the broker holds.
+        None if the loop is not running or a delivery failed (nothing may be taken as done then)."""
+        consumer = self.consumer
+        if consumer is None:
+            return None
+        async with self._batch_lock, self._record_lock:
+            captured = capture()
+        try:
+            await self.settled(consumer)
+        except Exception:  # noqa: BLE001 - the loop restarts on its own; this capture is not backed
+            return None
+        return None if self._undelivered else captured
 
     async def _send(self, producer: AIOKafkaProducer, outgoing: Outgoing, origin=None) -> Sent:
         topic, key, value = outgoing
@@ -314,9 +337,7 @@ class ConsumerLoop:
             except Exception:  # noqa: BLE001 - a lost delivery fails the batch's commit and restarts the loop
                 continue
             record = Delivered(topic, placed.partition, placed.offset, key, value)
-            taken = await self._take(producer, self.follow[topic], record)
-            # extended only now: `settled` may have swapped the list in while the record was handled
-            self._delivered.extend(taken)
+            await self._take(producer, self.follow[topic], record, settle=True)
 
     async def _handle(self, producer: AIOKafkaProducer, batch: dict) -> list[Sent]:
         delivered = []

@@ -1,60 +1,56 @@
 """The district cores of the work-log partitions this worker owns, kept exactly in step with the log.
 
-A core's state is a pure function of its district's log, so instead of a
-changelog we keep it in memory and rebuild it from the log: when a partition
-arrives, its entries up to the group's committed offset are replayed silently
-(a previous owner already published their outputs). Every entry after that is
-processed with its outputs published exactly in log order, whatever offset the
-consumer hands us next: entries it skips are read from the log and processed
-first (faust-streaming may resume past the committed offset after a
-rebalance, faust-streaming#216), entries it hands us again are ignored.
+A core's state is a pure function of its district's log, so we keep it in memory and rebuild it when a
+partition arrives (streams/recovery.py: the newest snapshot, then the entries after it, replayed silently: a
+previous owner already published their outputs). Every entry after that is processed with its outputs
+published exactly in log order, whatever offset the consumer hands us next: entries it skips are read from the
+log and processed first (a consumer may resume past the committed offset after a rebalance,
+faust-streaming#216), entries it hands us again are ignored.
+
+The owner snapshots each partition every `snapshot_every_entries` entries or `snapshot_interval_s` seconds,
+and writes the clock's ticks of its districts, each when one of the district's deadlines is due.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from datetime import datetime
 
 import structlog
-from aiokafka import TopicPartition
 
 from processors.catalogue import Catalogue
-from processors.district import DistrictCore
 from processors.messages import Message, WorkItem
-from streams import health
-from streams.consumer_loop import standalone_consumer
+from processors.snapshot import snapshot
+from streams import metrics
+from streams.recovery import PartitionCores, Recovery
 from streams.settings import Settings
+from streams.snapshots import SnapshotStore
 
 log = structlog.get_logger("patrol.district")
 
-# how many replayed entries make a heartbeat of the loop that waits for the replay
-REPLAY_PROGRESS_EVERY = 1000
-
-
-@dataclass
-class PartitionCores:
-    next_offset: int = 0
-    cores: dict[str, DistrictCore] = field(default_factory=dict)
-
-    def apply(self, item: WorkItem, catalogue: Catalogue) -> list[Message]:
-        core = self.cores.get(item.district)
-        if core is None:
-            core = self.cores[item.district] = DistrictCore(item.district, catalogue)
-        return core.apply(item)
-
 
 class DistrictLog:
-    def __init__(self, settings: Settings, topic: str, catalogue: Catalogue, *, group_id: str,
-                 loop: str | None = None):
-        """`loop`: the consumer loop that applies the entries, told of a replay's progress (streams/health.py): a
-        long replay is work being done, not a stall."""
+    def __init__(self, settings: Settings, topic: str, catalogue: Catalogue, snapshots: SnapshotStore, *,
+                 group_id: str, loop: str | None = None):
+        """`group_id`: the consumer group whose committed offsets mark what was published; `loop`: the consumer
+        loop that applies the entries (streams/health.py is told of a long replay's progress)."""
         self.settings = settings
-        self.loop = loop
         self.topic = topic
-        self.group_id = group_id  # the consumer group whose committed offsets mark what was published
         self.catalogue = catalogue
+        self.snapshots = snapshots
+        self.recovery = Recovery(settings, topic, catalogue, snapshots, group_id=group_id, loop=loop)
         self.partitions: dict[int, PartitionCores] = {}
+
+    async def take_over(self, partitions: set[int]) -> None:
+        """Recover newly assigned partitions now, rather than at their first entry: their clocks must tick, and
+        a takeover should cost nothing to the first report that follows it. One that fails is recovered at its
+        first entry instead."""
+        for partition in sorted(partitions - self.partitions.keys()):
+            try:
+                self.partitions[partition] = await self.recovery.rebuild(partition)
+            except Exception as exc:  # noqa: BLE001 - retried when the partition's next entry arrives
+                log.warning("recovery at assignment failed; it is retried at the partition's next entry",
+                            partition=partition, error=f"{type(exc).__name__}: {exc}"[:300])
 
     def forget(self, partitions: set[int]) -> None:
         """Partitions taken away in a rebalance: whoever owns them next may move them on without us."""
@@ -79,13 +75,13 @@ class DistrictLog:
         entries the consumer skipped."""
         cores = self.partitions.get(partition)
         if cores is None:
-            cores = self.partitions[partition] = await self._rebuild(partition, offset)
+            cores = self.partitions[partition] = await self.recovery.rebuild(partition, offset)
         if offset < cores.next_offset:
             return []  # handed to us again: already processed and published
         outputs: list[tuple[WorkItem, Message]] = []
         if offset > cores.next_offset:
             skipped = 0
-            async for skipped_offset, skipped_item in self._read(partition, cores.next_offset, offset):
+            async for skipped_offset, skipped_item in self.recovery.read(partition, cores.next_offset, offset):
                 outputs += self._step(cores, skipped_offset, skipped_item)
                 skipped += 1
             log.info("caught up with entries the consumer skipped", partition=partition, entries=skipped)
@@ -101,60 +97,37 @@ class DistrictLog:
             return []
         return [(item, output) for output in cores.apply(item, self.catalogue)]
 
-    async def _rebuild(self, partition: int, offset: int) -> PartitionCores:
-        """State as of the group's committed offset (or `offset`, if that is earlier)."""
-        cores = PartitionCores()
-        committed = min(await self._committed(partition), offset)
+    # ------------------------------------------------------------------ the owner's duties
+
+    def needing_tick(self, now: datetime) -> list[str]:
+        """The districts of the owned partitions with a deadline due by `now`: each gets a tick, and nothing
+        else does (a district's clock matters only to its deadlines, and every entry moves it on anyway)."""
+        return [district for cores in self.partitions.values() for district, core in cores.cores.items()
+                if (due := core.state.deadlines.next_due()) is not None and due <= now]
+
+    def snapshots_due(self) -> list[int]:
+        """The owned partitions that have moved on by `snapshot_every_entries` entries since their last snapshot,
+        or by any entry at all in `snapshot_interval_s` seconds."""
+        s, now = self.settings, time.monotonic()
+        return [partition for partition, cores in self.partitions.items()
+                if cores.next_offset - cores.snapshot_offset >= s.snapshot_every_entries
+                or (cores.next_offset > cores.snapshot_offset and now - cores.snapshot_at >= s.snapshot_interval_s)]
+
+    def capture(self, partition: int) -> tuple[int, dict[str, dict]] | None:
+        """The partition's cores as snapshot documents, and the offset they stand at (to be taken between
+        entries, and stored only once the outputs of every entry before it are delivered)."""
+        cores = self.partitions.get(partition)
+        if cores is None:
+            return None
+        return cores.next_offset, {district: snapshot(core) for district, core in cores.cores.items()}
+
+    async def store(self, partition: int, offset: int, documents: dict[str, dict]) -> None:
         started = time.monotonic()
-        replayed = 0
-        async for entry_offset, item in self._read(partition, 0, committed):
-            if item is not None:
-                try:
-                    cores.apply(item, self.catalogue)
-                except Exception:  # noqa: BLE001 - it failed live too and was dead-lettered then
-                    pass
-            replayed += 1
-            if self.loop and replayed % REPLAY_PROGRESS_EVERY == 0:
-                health.progress(self.loop)
-        cores.next_offset = committed
-        log.info("district state rebuilt from the work log", partition=partition, entries=replayed,
-                 seconds=round(time.monotonic() - started, 3), resumes_at=committed, delivered_at=offset)
-        return cores
-
-    async def _committed(self, partition: int) -> int:
-        # the group's own bookkeeping, read without joining the group
-        consumer = standalone_consumer(self.settings, group_id=self.group_id)
-        await consumer.start()
-        try:
-            committed = await consumer.committed(TopicPartition(self.topic, partition))
-        finally:
-            await consumer.stop()
-        return committed or 0
-
-    async def _read(self, partition: int, start: int, end: int) -> AsyncIterator[tuple[int, WorkItem | None]]:
-        """Entries [start, end) of a work-log partition."""
-        if start >= end:
-            return
-        tp = TopicPartition(self.topic, partition)
-        consumer = standalone_consumer(self.settings)
-        await consumer.start()
-        try:
-            consumer.assign([tp])
-            consumer.seek(tp, start)
-            while True:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                for record in batch.get(tp, []):
-                    if record.offset >= end:
-                        return
-                    yield record.offset, _parse(record.value)
-                if await consumer.position(tp) >= end:
-                    return
-        finally:
-            await consumer.stop()
-
-
-def _parse(value: bytes | None) -> WorkItem | None:
-    try:
-        return WorkItem.model_validate_json(value or b"")
-    except ValueError:
-        return None
+        stored = await self.snapshots.write(partition, offset, documents)
+        cores = self.partitions.get(partition)
+        if cores is not None:
+            cores.snapshot_offset, cores.snapshot_at = offset, time.monotonic()
+        metrics.SNAPSHOT_BYTES.observe(stored.stored_bytes)
+        metrics.SNAPSHOT_SECONDS.labels("store").observe(time.monotonic() - started)
+        log.info("district snapshot stored", partition=partition, offset=offset, districts=len(documents),
+                 bytes=stored.stored_bytes, seconds=round(time.monotonic() - started, 3))

@@ -94,6 +94,26 @@ LOOP_PROGRESS = Gauge(
     "Unix time of a loop's last progress (a batch handled, or a poll that found nothing to do): its heartbeat",
     ["loop"])
 WORKER_READY = Gauge("patrol_worker_ready", "1 while this process (worker or sink) answers /readyz with 200, else 0")
+SNAPSHOT_SECONDS = Histogram(
+    "patrol_snapshot_seconds",
+    "Taking a district work-log partition's snapshot: capture (between two entries, while the pipeline waits) "
+    "and store (writing it to the snapshot topic)",
+    ["stage"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+SNAPSHOT_BYTES = Histogram(
+    "patrol_snapshot_bytes", "Size of a stored district snapshot (compressed)",
+    buckets=(1e3, 1e4, 1e5, 3e5, 1e6, 3e6, 1e7, 3e7, 1e8),
+)
+RECOVERY_SECONDS = Histogram(
+    "patrol_recovery_seconds",
+    "Recovering a work-log partition taken over: its newest snapshot read and restored, the entries after it replayed",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
+RECOVERY_ENTRIES = Counter("patrol_recovery_entries_total", "Work-log entries replayed by recoveries")
+RECOVERY_GAPS = Counter(
+    "patrol_recovery_gaps_total",
+    "Recoveries that found work-log entries after the newest snapshot already removed by retention",
+)
 WORKER_INFO = Gauge("patrol_worker_info", "Always 1; labels say which app and version this worker runs",
                     ["app_id", "version"])
 

@@ -6,7 +6,7 @@ import ssl
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -62,7 +62,19 @@ class Settings(BaseSettings):
         default=300.0, description="a reported_at later than arrival plus this is rejected"
     )
     tick_interval_s: float = Field(
-        default=1.0, gt=0, le=60, description="how often the district clocks hear the time; SLA breaches are noticed within one tick")
+        default=1.0, gt=0, le=60,
+        description="how often the owner of a district looks for its deadlines due, and writes it a clock tick if "
+                    "one is: SLA breaches are noticed within one tick")
+    snapshot_interval_s: float = Field(
+        default=600.0, ge=1,
+        description="the longest a district work-log partition goes without a snapshot while it moves on; a takeover "
+                    "replays at most this much of the log")
+    snapshot_every_entries: int = Field(
+        default=20_000, ge=1, description="a partition is also snapshotted after this many entries")
+    worklog_retention_s: float = Field(
+        default=3 * 86400.0, ge=60,
+        description="how long the broker keeps district work-log entries (and the location pings in them); at least "
+                    "twice the snapshot interval, and longer than any outage of every worker at once")
     sink_batch_size: int = Field(default=500, ge=1)
     sink_flush_ms: int = Field(
         default=200, ge=1, le=5000,
@@ -77,6 +89,14 @@ class Settings(BaseSettings):
         default=60.0, gt=0, le=3600,
         description="/healthz fails when a loop (the district pipeline, the sink) has had work waiting and made no "
                     "progress for this long; an idle loop is alive")
+
+    @model_validator(mode="after")
+    def _retention_outlasts_snapshots(self) -> "Settings":
+        if self.worklog_retention_s < 2 * self.snapshot_interval_s:
+            raise ValueError(f"PATROL_WORKLOG_RETENTION_S ({self.worklog_retention_s:g}) must be at least twice "
+                             f"PATROL_SNAPSHOT_INTERVAL_S ({self.snapshot_interval_s:g}): a takeover needs the "
+                             "entries after the newest snapshot")
+        return self
 
     @property
     def uses_embedded_broker(self) -> bool:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from streams.settings import Settings
+
+log = structlog.get_logger("patrol.topics")
 
 INCIDENT_REPORTS = "incident.reports"
 INCIDENT_REPORTS_DLQ = "incident.reports.dlq"
@@ -39,8 +43,13 @@ def unit_districts_topic(settings: Settings) -> str:
     return f"{settings.app_id}-unit-districts"
 
 
+def snapshots_topic(settings: Settings) -> str:
+    """Snapshots of the district cores, one partition per work-log partition (compacted): streams/snapshots.py."""
+    return f"{settings.app_id}-district-snapshots"
+
+
 def internal_topics(settings: Settings) -> list[str]:
-    return [worklog_topic(settings), unit_districts_topic(settings)]
+    return [worklog_topic(settings), unit_districts_topic(settings), snapshots_topic(settings)]
 
 
 @dataclass(frozen=True)
@@ -68,16 +77,39 @@ async def ensure_topics(settings: Settings) -> TopicReport:
                     created.append(name)
                 elif code != TopicAlreadyExistsError.errno:  # another worker won the race
                     raise RuntimeError(f"could not create topic {name}: error code {code}")
+        if worklog_topic(settings) in present:
+            await _align(admin, worklog_topic(settings), _configs(worklog_topic(settings), settings))
         return TopicReport(created=created, existing=[n for n in names if n not in created])
     finally:
         await admin.close()
 
 
+async def _align(admin: AIOKafkaAdminClient, topic: str, wanted: dict[str, str]) -> None:
+    """Give an existing topic the configuration we would create it with (a work log made by an earlier release
+    was kept for ever); a broker that cannot change it is said so, and the worker goes on."""
+    resource = ConfigResource(ConfigResourceType.TOPIC, topic)
+    try:
+        (response,) = await admin.describe_configs([resource])
+        current = {entry[0]: entry[1] for entry in response.resources[0][4]}
+        if all(current.get(name) == value for name, value in wanted.items()):
+            return
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=wanted)])
+        log.info("topic configuration aligned", topic=topic, configs=wanted, was={k: current.get(k) for k in wanted})
+    except (KafkaError, IndexError, ValueError) as exc:
+        log.warning("could not align the topic's configuration; set it on the broker", topic=topic, configs=wanted,
+                    error=f"{type(exc).__name__}: {exc}"[:300])
+
+
 def _configs(name: str, settings: Settings) -> dict[str, str]:
-    # the district cores rebuild their state by replaying the work log from its start,
-    # so the broker must never expire its entries; of the unit map only each unit's last entry counts
     if name == worklog_topic(settings):
-        return {"retention.ms": "-1"}
+        # a takeover needs only the entries after the newest snapshot; segments roll every few hours, since the
+        # broker removes whole segments only, so that entries do not outlive the retention by a segment's age
+        retention_ms = int(settings.worklog_retention_s * 1000)
+        return {"retention.ms": str(retention_ms), "segment.ms": str(min(retention_ms // 4, 6 * 3600 * 1000))}
     if name == unit_districts_topic(settings):
+        # of the unit map only each unit's last entry counts
         return {"cleanup.policy": "compact"}
+    if name == snapshots_topic(settings):
+        # of each slot only the last snapshot counts; the active segment is never compacted, so it rolls hourly
+        return {"cleanup.policy": "compact", "segment.ms": str(3600 * 1000)}
     return {}

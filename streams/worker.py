@@ -11,8 +11,9 @@ worker is ready (/readyz) once it has caught up with its district work logs (`Ca
 
 from __future__ import annotations
 
-from pathlib import Path
+import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import faust
 import structlog
@@ -37,6 +38,7 @@ from streams import __version__, health, metrics
 from streams.consumer_loop import SHUTDOWN_GRACE_S, ConsumerLoop, Outgoing, exit_if_not_stopped_in
 from streams.error_policy import describe, is_transient, unpublishable
 from streams.district_log import DistrictLog
+from streams.snapshots import SnapshotStore
 from streams.unit_districts import UnitDistricts
 from streams.settings import Settings
 from streams.sink import Sink
@@ -47,6 +49,7 @@ from streams.topics import (
     INCIDENT_REPORTS_DLQ,
     SLA_ESCALATIONS,
     UNIT_EVENTS,
+    snapshots_topic,
     unit_districts_topic,
     worklog_topic,
 )
@@ -55,6 +58,8 @@ log = structlog.get_logger("patrol.worker")
 
 # the consumer loop of intake and the district core, as named in logs, health and metrics
 PIPELINE = "district-pipeline"
+# how often the owner looks for partitions due a snapshot (the settings say when one is)
+SNAPSHOT_CHECK_S = 5.0
 
 
 def route(message: Message) -> tuple[str, str | None]:
@@ -98,9 +103,8 @@ class ShutdownBoundWorker(faust.Worker):
 
 class CaughtUp:
     """The worker's readiness: the district pipeline has its assignment, and has processed each work-log partition
-    it owns up to where that log ended when the partition came to it (its districts rebuilt, the backlog decided).
-    A partition's state is rebuilt at its first entry after the assignment; the clock's ticks bring one within a
-    tick interval."""
+    it owns up to where that log ended when the partition came to it (its districts recovered at the assignment,
+    the backlog decided)."""
 
     def __init__(self, districts: DistrictLog, topic: str):
         self.districts = districts
@@ -147,7 +151,9 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography, da
     limits = Limits(max_bytes=settings.max_report_bytes, future_skew=timedelta(seconds=settings.future_skew_s))
     worklog_name = worklog_topic(settings)
     unit_districts = UnitDistricts(settings, unit_districts_topic(settings))
-    districts = DistrictLog(settings, worklog_name, catalogue, group_id=pipeline_group(settings), loop=PIPELINE)
+    snapshots = SnapshotStore(settings, snapshots_topic(settings))
+    districts = DistrictLog(settings, worklog_name, catalogue, snapshots, group_id=pipeline_group(settings),
+                            loop=PIPELINE)
     caught_up = CaughtUp(districts, worklog_name)
 
     def domain_of(code: str) -> str:
@@ -266,6 +272,7 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography, da
         caught_up.ends = {tp.partition: None for tp in partitions if tp.topic == worklog_name}
         if any(tp.topic == UNIT_EVENTS for tp in partitions):
             unit_districts.stale = True
+        await districts.take_over(set(caught_up.ends))
 
     # one consumer for the three topics: every consumer polls the broker every fetch wait, and the
     # embedded broker's CPU is as scarce as the worker's
@@ -292,14 +299,24 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography, da
 
     @app.timer(interval=settings.tick_interval_s)
     async def tick():
-        # Every worker ticks every district: a duplicate tick is harmless (time only moves
-        # forward in the core), while a missing one would delay an escalation.
-        # Sent by the consumer loop's producer, as the reports' entries are: with a single writer to a district's
-        # log, each entry it writes is the next one due when acknowledged, and none waits to be read back.
+        # Only the owner of a district's partition ticks it, and only when one of its deadlines is due: one tick
+        # stream per district, not one per worker and second. Sent by the consumer loop's producer, as the
+        # reports' entries are: with a single writer to a district's log, each entry it writes is the next one
+        # due when acknowledged, and none waits to be read back.
         now = datetime.now(timezone.utc)
-        if not await pipeline.publish([forward(WorkItem(kind="tick", district=district, at=now))
-                                       for district in geography.districts]):
+        due = districts.needing_tick(now)
+        if due and not await _quietly("tick", pipeline.publish(
+                [forward(WorkItem(kind="tick", district=district, at=now)) for district in due])):
             log.debug("tick skipped: the consumer loop is restarting")
+
+    @app.timer(interval=SNAPSHOT_CHECK_S)
+    async def take_snapshots():
+        for partition in districts.snapshots_due():
+            started = time.monotonic()
+            captured = await pipeline.checkpoint(lambda: districts.capture(partition))
+            metrics.SNAPSHOT_SECONDS.labels("capture").observe(time.monotonic() - started)
+            if captured is not None:
+                await _quietly("snapshot", districts.store(partition, *captured))
 
     if settings.sink_in_worker:
         sink = Sink(settings)
@@ -315,6 +332,16 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography, da
         await health.serve(settings)
 
     return app
+
+
+async def _quietly(what: str, work):
+    """A timer's work: a failure (the broker away) is said and waited out, since the next round does it again;
+    left to faust, it would stop the worker."""
+    try:
+        return await work
+    except Exception as exc:  # noqa: BLE001 - see above
+        log.warning(f"{what} failed; tried again at the next round", error=describe(exc))
+        return None
 
 
 def pipeline_group(settings: Settings) -> str:

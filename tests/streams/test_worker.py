@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from aiokafka import TopicPartition
 
-from streams.district_log import DistrictLog, PartitionCores
+from streams.district_log import DistrictLog
+from streams.recovery import PartitionCores
 from streams.reference import load_catalogue
 from streams.settings import Settings
+from streams.snapshots import SnapshotStore
 from streams.worker import CaughtUp
 
 TOPIC = "patrol-test-district-worklog"
@@ -26,7 +28,8 @@ class Ends:
 
 def a_worker() -> tuple[DistrictLog, CaughtUp]:
     settings = Settings()
-    districts = DistrictLog(settings, TOPIC, load_catalogue(settings), group_id="patrol-test-pipeline")
+    districts = DistrictLog(settings, TOPIC, load_catalogue(settings), SnapshotStore(settings, f"{TOPIC}-snapshots"),
+                            group_id="patrol-test-pipeline")
     return districts, CaughtUp(districts, TOPIC)
 
 
@@ -41,7 +44,7 @@ def test_ready_once_every_owned_partition_is_processed_to_where_its_log_ended_wh
     districts, caught_up = a_worker()
     caught_up.ends = {0: None, 1: None, 2: None}
     consumer = Ends({0: None, 1: 120, 2: 0})
-    # partition 0: not fetched yet, its end unknown; 1: not rebuilt yet; 2: an empty log, nothing to catch up
+    # partition 0: not fetched yet, its end unknown; 1: not recovered yet; 2: an empty log, nothing to catch up
     assert caught_up(consumer) == (False, "catching up with work-log partitions [0, 1]")
     consumer.ends[0] = 40
     districts.partitions[0] = PartitionCores(next_offset=40)
