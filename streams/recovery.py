@@ -31,6 +31,8 @@ log = structlog.get_logger("patrol.recovery")
 
 # how many replayed entries make a heartbeat of the loop that waits for the replay
 REPLAY_PROGRESS_EVERY = 1000
+# how long a reader waits for one entry it asks for, when the broker's reported end says it is not there
+HOLDS_WAIT_S = 3.0
 
 
 @dataclass
@@ -120,7 +122,8 @@ class Recovery:
         """The cores of the newest snapshot that restores, or none (start from the log's beginning)."""
         async with contextlib.aclosing(self.snapshots.candidates(partition)) as candidates:
             async for snapshot in candidates:
-                if snapshot.offset > end:
+                if snapshot.offset > end and not await self._holds(partition, snapshot.offset - 1):
+                    # (the end a broker reports may lag its last entries: Tansu's does, by one at times)
                     log.warning("a snapshot beyond the end of its log is passed over (the log was made anew?)",
                                 partition=partition, snapshot_at=snapshot.offset, log_ends_at=end)
                     continue
@@ -133,6 +136,19 @@ class Recovery:
                 return PartitionCores(next_offset=snapshot.offset, cores=cores,
                                       snapshot_offset=snapshot.offset), snapshot
         return PartitionCores(), None
+
+    async def _holds(self, partition: int, offset: int) -> bool:
+        """Whether the log holds an entry at `offset` (asked when the end the broker reports says it does not)."""
+        tp = TopicPartition(self.topic, partition)
+        consumer = standalone_consumer(self.settings)
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            consumer.seek(tp, offset)
+            batch = await consumer.getmany(tp, timeout_ms=int(HOLDS_WAIT_S * 1000))
+            return any(record.offset == offset for record in batch.get(tp, []))
+        finally:
+            await consumer.stop()
 
     async def _committed(self, partition: int) -> int:
         # the group's own bookkeeping, read without joining the group
