@@ -68,3 +68,32 @@ async def test_a_reporter_reaches_the_incident_record_and_nothing_else(infrastru
         found = await db.fetchval(f"SELECT count(*) FROM {table} t WHERE t::text LIKE ANY($1::text[])",
                                   [f"%{text}%" for text in personal])
         assert found == 0, table
+
+
+async def test_a_work_log_entry_written_before_the_upgrade_gives_its_reporter_to_the_incident_record_only(
+        infrastructure, worker, db):
+    from datetime import datetime, timezone
+
+    from processors.messages import IncidentReport, Reporter, WorkItem
+
+    district = fresh_district()
+    run = uuid.uuid4().hex[:8]
+    caller = {"name": f"Caller {run}", "phone": f"139{random.randrange(10**8):08d}"}
+    lat, lon = district.point()
+    # as the intake of an earlier release wrote it: the report whole, reporter included
+    entry = WorkItem(kind="report", district=district.district, street=district.streets[0],
+                     at=datetime.now(timezone.utc), report=IncidentReport(
+                         schema_version=1, report_id=f"{run}-old", source="hotline", category="PS-FIGHT", lat=lat,
+                         lon=lon, reported_at="2026-11-25T07:59:00Z", reporter=Reporter(**caller)))
+    await send(infrastructure, [message(worklog_topic(infrastructure), district.district,
+                                        json.loads(entry.model_dump_json(exclude_none=True)))])
+
+    async def recorded():
+        return await db.fetchrow("SELECT incident_id, reporter FROM incidents WHERE report_id = $1 AND reporter "
+                                 "IS NOT NULL", f"{run}-old")
+
+    incident = await eventually(recorded)
+    assert json.loads(incident["reporter"]) == caller
+    async with TopicReader(infrastructure, INCIDENT_EVENTS, {incident["incident_id"]}) as topic:
+        events = await topic.wait_for(lambda records: "created" in {r["type"] for r in records})
+    assert [e for e in events if holds(e, *caller.values())] == []
