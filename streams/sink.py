@@ -56,7 +56,8 @@ class Batch:
     records: list = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.events) + len(self.dead_letters) + len(self.orders) + len(self.escalations) + len(self.reporters)
+        return (len(self.events) + len(self.dead_letters) + len(self.orders) + len(self.escalations)
+                + len(self.reporters))
 
     def add(self, message, record=None) -> None:
         getattr(self, ROWS_OF[type(message)]).append(message)

@@ -1,4 +1,5 @@
-"""The topic catalogue: every contract topic and our internal ones (district work log, unit map, reporters), created idempotently at start-up."""
+"""The topic catalogue: every contract topic and our internal ones (district work log, unit map, reporters), created
+idempotently at start-up."""
 
 from __future__ import annotations
 
