@@ -66,6 +66,14 @@ def provenance(record: Located) -> Provenance:
                       raw_truncated=part.truncated, raw_length=part.length, raw_sha256=part.sha256)
 
 
+def bare_provenance(record: Located) -> Provenance:
+    """Where a work item came from and which bytes those are, without any of them (for records that hold
+    personal data: their dead letters then point to the record on its topic)."""
+    value = record.value or b""
+    return Provenance(topic=record.topic, partition=record.partition, offset=record.offset, key=key_text(record.key),
+                      raw="", raw_truncated=True, raw_length=len(value), raw_sha256=hashlib.sha256(value).hexdigest())
+
+
 def dead_letter(origin: Located | Provenance, rejection: Rejected, received_at: datetime) -> DeadLetter:
     """The dead letter of a consumed record, or of the record a work item came from (its provenance)."""
     if not isinstance(origin, Provenance):

@@ -227,8 +227,8 @@ class DistrictCore:
             "address": report.address,
             "description": report.description,
             "agencies": list(category.agencies),
-            # the incident record is the one place a reporter's personal data is kept
-            "reporter": report.reporter.model_dump(exclude_none=True) if report.reporter else None,
+            # no reporter: incident.events is read by many, and the reporter reaches the incident record on its
+            # own topic from intake; an entry written before that (which may hold one) is read the same way
         }
         self._event(incident, "created", item.at, out, {k: v for k, v in data.items() if v is not None})
         incident.resolve_by = self.catalogue.deadline(category, item.at, category.sla.resolve_s)

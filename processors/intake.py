@@ -1,5 +1,8 @@
 """Intake: decide for one raw inbound message whether it enters a district's work log or the dead-letter topic.
 
+An admitted report enters the work log without its reporter: the name and phone leave intake apart, as a
+ReporterRecord for the incident record, so that nothing the district cores replay or publish holds them.
+
 Every rejection carries a stable `reason` code that operators and dashboards
 count by; the codes are listed in `REASONS` and must never be renamed.
 """
@@ -13,9 +16,9 @@ import pydantic_core
 from pydantic import ValidationError
 
 from processors.catalogue import Catalogue
-from processors.dead_letters import Rejected, provenance
+from processors.dead_letters import Rejected, bare_provenance, provenance
 from processors.geography import Geography
-from processors.messages import IncidentReport, LogOn, WorkItem, unit_event_adapter
+from processors.messages import IncidentReport, LogOn, ReporterRecord, WorkItem, unit_event_adapter
 
 REASONS = {
     "oversize": "the message is larger than the configured limit",
@@ -57,7 +60,15 @@ class Inbound:
     received_at: datetime
 
 
-def admit_report(record: Inbound, catalogue: Catalogue, geography: Geography, limits: Limits) -> WorkItem | Rejected:
+@dataclass(frozen=True)
+class Admitted:
+    """An admitted report: its work-log entry (no personal data in it) and, if it named one, its reporter."""
+
+    item: WorkItem
+    reporter: ReporterRecord | None
+
+
+def admit_report(record: Inbound, catalogue: Catalogue, geography: Geography, limits: Limits) -> Admitted | Rejected:
     parsed = _parse_object(record, limits)
     if isinstance(parsed, Rejected):
         return parsed
@@ -75,14 +86,25 @@ def admit_report(record: Inbound, catalogue: Catalogue, geography: Geography, li
             "reported_in_future",
             f"reported_at {report.reported_at.isoformat()} is after arrival {record.received_at.isoformat()}",
         )
-    return WorkItem(
+    item = WorkItem(
         kind="report",
         district=street.district,
         street=street.street,
         at=record.received_at,
-        report=report,
-        provenance=provenance(record),
+        report=report.model_copy(update={"reporter": None}),
+        # its bytes hold the reporter (an excerpt would only mask it): where the record is, and which bytes those
+        # are, is enough for a rejection in the core to be dead-lettered; the bytes stay on their topic
+        provenance=bare_provenance(record),
     )
+    return Admitted(item, reporter_of(report, record.received_at))
+
+
+def reporter_of(report: IncidentReport, received_at: datetime) -> ReporterRecord | None:
+    """The report's reporter as a record of its own, if the report names one (a name or a phone)."""
+    reporter = report.reporter
+    if reporter is None or not (reporter.name or reporter.phone):
+        return None
+    return ReporterRecord(report_id=report.report_id, reporter=reporter, received_at=received_at)
 
 
 def admit_unit_event(

@@ -1,4 +1,4 @@
-"""The contract messages of DESIGN.md as pydantic models, plus the district work-log envelope.
+"""The contract messages of DESIGN.md as pydantic models, plus two internal ones: work item, reporter record.
 
 They live in the core because the core's vocabulary *is* these messages: it is
 handed one and returns others. Pydantic does no I/O, so the core stays pure;
@@ -217,6 +217,19 @@ class WorkItem(BaseModel):
     report: IncidentReport | None = None
     unit_event: UnitEvent | None = None
     provenance: Provenance | None = None
+
+
+# --- the reporters topic (internal, keyed by report_id) ---
+
+
+class ReporterRecord(BaseModel):
+    """A report's reporter on its way from intake to the incident record: personal data travels this way only,
+    on a topic of its own with a short retention, so that the work log and incident.events carry none of it."""
+
+    model_config = ConfigDict(frozen=True)
+    report_id: Identifier
+    reporter: Reporter
+    received_at: AwareDatetime = Field(description="when the platform received the report")
 
 
 CONTRACT_MESSAGES: dict[str, Any] = {

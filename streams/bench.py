@@ -800,7 +800,7 @@ def _admit(m, at: datetime, offset: int, catalogue, geography, limits, unit_dist
     record = Inbound(m.topic, 0, offset, m.key.encode() if m.key else None, m.value, at)
     if m.topic == "incident.reports":
         result = admit_report(record, catalogue, geography, limits)
-        return None if isinstance(result, Rejected) else result
+        return None if isinstance(result, Rejected) else result.item
     key = m.key or ""
     result = admit_unit_event(record, geography, limits, unit_district.get(key))
     if isinstance(result, Rejected):

@@ -1,4 +1,5 @@
-"""The PostgreSQL sink: incident events, dispatch orders, escalations and dead letters into the audit tables, batched and idempotent.
+"""The PostgreSQL sink: incident events, dispatch orders, escalations and dead letters into the audit tables, and
+reporters into the incident records, batched and idempotent.
 
 Offsets are committed only after the batch's rows are in the database, so a
 crash or a database outage can re-deliver a batch but never skip one; the
@@ -24,13 +25,13 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
-from processors.messages import DeadLetter, DispatchOrder, Escalation, IncidentEvent
+from processors.messages import DeadLetter, DispatchOrder, Escalation, IncidentEvent, ReporterRecord
 from processors.dead_letters import Rejected, dead_letter
 from streams import health, metrics
 from streams.error_policy import describe, refused_for_content
 from streams.consumer_loop import group_consumer, restart_on_failure
 from streams.settings import Settings
-from streams.topics import DISPATCH_ORDERS, INCIDENT_EVENTS, INCIDENT_REPORTS_DLQ, SLA_ESCALATIONS
+from streams.topics import DISPATCH_ORDERS, INCIDENT_EVENTS, INCIDENT_REPORTS_DLQ, SLA_ESCALATIONS, reporters_topic
 
 log = structlog.get_logger("patrol.sink")
 
@@ -55,11 +56,13 @@ class Batch:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     orders: list[DispatchOrder] = field(default_factory=list)
     escalations: list[Escalation] = field(default_factory=list)
+    reporters: list[ReporterRecord] = field(default_factory=list)
     # the consumed record each message came from, in the order they were added
     records: list = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.events) + len(self.dead_letters) + len(self.orders) + len(self.escalations)
+        return (len(self.events) + len(self.dead_letters) + len(self.orders) + len(self.escalations)
+                + len(self.reporters))
 
     def add(self, message, record=None) -> None:
         getattr(self, ROWS_OF[type(message)]).append(message)
@@ -74,8 +77,21 @@ class Batch:
         return first, rest
 
 
+# The advisory lock class of "an incident's reporter is being written" (its second key: the report id's hash).
+REPORTER_LOCK = 0x7265_706F  # "repo"
+
+
 async def write_batch(connection: asyncpg.Connection, batch: Batch) -> None:
-    async with connection.transaction():
+    # read committed whatever the server's default: once a report's lock is ours, each statement must see what
+    # the sink that held it before committed (migration 0008 says why)
+    async with connection.transaction(isolation="read_committed"):
+        reporters = [_reporter_row(r) for r in batch.reporters] + _old_reporter_rows(batch.events)
+        await _lock_reports(connection, [row[0] for row in reporters]
+                            + [e.data.get("report_id") for e in batch.events if e.type == "created"])
+        if reporters:
+            await connection.executemany(
+                """INSERT INTO reporters (report_id, reporter, received_at) VALUES ($1, $2::jsonb, $3)
+                   ON CONFLICT DO NOTHING""", reporters)
         if batch.events:
             await connection.executemany(
                 """INSERT INTO incident_events (event_id, incident_id, seq, type, at, data)
@@ -89,8 +105,9 @@ async def write_batch(connection: asyncpg.Connection, batch: Batch) -> None:
                     """INSERT INTO incidents (incident_id, report_id, category, domain, priority, district,
                            street, lat, lon, source, address, description, reporter, reported_at,
                            created_at, status, status_at, last_seq)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb,
-                               $14::text::timestamptz, $15, 'created', $15, $16)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                               (SELECT reporter FROM reporters WHERE report_id = $2),
+                               $13::text::timestamptz, $14, 'created', $14, $15)
                        ON CONFLICT DO NOTHING""",
                     [_incident_row(e) for e in created],
                 )
@@ -101,6 +118,12 @@ async def write_batch(connection: asyncpg.Connection, batch: Batch) -> None:
                        WHERE incident_id = $1 AND last_seq < $4""",
                     [(e.incident_id, STATUS_AFTER[e.type], e.at, e.seq) for e in moves],
                 )
+        if batch.reporters:
+            # the incidents created before their reporter came (the first report's reporter, as the insert takes)
+            await connection.execute(
+                """UPDATE incidents i SET reporter = r.reporter FROM reporters r
+                   WHERE r.report_id = ANY($1::text[]) AND i.report_id = r.report_id AND i.reporter IS NULL""",
+                [r.report_id for r in batch.reporters])
         if batch.dead_letters:
             await connection.executemany(
                 """INSERT INTO dead_letters (topic, "partition", "offset", reason, error, raw, raw_encoding,
@@ -132,6 +155,20 @@ async def write_batch(connection: asyncpg.Connection, batch: Batch) -> None:
     metrics.SINK_ROWS.labels("escalations").inc(len(batch.escalations))
     metrics.SINK_ROWS.labels("dispatch_orders").inc(len(batch.orders))
     metrics.SINK_ROWS.labels("dead_letters").inc(len(batch.dead_letters))
+    metrics.SINK_ROWS.labels("reporters").inc(len(batch.reporters))
+
+
+async def _lock_reports(connection: asyncpg.Connection, report_ids: list) -> None:
+    """Take the reporter lock of each report (a created event's, a reporter's), until the transaction ends.
+    Every sink takes its locks first and in one order, so two sinks never wait on each other in a circle (were
+    they to, PostgreSQL would end one transaction as deadlocked, and its batch be written again)."""
+    ids = sorted({i for i in report_ids if isinstance(i, str)})
+    if ids:
+        # volatile functions of the select list are evaluated after the sort: the locks are taken in key order
+        await connection.execute(
+            """SELECT pg_advisory_xact_lock($1, k)
+               FROM (SELECT DISTINCT hashtext(id) AS k FROM unnest($2::text[]) AS id) AS keys ORDER BY k""",
+            REPORTER_LOCK, ids)
 
 
 def _refusal(exc: Exception) -> str:
@@ -149,8 +186,19 @@ def _refusal(exc: Exception) -> str:
 
 
 def _without_reporter(data: dict) -> dict:
-    # the reporter's name and phone belong in the incident record (incidents.reporter) only
+    # a created event written before reporters travelled apart holds one; its place is the reporters table
     return {k: v for k, v in data.items() if k != "reporter"}
+
+
+def _reporter_row(record: ReporterRecord) -> tuple:
+    return record.report_id, record.reporter.model_dump_json(exclude_none=True), record.received_at
+
+
+def _old_reporter_rows(events: list[IncidentEvent]) -> list[tuple]:
+    """The reporters in `created` events written before reporters travelled on a topic of their own (such events
+    stay on incident.events for its retention): kept as any other, so their incidents get them too."""
+    return [(e.data["report_id"], json.dumps(e.data["reporter"]), e.at)
+            for e in events if e.type == "created" and e.data.get("reporter")]
 
 
 def _incident_row(e: IncidentEvent) -> tuple:
@@ -158,7 +206,7 @@ def _incident_row(e: IncidentEvent) -> tuple:
     return (
         e.incident_id, d["report_id"], d["category"], d.get("domain"), d["priority"], d["district"],
         d["street"], d["lat"], d["lon"], d.get("source"), d.get("address"), d.get("description"),
-        json.dumps(d["reporter"]) if d.get("reporter") else None, d.get("reported_at"), e.at, e.seq,
+        d.get("reported_at"), e.at, e.seq,
     )
 
 
@@ -175,15 +223,18 @@ AUDITED = {
     SLA_ESCALATIONS: Escalation,
 }
 # message model -> the Batch field its rows collect in
-ROWS_OF = {IncidentEvent: "events", DeadLetter: "dead_letters", DispatchOrder: "orders", Escalation: "escalations"}
+ROWS_OF = {IncidentEvent: "events", DeadLetter: "dead_letters", DispatchOrder: "orders", Escalation: "escalations",
+           ReporterRecord: "reporters"}
 
 
 class Sink:
-    """Consumes the audit topics with its own consumer group and writes them to PostgreSQL."""
+    """Consumes the audit topics and the reporters with its own consumer group and writes them to PostgreSQL."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.group_id = f"{settings.app_id}-sink"
+        # topic -> the message model on it: the audit topics, and the reporters on their way to the incident record
+        self.models = {**AUDITED, reporters_topic(settings): ReporterRecord}
         self._stopping = asyncio.Event()
         self._consumer = None  # while running: whether it has partitions
         self._reached_database = False  # the last write or ping reached PostgreSQL
@@ -208,7 +259,7 @@ class Sink:
 
     async def run(self) -> None:
         s = self.settings
-        consumer = group_consumer(s, self.group_id, *AUDITED, fetch_max_wait_ms=s.sink_flush_ms)
+        consumer = group_consumer(s, self.group_id, *self.models, fetch_max_wait_ms=s.sink_flush_ms)
         producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", **s.kafka_client_options())
         # min_size=0: no connection is made up front, so a database that is down when the
         # worker starts is waited for like any other outage, by the write retries below
@@ -266,7 +317,7 @@ class Sink:
 
     async def _collect(self, record, batch: Batch, producer: AIOKafkaProducer) -> None:
         try:
-            batch.add(AUDITED[record.topic].model_validate_json(record.value or b""), record)
+            batch.add(self.models[record.topic].model_validate_json(record.value or b""), record)
         except ValidationError as exc:
             await self._set_aside(record, Rejected(
                 "sink_invalid", f"not a valid {record.topic} message: {exc.error_count()} errors"), batch, producer)

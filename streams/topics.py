@@ -1,4 +1,5 @@
-"""The topic catalogue: every contract topic and our internal ones (district work log, unit map), created idempotently at start-up."""
+"""The topic catalogue: every contract topic and our internal ones (district work log, unit map, reporters), created
+idempotently at start-up."""
 
 from __future__ import annotations
 
@@ -48,8 +49,20 @@ def snapshots_topic(settings: Settings) -> str:
     return f"{settings.app_id}-district-snapshots"
 
 
+def reporters_topic(settings: Settings) -> str:
+    """Reporters' names and phones from intake to the sink (keyed by report_id): personal data's only way past
+    intake, so that the work log and incident.events hold none of it."""
+    return f"{settings.app_id}-reporters"
+
+
+# Personal data should stay no longer than it must on the broker: a reporter is needed there only until the sink
+# has written it, and 7 days covers a sink down over a long weekend (a restore's replay from the topics too).
+REPORTERS_RETENTION_MS = 7 * 24 * 3600 * 1000
+
+
 def internal_topics(settings: Settings) -> list[str]:
-    return [worklog_topic(settings), unit_districts_topic(settings), snapshots_topic(settings)]
+    return [worklog_topic(settings), unit_districts_topic(settings), snapshots_topic(settings),
+            reporters_topic(settings)]
 
 
 @dataclass(frozen=True)
@@ -112,4 +125,6 @@ def _configs(name: str, settings: Settings) -> dict[str, str]:
     if name == snapshots_topic(settings):
         # of each slot only the last snapshot counts; the active segment is never compacted, so it rolls hourly
         return {"cleanup.policy": "compact", "segment.ms": str(3600 * 1000)}
+    if name == reporters_topic(settings):
+        return {"retention.ms": str(REPORTERS_RETENTION_MS)}
     return {}

@@ -56,7 +56,7 @@ def predict(settings: Settings, messages: list[Outgoing]) -> Expected:
         if isinstance(result, Rejected):
             rejections[result.reason] += 1
         else:
-            ids.add(result.report.report_id)
+            ids.add(result.item.report.report_id)
     return Expected(frozenset(ids), rejections)
 
 

@@ -2,6 +2,7 @@
 `patrol sink`) the PostgreSQL sink.
 
 intake (incident.reports, unit.events) ─> district work log ─> district core ─> orders, events, escalations
+                      ├─ reporters (personal data) ─> <app id>-reporters ─> sink ─> the incident record
                       └─ bad input ─> incident.reports.dlq      (and dead letters of its own)
 
 Intake and the district core are one consumer loop (streams/consumer_loop.py, which says why); the faust
@@ -22,7 +23,7 @@ from aiokafka import TopicPartition
 from processors.catalogue import Catalogue
 from processors.geography import Geography
 from processors.dead_letters import Rejected, bare_dead_letter, dead_letter
-from processors.intake import Inbound, Limits, admit_report, admit_unit_event
+from processors.intake import Inbound, Limits, admit_report, admit_unit_event, reporter_of
 from processors.messages import (
     DeadLetter,
     DispatchOrder,
@@ -32,6 +33,7 @@ from processors.messages import (
     LogOn,
     Message,
     Provenance,
+    ReporterRecord,
     WorkItem,
 )
 from streams import __version__, health, metrics
@@ -49,6 +51,7 @@ from streams.topics import (
     INCIDENT_REPORTS_DLQ,
     SLA_ESCALATIONS,
     UNIT_EVENTS,
+    reporters_topic,
     snapshots_topic,
     unit_districts_topic,
     worklog_topic,
@@ -150,6 +153,7 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography, da
     )
     limits = Limits(max_bytes=settings.max_report_bytes, future_skew=timedelta(seconds=settings.future_skew_s))
     worklog_name = worklog_topic(settings)
+    reporters_name = reporters_topic(settings)
     unit_districts = UnitDistricts(settings, unit_districts_topic(settings))
     snapshots = SnapshotStore(settings, snapshots_topic(settings))
     districts = DistrictLog(settings, worklog_name, catalogue, snapshots, group_id=pipeline_group(settings),
@@ -166,6 +170,9 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography, da
 
     def forward(item: WorkItem) -> Outgoing:
         return worklog_name, item.district.encode(), item.model_dump_json(exclude_none=True).encode()
+
+    def pass_on(reporter: ReporterRecord) -> Outgoing:
+        return reporters_name, reporter.report_id.encode(), reporter.model_dump_json(exclude_none=True).encode()
 
     def reject(record: Inbound | Provenance, rejection: Rejected, stage: str) -> Outgoing:
         metrics.DEAD_LETTERS.labels(stage, rejection.reason).inc()
@@ -206,8 +213,9 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography, da
         if isinstance(admitted, Rejected):
             metrics.REPORTS.labels("unknown", "rejected").inc()
             return [reject(inbound, admitted, "intake")]
-        metrics.REPORTS.labels(admitted.report.source, "admitted").inc()
-        return [forward(admitted)]
+        metrics.REPORTS.labels(admitted.item.report.source, "admitted").inc()
+        # both for the same consumed record, committed once both are delivered: at least once for each
+        return [forward(admitted.item)] + ([pass_on(admitted.reporter)] if admitted.reporter else [])
 
     async def take_unit_event(record) -> list[Outgoing]:
         inbound = _inbound(record)
@@ -240,6 +248,10 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography, da
             item = None
             out.append(reject(_inbound(record), Rejected("invalid_work_item", f"unreadable work-log entry: {exc}"),
                               "core"))
+        if item is not None and item.report is not None and (old := reporter_of(item.report, item.at)):
+            # an entry written before reporters left the work log: its reporter goes the way intake's now go
+            # (the core ignores it), so that an upgrade loses none of those still to be decided
+            out.append(pass_on(old))
         outputs = await districts.apply(record.partition, record.offset, item)
         now = datetime.now(timezone.utc)
         for source, output in outputs:

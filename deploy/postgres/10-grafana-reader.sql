@@ -2,7 +2,8 @@
 -- user grafana_reader, database patrol, password $PATROL_GRAFANA_DB_PASSWORD).
 --
 -- Grafana reads only the dashboard views (v_open_incidents, v_street_performance, and any later v_*),
--- never the tables: `incidents` holds the reporters' names and phones. A view runs with its owner's
+-- never the tables: `incidents` and `reporters` hold the reporters' names and phones (nor other views, such as
+-- `incident_reporters`, which shows them). A view runs with its owner's
 -- rights, so SELECT on the views is all the role needs. The views are created later, by `patrol migrate`,
 -- so an event trigger grants each v_* view to the role as it is created (or re-created).
 --

@@ -28,7 +28,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from streams.topics import CONTRACT_TOPICS
+from streams.topics import CONTRACT_TOPICS, REPORTERS_RETENTION_MS
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -157,6 +157,8 @@ def test_the_topic_init_creates_every_contract_topic_the_work_log_and_the_unit_m
     assert re.search(r"create patrol-dispatch-district-worklog \"--config retention\.ms=-1\"", script)
     # of the unit map only each unit's last entry matters
     assert re.search(r"create patrol-dispatch-unit-districts \"--config cleanup\.policy=compact\"", script)
+    # reporters' personal data stays on the broker as long as the topic catalogue says, and no longer
+    assert re.search(rf"create patrol-dispatch-reporters \"--config retention\.ms={REPORTERS_RETENTION_MS}\"", script)
 
 
 def _bind_sources(service: dict) -> list[str]:
@@ -398,7 +400,8 @@ def test_every_contract_topic_and_our_internal_ones_are_kafka_topics():
     topics = {t["spec"].get("topicName", t["metadata"]["name"]): t for t in _of_kind("KafkaTopic")}
     worklog = f"{config['PATROL_APP_ID']}-district-worklog"
     unit_map = f"{config['PATROL_APP_ID']}-unit-districts"
-    assert set(topics) == {*CONTRACT_TOPICS, worklog, unit_map}
+    reporters = f"{config['PATROL_APP_ID']}-reporters"
+    assert set(topics) == {*CONTRACT_TOPICS, worklog, unit_map, reporters}
     brokers = sum(p["spec"]["replicas"] for p in _of_kind("KafkaNodePool") if "broker" in p["spec"]["roles"])
     for name, topic in topics.items():
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"], name
@@ -406,6 +409,7 @@ def test_every_contract_topic_and_our_internal_ones_are_kafka_topics():
         assert topic["spec"]["replicas"] == int(config["PATROL_TOPIC_REPLICATION"]) <= brokers, name
     assert topics[worklog]["spec"]["config"]["retention.ms"] == -1
     assert topics[unit_map]["spec"]["config"]["cleanup.policy"] == "compact"
+    assert topics[reporters]["spec"]["config"]["retention.ms"] == REPORTERS_RETENTION_MS
 
 
 def _container(deployment: dict) -> dict:
@@ -630,7 +634,8 @@ async def test_grafana_reader_sees_the_dashboard_views_and_no_personal_data(scra
     try:
         assert await reader.fetchval("SELECT count(*) FROM v_open_incidents") == 0
         await reader.fetch("SELECT * FROM v_street_performance")
-        for table in ("incidents", "incident_events", "dead_letters", "dispatch_orders"):
+        for table in ("incidents", "incident_events", "dead_letters", "dispatch_orders", "reporters",
+                      "incident_reporters"):
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await reader.fetch(f"SELECT * FROM {table} LIMIT 1")
         with pytest.raises(asyncpg.PostgresError):

@@ -294,6 +294,20 @@ def test_the_created_event_carries_what_the_audit_trail_needs(s):
     assert distance_m(data["lat"], data["lon"], *CXL) < 1
 
 
+def test_a_reporter_in_a_work_log_entry_written_before_they_left_it_reaches_no_event(s):
+    from processors.messages import IncidentReport, Reporter, WorkItem
+
+    for n, report_id in enumerate(["R1", "R2"]):  # the second is another call about the same fight: merged
+        s.tick()
+        report = IncidentReport(schema_version=1, report_id=report_id, source="hotline", category="PS-FIGHT",
+                                lat=CXL[0], lon=CXL[1] + n * 0.0001, reported_at=s.clock,
+                                reporter=Reporter(name="Wang Fang", phone="13812345678"))
+        s.feed(WorkItem(kind="report", district="JINJIANG", street="JJ-CXL", at=s.clock, report=report))
+    assert [e.type for e in s.events()] == ["created", "queued", "report_merged"]
+    published = "".join(m.model_dump_json() for m in s.out)
+    assert "Wang" not in published and "5678" not in published and "reporter" not in published
+
+
 def test_the_closest_idle_policy_ignores_street_workload_and_never_preempts(catalogue, geography):
     from processors.district import CLOSEST_IDLE
 

@@ -1,3 +1,4 @@
+import hashlib
 import json
 
 import pytest
@@ -14,12 +15,34 @@ def admit(value, catalogue, geography, limits=LIMITS):
 
 
 def test_a_valid_report_enters_the_work_log_of_its_district_and_street(catalogue, geography):
-    item = admit(report(), catalogue, geography)
-    assert not isinstance(item, Rejected)
+    admitted = admit(report(), catalogue, geography)
+    assert not isinstance(admitted, Rejected)
+    item = admitted.item
     assert (item.kind, item.district, item.street) == ("report", "JINJIANG", "JJ-SYJ")
     assert item.report.report_id == "R-1"
     assert item.at == NOW
     assert item.provenance.offset == 0
+
+
+def test_an_admitted_report_enters_the_work_log_without_its_reporter_and_without_its_bytes(catalogue, geography):
+    record = inbound(report(reporter={"name": "Wang Fang", "phone": "13812345678"}), offset=7)
+    admitted = admit_report(record, catalogue, geography, LIMITS)
+    entry = admitted.item.model_dump_json(exclude_none=True)  # as the worker writes it to the work log
+    assert "Wang" not in entry and "5678" not in entry and "reporter" not in entry
+    # where the record is and which bytes those are, so that a rejection in the core can still point to it
+    origin = admitted.item.provenance
+    assert (origin.topic, origin.partition, origin.offset, origin.key) == ("incident.reports", 0, 7, "R-1")
+    assert (origin.raw, origin.raw_truncated, origin.raw_masked) == ("", True, False)
+    assert (origin.raw_length, origin.raw_sha256) == (len(record.value), hashlib.sha256(record.value).hexdigest())
+    # the reporter leaves intake apart, exactly as given
+    assert admitted.reporter.model_dump(mode="json") == {
+        "report_id": "R-1", "reporter": {"name": "Wang Fang", "phone": "13812345678"},
+        "received_at": "2026-11-25T08:00:00Z"}
+
+
+@pytest.mark.parametrize("doc", [report(), report(reporter={}), report(reporter={"name": None, "phone": ""})])
+def test_a_report_naming_nobody_has_no_reporter_to_pass_on(doc, catalogue, geography):
+    assert admit(doc, catalogue, geography).reporter is None
 
 
 @pytest.mark.parametrize(
@@ -96,6 +119,11 @@ def test_a_log_on_routes_the_unit_to_its_district(geography):
     item = admit_unit_event(inbound(log_on(), topic="unit.events", key=b"U-1"), geography, LIMITS, None)
     assert not isinstance(item, Rejected)
     assert (item.kind, item.district, item.unit_event.type) == ("unit_event", "JINJIANG", "log_on")
+
+
+def test_an_admitted_unit_event_keeps_its_excerpt_as_it_holds_no_personal_data(geography):
+    item = admit_unit_event(inbound(log_on(), topic="unit.events", key=b"U-1"), geography, LIMITS, None)
+    assert json.loads(item.provenance.raw) == log_on() and not item.provenance.raw_truncated
 
 
 def test_later_events_follow_the_district_of_the_last_log_on(geography):

@@ -1,8 +1,11 @@
-"""Personal data of reporters stays in the incident record: dead letters carry it masked."""
+"""Personal data of reporters stays in the incident record: it never enters the work log, and dead letters carry
+it masked."""
 
 import json
 
+from processors.catalogue import Catalogue
 from processors.dead_letters import dead_letter
+from processors.district import DistrictCore
 from processors.intake import Limits, admit_report
 from processors.privacy import mask_personal_data
 from tests.processors.conftest import NOW, inbound, report
@@ -17,6 +20,20 @@ def test_a_dead_letter_masks_the_reporter_but_keeps_the_rest(catalogue, geograph
     assert kept["reporter"] == {"name": "W********", "phone": "*******5678"}
     assert kept["description"] == "call me back on *******5678"
     assert kept["category"] == "XX-NOPE" and kept["lat"] == doc["lat"]
+
+
+def test_a_report_the_core_rejects_is_dead_lettered_by_where_it_is_and_none_of_its_bytes(catalogue, geography):
+    record = inbound(report(reporter={"name": "Wang Fang", "phone": "13812345678"}), offset=42)
+    admitted = admit_report(record, catalogue, geography, Limits())
+    # the category left the catalogue between intake and the core (a roll-out in progress)
+    rolled_out = Catalogue(categories=[c for c in catalogue.categories if c.code != "PS-FIGHT"],
+                           calendars=catalogue.calendars)
+    [letter] = DistrictCore("JINJIANG", rolled_out).apply(admitted.item)
+    assert letter.reason == "unknown_category"
+    assert (letter.topic, letter.partition, letter.offset, letter.key) == ("incident.reports", 0, 42, "R-1")
+    assert (letter.raw, letter.raw_truncated, letter.raw_length) == ("", True, len(record.value))
+    kept = letter.to_json_bytes().decode()
+    assert "Wang" not in kept and "5678" not in kept
 
 
 def test_unparseable_input_still_has_phone_numbers_masked(catalogue, geography):

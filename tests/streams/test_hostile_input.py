@@ -79,7 +79,7 @@ def test_generated_hostile_reports_never_stop_the_worker(batch, infrastructure, 
         if isinstance(verdict, Rejected):
             bad_keys.add(key)
         else:
-            good_ids.add(verdict.report.report_id)
+            good_ids.add(verdict.item.report.report_id)
         messages.append(Outgoing("incident.reports", key.encode(), raw))
         if op[0] == "good" and n % 7 == 0:
             messages.append(Outgoing("incident.reports", key.encode(), raw))  # a resend in between

@@ -19,6 +19,7 @@ from streams.topics import (
     INCIDENT_REPORTS_DLQ,
     SLA_ESCALATIONS,
     UNIT_EVENTS,
+    reporters_topic,
     worklog_topic,
 )
 from tests.streams.conftest import Field, eventually, fresh_district
@@ -53,7 +54,7 @@ blobs = st.one_of(
 def consumed_topics(infrastructure) -> list[str]:
     """Every topic a worker or the sink consumes record by record."""
     return [INCIDENT_REPORTS, UNIT_EVENTS, worklog_topic(infrastructure), INCIDENT_EVENTS, DISPATCH_ORDERS,
-            SLA_ESCALATIONS, INCIDENT_REPORTS_DLQ]
+            SLA_ESCALATIONS, INCIDENT_REPORTS_DLQ, reporters_topic(infrastructure)]
 
 
 def restarts(worker) -> float:
@@ -65,9 +66,6 @@ def restarts(worker) -> float:
     return sum(counts)
 
 
-# the two messages that stopped dispatch before, on every topic; and the largest blob the broker takes, on each
-@example(stream=[(t, b"[" * 50_000) for t in range(7)] + [(t, _repeated((bytes(range(32)), 180_000))) for t in range(7)])
-@example(stream=[(t, _repeated((b"\xff{[", LARGEST))) for t in range(7)])
 async def _exposition(worker) -> str | None:
     try:
         url = f"http://127.0.0.1:{worker.settings.metrics_port}/metrics"
@@ -77,8 +75,11 @@ async def _exposition(worker) -> str | None:
         return None  # not serving yet: the worker is starting
 
 
+# the two messages that stopped dispatch before, on every topic; and the largest blob the broker takes, on each
+@example(stream=[(t, b"[" * 50_000) for t in range(8)] + [(t, _repeated((bytes(range(32)), 180_000))) for t in range(8)])
+@example(stream=[(t, _repeated((b"\xff{[", LARGEST))) for t in range(8)])
 @settings(max_examples=4, **LIVE)
-@given(stream=st.lists(st.tuples(st.integers(0, 6), blobs), min_size=4, max_size=10))
+@given(stream=st.lists(st.tuples(st.integers(0, 7), blobs), min_size=4, max_size=10))
 def test_hostile_blobs_on_every_consumed_topic_never_stop_dispatch(stream, infrastructure, worker):
     district = fresh_district()
     topics = consumed_topics(infrastructure)

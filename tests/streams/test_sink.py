@@ -1,12 +1,14 @@
-"""The sink's writes against the real PostgreSQL: idempotent, and the incident record follows its events."""
+"""The sink's writes against the real PostgreSQL: idempotent, and the incident record follows its events and
+takes its reporter, whichever comes first."""
 
+import asyncio
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from processors.messages import DeadLetter, IncidentEvent
+from processors.messages import DeadLetter, IncidentEvent, Reporter, ReporterRecord
 from streams.sink import Batch, write_batch
 
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=timezone.utc)
@@ -22,6 +24,21 @@ def created(incident_id, report_id):
         "report_id": report_id, "category": "PS-FIGHT", "domain": "public_security", "priority": 1,
         "district": "JINJIANG", "street": "JJ-CXL", "lat": 30.65, "lon": 104.07,
         "reported_at": "2026-11-25T07:59:00+00:00", "reporter": {"name": "Li", "phone": "138"}})
+
+
+def new_created(incident_id, report_id):
+    """A `created` event as the district core writes it now: without a reporter."""
+    first = created(incident_id, report_id)
+    return first.model_copy(update={"data": {k: v for k, v in first.data.items() if k != "reporter"}})
+
+
+def reporter(report_id, name="Wang Fang", phone="13812345678"):
+    return ReporterRecord(report_id=report_id, reporter=Reporter(name=name, phone=phone), received_at=T0)
+
+
+async def _reporter_of(db, incident_id: str):
+    value = await db.fetchval("SELECT reporter FROM incidents WHERE incident_id = $1", incident_id)
+    return json.loads(value) if value else None
 
 
 async def _status_is(db, incident_id: str, status: str) -> bool:
@@ -49,10 +66,69 @@ async def test_the_incident_record_takes_the_latest_status_even_from_a_late_repl
     await write_batch(db, Batch(events=[event(incident, 2, "dispatched")]))
     row = await db.fetchrow("SELECT status, last_seq, reporter FROM incidents WHERE incident_id = $1", incident)
     assert (row["status"], row["last_seq"]) == ("acknowledged", 3)
-    # personal data: in the incident record, not in the event log
+    # personal data of a created event written before reporters travelled apart: in the incident record and
+    # beside it (whom to call back), not in the event log
     assert json.loads(row["reporter"]) == {"name": "Li", "phone": "138"}
+    assert json.loads(await db.fetchval("SELECT reporter FROM incident_reporters WHERE incident_id = $1",
+                                        incident)) == {"name": "Li", "phone": "138"}
     logged = await db.fetchval("SELECT data FROM incident_events WHERE event_id = $1", f"{incident}:1")
     assert "reporter" not in json.loads(logged)
+
+
+@pytest.mark.parametrize("reporter_first", [True, False])
+async def test_the_incident_record_takes_its_reporter_whichever_comes_first(db, reporter_first):
+    incident = f"INC-{uuid.uuid4().hex[:8]}"
+    writes = [Batch(reporters=[reporter(f"R-{incident}")]), Batch(events=[new_created(incident, f"R-{incident}")])]
+    for batch in writes if reporter_first else writes[::-1]:
+        await write_batch(db, batch)
+        await write_batch(db, batch)  # a replay changes nothing
+    assert await _reporter_of(db, incident) == {"name": "Wang Fang", "phone": "13812345678"}
+
+
+@pytest.mark.parametrize("reporter_first", [True, False])
+async def test_two_sinks_writing_an_incident_and_its_reporter_at_once_lose_neither(infrastructure, db,
+                                                                                   reporter_first):
+    """The reporter record and the created event come on other topics, so two sinks may write them at the same
+    moment: whichever commits second must still see the first's rows."""
+    import asyncpg
+
+    incident = f"INC-{uuid.uuid4().hex[:8]}"
+    writes = [Batch(reporters=[reporter(f"R-{incident}")]), Batch(events=[new_created(incident, f"R-{incident}")])]
+    first, second = writes if reporter_first else writes[::-1]
+    other = await asyncpg.connect(infrastructure.database_url)
+    try:
+        # the first sink's batch written and not yet committed (its write_batch is a savepoint of this transaction)
+        async with db.transaction(isolation="read_committed"):
+            await write_batch(db, first)
+            writing = asyncio.create_task(write_batch(other, second))
+
+            async def waiting_or_done():
+                state = await db.fetchval("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1",
+                                          other.get_server_pid())
+                return writing.done() or state == "Lock"
+
+            from tests.streams.conftest import eventually
+
+            await eventually(waiting_or_done, 30, interval=0.05)
+        await writing
+    finally:
+        await other.close()
+    assert await _reporter_of(db, incident) == {"name": "Wang Fang", "phone": "13812345678"}
+
+
+async def test_every_caller_of_an_incident_can_be_called_back(db):
+    """The first report's reporter is the incident record's; a merged report's is kept beside it."""
+    incident = f"INC-{uuid.uuid4().hex[:8]}"
+    merged = event(incident, 2, "report_merged", {"report_id": f"R2-{incident}", "source": "hotline"})
+    await write_batch(db, Batch(events=[new_created(incident, f"R-{incident}"), merged],
+                                reporters=[reporter(f"R2-{incident}", "Li Lei", "13900001111")]))
+    await write_batch(db, Batch(reporters=[reporter(f"R-{incident}")]))
+    assert await _reporter_of(db, incident) == {"name": "Wang Fang", "phone": "13812345678"}
+    callers = await db.fetch("SELECT report_id, first_report, reporter FROM incident_reporters "
+                             "WHERE incident_id = $1 ORDER BY first_report DESC", incident)
+    assert [(r["report_id"], r["first_report"], json.loads(r["reporter"])) for r in callers] == [
+        (f"R-{incident}", True, {"name": "Wang Fang", "phone": "13812345678"}),
+        (f"R2-{incident}", False, {"name": "Li Lei", "phone": "13900001111"})]
 
 
 async def test_street_performance_counts_limits_met_and_missed(db):
@@ -89,10 +165,12 @@ async def test_the_worker_needs_no_more_than_plain_table_rights(infrastructure, 
         try:
             assert not await worker_db.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
             incident = f"INC-{uuid.uuid4().hex[:8]}"
-            await write_batch(worker_db, Batch(events=[created(incident, f"R-{incident}"),
+            await write_batch(worker_db, Batch(events=[new_created(incident, f"R-{incident}"),
                                                        event(incident, 2, "dispatched")]))
+            await write_batch(worker_db, Batch(reporters=[reporter(f"R-{incident}")]))
             assert await worker_db.fetchval("SELECT status FROM incidents WHERE incident_id = $1",
                                             incident) == "dispatched"
+            assert await _reporter_of(worker_db, incident) == {"name": "Wang Fang", "phone": "13812345678"}
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await worker_db.execute("CREATE TABLE worker_may_not (x int)")
         finally:
