@@ -67,6 +67,7 @@ from processors.messages import (
     unit_event_adapter,
 )
 from processors.units import DETOUR_FACTOR, SPEED_M_S, Unit
+from streams.bench_recovery import RecoveryBench, recovery_benchmark, recovery_markdown, recovery_targets
 from streams.settings import Settings
 from streams.simulator import CrewHabits, DayPlan, plan_day
 
@@ -94,6 +95,8 @@ class Sizes:
     day_intensities: tuple[float, ...]  # the sample day (1×) and a busier one
     memory_units: int
     memory_incidents: int
+    recovery_days: tuple[float, ...] = (1.0, 30.0)  # ages of the work log a takeover meets
+    recovery_baseline: bool = True  # each age once more without a snapshot (the full replay)
     growth_rate: int = 1000  # the raw pipe's offered rate while the broker's topics fill up
     growth_seconds: float = 5.0  # each block held this long
     growth_blocks: int = 5
@@ -105,7 +108,7 @@ FULL = Sizes(stream_units=5000, throughput_reports=4000, pipe_records=30000, rat
 QUICK = Sizes(stream_units=600, throughput_reports=300, pipe_records=2000, rates=(50, 100), rate_seconds=2.0, drain_seconds=20.0,
               pipe_rate_seconds=1.0, cost_units=(100, 1000, 3000), cost_samples=60, day_hours=4.0,
               day_intensities=(1.0,), memory_units=2000, memory_incidents=1000, growth_rate=200, growth_seconds=1.0,
-              growth_blocks=2)
+              growth_blocks=2, recovery_days=(0.05,), recovery_baseline=False)
 
 # Targets of issue 6, recorded next to what was measured.
 TARGET_THROUGHPUT_RATIO = 0.5
@@ -310,6 +313,7 @@ class BenchResult:
     cost: DecisionCost | None = None
     quality: list[QualityDay] = field(default_factory=list)
     memory: Memory | None = None
+    recovery: RecoveryBench | None = None
     growth: list["GrowthStep"] = field(default_factory=list)  # the embedded broker as its topics fill up
     # the raw pipe alone at the record volume the report path made at `floor_for` reports/s, on a new broker
     floor: "GrowthStep | None" = None
@@ -356,6 +360,8 @@ class BenchResult:
                         f"(from the report: {100 * ours.late_report_share:.1f} % vs "
                         f"{100 * closest.late_report_share:.1f} %)",
                         ours.late_sla < closest.late_sla))
+        if self.recovery is not None:
+            out += recovery_targets(self.recovery)
         return out
 
 
@@ -2152,11 +2158,14 @@ def markdown(result: BenchResult) -> str:
             ]
         lines += [
             "A closed incident is kept for a day, to tell its late field events apart from mistakes, and then "
-            "forgotten with its orders; its report ids stay (`DistrictState.reports`), so that a report resent "
-            "later is still a resend. A worker's memory holds a day of incidents and the report ids of its "
-            "districts' whole log. Resident memory seldom shrinks: Python keeps what it freed for what comes next.",
+            "forgotten with its orders; its report ids stay a week (`DistrictState.reports`, `RESENDS_KEPT`), so "
+            "that a report resent later is still a resend. A worker's memory holds a day of incidents and a week of "
+            "its districts' report ids. Resident memory seldom shrinks: Python keeps what it freed for what comes "
+            "next.",
             "",
         ]
+    if result.recovery is not None:
+        lines += recovery_markdown(result.recovery)
     if result.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in result.notes] + [""]
     return "\n".join(lines)
@@ -2486,9 +2495,17 @@ def _print_section(console: Console, result: BenchResult, section: str) -> None:
                            ("per_closed_incident", "closed incident"), ("per_forgotten_incident", "a day later")):
             table.add_row(label, _kb(mem.traced[key]), _kb(mem.resident[key]))
         console.print(table)
+    elif section == "recovery" and result.recovery is not None:
+        table = Table(title="6. Recovery after the owner's SIGKILL (s)")
+        for column in ("work log", "snapshot", "entries", "detection", "recovery", "replayed"):
+            table.add_column(column, justify="right")
+        for t in result.recovery.takeovers:
+            table.add_row(f"{t.days:g} days", "yes" if t.snapshot else "no", f"{t.entries:,}", f"{t.detection_s:.1f}",
+                          f"{t.recovery_s:.2f}", f"{t.replayed:,}")
+        console.print(table)
 
 
-SECTIONS = ("streams", "cost", "quality", "memory")
+SECTIONS = ("streams", "cost", "quality", "memory", "recovery")
 
 
 def run_bench(settings: Settings, console: Console, *, quick: bool = False, out: Path = Path("BENCHMARKS.md"),
@@ -2534,6 +2551,14 @@ def run_bench(settings: Settings, console: Console, *, quick: bool = False, out:
             result.memory.worker = worker_memory
             result.seconds["memory"] = time.monotonic() - started
             _print_section(console, result, "memory")
+        if "recovery" in sections:
+            started = time.monotonic()
+            result.recovery = recovery_benchmark(settings, catalogue, geography, roster,
+                                                 Path(settings.data_dir).resolve() / "bench" / "recovery",
+                                                 ages=sizes.recovery_days, baseline=sizes.recovery_baseline,
+                                                 steps=steps)
+            result.seconds["recovery"] = time.monotonic() - started
+            _print_section(console, result, "recovery")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     result.plots = plots(result, out.parent / "benchmarks")

@@ -82,7 +82,7 @@ async def ensure_topics(settings: Settings) -> TopicReport:
         created: list[str] = []
         if missing:
             response = await admin.create_topics(
-                [NewTopic(n, settings.topic_partitions, settings.topic_replication, topic_configs=_configs(n, settings))
+                [NewTopic(n, settings.topic_partitions, settings.topic_replication, topic_configs=topic_configs(n, settings))
                  for n in missing]
             )
             for name, code, *_ in response.topic_errors:
@@ -91,7 +91,7 @@ async def ensure_topics(settings: Settings) -> TopicReport:
                 elif code != TopicAlreadyExistsError.errno:  # another worker won the race
                     raise RuntimeError(f"could not create topic {name}: error code {code}")
         if worklog_topic(settings) in present:
-            await _align(admin, worklog_topic(settings), _configs(worklog_topic(settings), settings))
+            await _align(admin, worklog_topic(settings), topic_configs(worklog_topic(settings), settings))
         return TopicReport(created=created, existing=[n for n in names if n not in created])
     finally:
         await admin.close()
@@ -113,7 +113,7 @@ async def _align(admin: AIOKafkaAdminClient, topic: str, wanted: dict[str, str])
                     error=f"{type(exc).__name__}: {exc}"[:300])
 
 
-def _configs(name: str, settings: Settings) -> dict[str, str]:
+def topic_configs(name: str, settings: Settings) -> dict[str, str]:
     if name == worklog_topic(settings):
         # a takeover needs only the entries after the newest snapshot; segments roll every few hours, since the
         # broker removes whole segments only, so that entries do not outlive the retention by a segment's age

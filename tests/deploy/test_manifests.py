@@ -28,7 +28,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from streams.topics import CONTRACT_TOPICS, REPORTERS_RETENTION_MS
+from streams.settings import Settings
+from streams.topics import CONTRACT_TOPICS, internal_topics, topic_configs
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -153,12 +154,13 @@ def test_the_topic_init_creates_every_contract_topic_the_work_log_and_the_unit_m
     script = "\n".join(interpolate(compose, {})["services"]["topics"]["command"])
     for topic in CONTRACT_TOPICS:
         assert re.search(rf"(^|\s){re.escape(topic)}(\s|;|$)", script), topic
-    # the work log is replayed from its start by a district core taking over: it must never be deleted
-    assert re.search(r"create patrol-dispatch-district-worklog \"--config retention\.ms=-1\"", script)
-    # of the unit map only each unit's last entry matters
-    assert re.search(r"create patrol-dispatch-unit-districts \"--config cleanup\.policy=compact\"", script)
-    # reporters' personal data stays on the broker as long as the topic catalogue says, and no longer
-    assert re.search(rf"create patrol-dispatch-reporters \"--config retention\.ms={REPORTERS_RETENTION_MS}\"", script)
+    # each internal topic with exactly the configuration a worker would create it with (streams/topics.py): the
+    # work log's retention (a takeover replays only what follows the newest snapshot), the snapshots and the
+    # unit map compacted, the reporters' personal data kept no longer than the topic catalogue says
+    settings = Settings(app_id="patrol-dispatch")
+    for topic in internal_topics(settings):
+        configs = " ".join(f"--config {name}={value}" for name, value in topic_configs(topic, settings).items())
+        assert re.search(rf"create {re.escape(topic)} \"{re.escape(configs)}\"", script), (topic, configs)
 
 
 def _bind_sources(service: dict) -> list[str]:
@@ -398,18 +400,17 @@ def test_every_contract_topic_and_our_internal_ones_are_kafka_topics():
     kafka = _one("Kafka")
     config = _one("ConfigMap", "patrol-config")["data"]
     topics = {t["spec"].get("topicName", t["metadata"]["name"]): t for t in _of_kind("KafkaTopic")}
-    worklog = f"{config['PATROL_APP_ID']}-district-worklog"
-    unit_map = f"{config['PATROL_APP_ID']}-unit-districts"
-    reporters = f"{config['PATROL_APP_ID']}-reporters"
-    assert set(topics) == {*CONTRACT_TOPICS, worklog, unit_map, reporters}
+    settings = Settings(app_id=config["PATROL_APP_ID"])
+    assert set(topics) == {*CONTRACT_TOPICS, *internal_topics(settings)}
     brokers = sum(p["spec"]["replicas"] for p in _of_kind("KafkaNodePool") if "broker" in p["spec"]["roles"])
     for name, topic in topics.items():
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"], name
         assert topic["spec"]["partitions"] == int(config["PATROL_TOPIC_PARTITIONS"]), name
         assert topic["spec"]["replicas"] == int(config["PATROL_TOPIC_REPLICATION"]) <= brokers, name
-    assert topics[worklog]["spec"]["config"]["retention.ms"] == -1
-    assert topics[unit_map]["spec"]["config"]["cleanup.policy"] == "compact"
-    assert topics[reporters]["spec"]["config"]["retention.ms"] == REPORTERS_RETENTION_MS
+    # each internal topic with the configuration a worker would create it with (streams/topics.py)
+    for topic in internal_topics(settings):
+        wanted = topic_configs(topic, settings)
+        assert {name: str(topics[topic]["spec"]["config"].get(name)) for name in wanted} == wanted, topic
 
 
 def _container(deployment: dict) -> dict:
