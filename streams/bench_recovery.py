@@ -15,9 +15,8 @@ takeover cost before snapshots (the baseline of the same run). Split into
 from __future__ import annotations
 
 import asyncio
-import heapq
+import contextlib
 import json
-import math
 import os
 import re
 import signal
@@ -25,120 +24,16 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from processors.catalogue import Catalogue
-from processors.district import DistrictCore
 from processors.geography import Geography
-from processors.intake import Limits
-from processors.messages import DispatchOrder, WorkItem, unit_event_adapter
-from processors.snapshot import snapshot
+from streams.bench_history import DAY_S, PING_S, History, district_history
 from streams.settings import Settings
-from streams.simulator import plan_day
-
-# a unit on duty tells its position this often besides on reaching a scene (a patrol app's background ping)
-PING_S = 300.0
-# the owner looks for due deadlines this often (PATROL_TICK_INTERVAL_S)
-TICK_S = 1.0
-DAY_S = 86400.0
-
-
-@dataclass
-class History:
-    """A district's work log as its owner would have written it, and the owner's newest snapshot in it."""
-
-    days: float
-    items: list[WorkItem]
-    snapshot_at: int  # the index of the first entry the snapshot does not hold
-    snapshot: dict  # processors.snapshot document of the district core there
-    core_seconds: float  # what replaying every entry costs the core alone (no broker)
-    bytes: int = 0
-
-    @property
-    def kept_by_retention(self) -> int:
-        """Entries a broker that enforces the work log's retention keeps of this history (Tansu keeps them all)."""
-        end = self.items[-1].at
-        return sum(1 for item in self.items if (end - item.at).total_seconds() <= Settings().worklog_retention_s)
-
-
-def district_history(catalogue: Catalogue, geography: Geography, roster: list[dict], *, days: float, seed: int,
-                     snapshot_interval_s: float, end: datetime) -> History:
-    """`days` of the district's work log up to `end`, played through a district core in simulated time."""
-    from streams.bench import DISTRICT, SimCrew, _admit
-
-    start = end.replace(microsecond=0) - timedelta(days=days)
-    heap: list[tuple[float, int, str, object]] = []
-    seq = 0
-    for day in range(math.ceil(days)):
-        plan = plan_day(catalogue, geography, roster, seed=seed * 1000 + day, hours=min(24.0, (days - day) * 24),
-                        start=start + timedelta(days=day))
-        for m in plan.messages:
-            seq += 1
-            heap.append((day * DAY_S + m.at_s, seq, "plan", m))
-    for i, unit in enumerate(roster):
-        seq += 1
-        heap.append((PING_S * (i + 1) / len(roster), seq, "ping", unit["unit_id"]))
-    heapq.heapify(heap)
-    core = DistrictCore(DISTRICT, catalogue)
-    crew = SimCrew(catalogue, seed)
-    items: list[WorkItem] = []
-    unit_district: dict[str, str | None] = {}
-    end_s, offset = days * DAY_S, 0
-
-    def apply(item: WorkItem, now: float) -> None:
-        nonlocal seq
-        items.append(item)
-        for out in core.apply(item):
-            if isinstance(out, DispatchOrder):
-                for at, unit_id, fields in crew.on_order(out, now):
-                    seq += 1
-                    heapq.heappush(heap, (at, seq, "crew", (unit_id, fields)))
-
-    started = time.process_time()
-    while heap and heap[0][0] <= end_s:
-        now, _, kind, payload = heapq.heappop(heap)
-        # the owner's ticks: the first round of its timer after each deadline falls due
-        while (due := core.state.deadlines.next_due()) is not None and due <= start + timedelta(seconds=now):
-            tick_s = math.ceil((due - start).total_seconds() / TICK_S) * TICK_S
-            apply(WorkItem(kind="tick", district=DISTRICT, at=start + timedelta(seconds=tick_s)), tick_s)
-        at = start + timedelta(seconds=now)
-        offset += 1
-        if kind == "plan":
-            item = _admit(payload, at, offset, catalogue, geography, Limits(), unit_district, crew)
-        else:
-            if kind == "ping":
-                seq += 1
-                heapq.heappush(heap, (now + PING_S, seq, "ping", payload))
-                unit = crew.units.get(payload)
-                if unit is None or not unit.on_duty:
-                    continue
-                unit_id, fields = payload, {"type": "location", "lat": unit.lat, "lon": unit.lon}
-            else:
-                unit_id, fields = payload
-                if not crew.still_wanted(unit_id, fields):
-                    continue
-                crew.happened(unit_id, fields)
-            event = unit_event_adapter.validate_python(
-                {"schema_version": 1, "event_id": f"h{seed}-{offset}", "unit_id": unit_id, "at": at, **fields})
-            item = WorkItem(kind="unit_event", district=DISTRICT, at=at, unit_event=event)
-        if item is not None:
-            apply(item, now)
-    # the newest snapshot a whole interval before the end: the most a takeover has to replay
-    cut_at = items[-1].at - timedelta(seconds=snapshot_interval_s)
-    k = next((i for i, item in enumerate(items) if item.at > cut_at), len(items))
-    replay = DistrictCore(DISTRICT, catalogue)
-    timed = time.process_time()
-    for item in items[:k]:
-        replay.apply(item)
-    document = snapshot(replay)
-    for item in items[k:]:
-        replay.apply(item)
-    return History(days, items, k, document, core_seconds=time.process_time() - timed)
-
 
 @dataclass
 class Takeover:
@@ -163,6 +58,7 @@ class RecoveryBench:
     snapshot_interval_s: float = 0.0
     retention_days: float = 0.0
     core_seconds: dict[float, float] = field(default_factory=dict)  # days -> the core's own cost of a full replay
+    capture_seconds: dict[float, float] = field(default_factory=dict)  # days -> taking the owner's snapshot
 
     def row(self, days: float, snapshot: bool) -> Takeover | None:
         return next((t for t in self.takeovers if t.days == days and t.snapshot == snapshot), None)
@@ -183,20 +79,13 @@ def recovery_benchmark(base: Settings, catalogue: Catalogue, geography: Geograph
         history = district_history(catalogue, geography, roster, days=days, seed=seed,
                                    snapshot_interval_s=base.snapshot_interval_s, end=datetime.now(timezone.utc))
         result.core_seconds[days] = history.core_seconds
+        result.capture_seconds[days] = history.capture_seconds
         for with_snapshot in (True, False) if baseline else (True,):
             n += 1
             what = "a snapshot" if with_snapshot else "no snapshot"
-            with steps.task(f"recovery: {days:g} days of log, {what}", 1) if steps else _nothing():
+            with steps.task(f"recovery: {days:g} days of log, {what}", 1) if steps else contextlib.nullcontext():
                 result.takeovers.append(measure_takeover(base, history, workdir / f"takeover-{n}", with_snapshot))
     return result
-
-
-class _nothing:
-    def __enter__(self):
-        return lambda *a, **k: None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def measure_takeover(base: Settings, history: History, workdir: Path, with_snapshot: bool) -> Takeover:
@@ -213,6 +102,10 @@ def measure_takeover(base: Settings, history: History, workdir: Path, with_snaps
                                    app_id=f"patrol-recovery-{uuid.uuid4().hex[:8]}", data_dir=workdir,
                                    topic_partitions=1, kafka_security_protocol="PLAINTEXT", sink_in_worker=False,
                                    metrics_port=0)
+        if not with_snapshot:
+            # no snapshot at all, also none the owner would take of a log this long as soon as it has replayed it
+            live = live.with_overrides(snapshot_interval_s=1e9, snapshot_every_entries=10**12,
+                                       worklog_retention_s=2e9)
         asyncio.run(ensure_topics(live))
         written = asyncio.run(_write_history(live, history, with_snapshot))
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("PATROL_")}, **live.to_env()}
@@ -243,7 +136,7 @@ def measure_takeover(base: Settings, history: History, workdir: Path, with_snaps
         if not assigned or not recovered:
             raise RuntimeError(f"the survivor's log shows no takeover: {survivor[1]}")
         return Takeover(days=history.days, snapshot=with_snapshot, entries=len(history.items),
-                        log_bytes=written["bytes"], kept_by_retention=history.kept_by_retention,
+                        log_bytes=written["bytes"], kept_by_retention=history.kept_by_retention(base.worklog_retention_s),
                         snapshot_bytes=written["snapshot_bytes"], detection_s=assigned[0] - killed_at,
                         recovery_s=decided_at - assigned[0], replayed=int(recovered[0]["replayed"]),
                         restore_s=float(recovered[0]["seconds"]))
@@ -296,8 +189,6 @@ async def _write_history(live: Settings, history: History, with_snapshot: bool) 
 
 async def _report_and_wait(live: Settings, history: History, report_id: str) -> float:
     """Publish a report in the district, and return when (unix time) its first incident event was published."""
-    from processors.district import incident_id_for
-    from streams.bench import DISTRICT
     from streams.topics import INCIDENT_EVENTS, INCIDENT_REPORTS
 
     lat, lon = _somewhere(history)
@@ -309,7 +200,6 @@ async def _report_and_wait(live: Settings, history: History, report_id: str) -> 
         await producer.send_and_wait(INCIDENT_REPORTS, json.dumps(doc).encode(), key=report_id.encode())
     finally:
         await producer.stop()
-    incident = incident_id_for(DISTRICT, report_id).encode()
     reader = AIOKafkaConsumer(INCIDENT_EVENTS, bootstrap_servers=live.kafka_bootstrap, auto_offset_reset="earliest",
                               enable_auto_commit=False, fetch_max_wait_ms=50)
     await reader.start()
@@ -319,7 +209,8 @@ async def _report_and_wait(live: Settings, history: History, report_id: str) -> 
             batch = await reader.getmany(timeout_ms=500)
             for records in batch.values():
                 for record in records:
-                    if record.key == incident:
+                    # the report's incident created, or the report merged into one already open
+                    if json.loads(record.value).get("data", {}).get("report_id") == report_id:
                         return record.timestamp / 1000
         raise TimeoutError(f"no decision on {report_id} within 600 s")
     finally:
@@ -385,7 +276,7 @@ def recovery_targets(r: RecoveryBench) -> list[tuple[str, str, bool | None]]:
     if not snapshotted:
         return []
     worst = max(t.recovery_s for t in snapshotted)
-    spread = " and ".join(f"{t.recovery_s:.2f} s with {t.days:g} days of log" for t in snapshotted)
+    spread = " and ".join(f"{t.recovery_s:.2f} s with {_days(t.days)} of log" for t in snapshotted)
     return [(f"recovery ≤ {TARGET_RECOVERY_S:g} s after a takeover, whatever the log's age", spread,
              worst <= TARGET_RECOVERY_S)]
 
@@ -411,20 +302,20 @@ def recovery_markdown(r: RecoveryBench) -> list[str]:
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for t in r.takeovers:
-        lines.append(f"| {t.days:g} days | {'yes' if t.snapshot else 'no (full replay)'} | {t.entries:,} | "
+        lines.append(f"| {_days(t.days)} | {'yes' if t.snapshot else 'no (full replay)'} | {t.entries:,} | "
                      f"{t.log_bytes / 1e6:,.1f} MB | {t.detection_s:.1f} | **{t.recovery_s:.2f}** | {t.replayed:,} | "
                      f"{t.restore_s:.2f} |")
     lines.append("")
     snapshotted = sorted((t for t in r.takeovers if t.snapshot), key=lambda t: t.days)
     if len(snapshotted) >= 2:
         young, old = snapshotted[0], snapshotted[-1]
-        lines.append(f"- With snapshots, recovery took {young.recovery_s:.2f} s with {young.days:g} days of log and "
-                     f"{old.recovery_s:.2f} s with {old.days:g} days ({old.recovery_s / young.recovery_s:.2f} ×): the "
+        lines.append(f"- With snapshots, recovery took {young.recovery_s:.2f} s with {_days(young.days)} of log and "
+                     f"{old.recovery_s:.2f} s with {_days(old.days)} ({old.recovery_s / young.recovery_s:.2f} ×): the "
                      f"survivor replayed {young.replayed:,} and {old.replayed:,} entries, whatever the log's age.")
     for t in snapshotted:
         full = r.row(t.days, False)
         if full is not None:
-            lines.append(f"- {t.days:g} days of log: recovery {t.recovery_s:.2f} s from the snapshot against "
+            lines.append(f"- {_days(t.days)} of log: recovery {t.recovery_s:.2f} s from the snapshot against "
                          f"{full.recovery_s:.2f} s by a full replay of {full.replayed:,} entries "
                          f"({full.recovery_s / t.recovery_s:.1f} ×); the core alone takes "
                          f"{r.core_seconds.get(t.days, float('nan')):.1f} s of CPU to replay them all.")
@@ -435,11 +326,17 @@ def recovery_markdown(r: RecoveryBench) -> list[str]:
                      f"re-forms a group in a few seconds, so there detection is about the session timeout.")
         oldest = max(r.takeovers, key=lambda t: t.days)
         per_day = oldest.entries / oldest.days
-        lines.append(f"- The work log after {oldest.days:g} days: {oldest.entries:,} entries, "
+        lines.append(f"- The work log after {_days(oldest.days)}: {oldest.entries:,} entries, "
                      f"{oldest.log_bytes / 1e6:,.1f} MB ({per_day:,.0f} entries a day). A broker that enforces its "
                      f"retention (`PATROL_WORKLOG_RETENTION_S`, {r.retention_days:g} days) keeps "
                      f"{oldest.kept_by_retention:,} of them; the embedded broker (Tansu) enforces no retention and "
                      f"keeps them all, which recovery no longer reads. The snapshot was "
-                     f"{max(t.snapshot_bytes for t in r.takeovers) / 1e3:,.0f} kB compressed.")
+                     f"{max(t.snapshot_bytes for t in r.takeovers) / 1e3:,.0f} kB compressed; taking it (the "
+                     f"pipeline waits meanwhile, once a snapshot interval) cost "
+                     f"{1000 * r.capture_seconds.get(oldest.days, float('nan')):,.0f} ms.")
     lines.append("")
     return lines
+
+
+def _days(days: float) -> str:
+    return f"{days:g} day" + ("" if days == 1 else "s")

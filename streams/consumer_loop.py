@@ -10,6 +10,7 @@ worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -58,6 +59,17 @@ def standalone_consumer(settings: Settings, **extra) -> AIOKafkaConsumer:
     """A consumer outside any group that commits nothing: for reading a log back (replays, the unit map)."""
     return AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
                             fetch_max_wait_ms=settings.fetch_max_wait_ms, **extra, **settings.kafka_client_options())
+
+
+@contextlib.asynccontextmanager
+async def reading(settings: Settings, **extra):
+    """A started `standalone_consumer`, stopped when the block is left."""
+    consumer = standalone_consumer(settings, **extra)
+    await consumer.start()
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()
 
 
 def group_consumer(settings: Settings, group_id: str, *topics: str, fetch_max_wait_ms: int) -> AIOKafkaConsumer:

@@ -119,7 +119,10 @@ class DistrictLog:
         cores = self.partitions.get(partition)
         if cores is None:
             return None
-        return cores.next_offset, {district: snapshot(core) for district, core in cores.cores.items()}
+        started = time.perf_counter()
+        documents = {district: snapshot(core) for district, core in cores.cores.items()}
+        metrics.SNAPSHOT_SECONDS.labels("capture").observe(time.perf_counter() - started)
+        return cores.next_offset, documents
 
     async def store(self, partition: int, offset: int, documents: dict[str, dict]) -> None:
         started = time.monotonic()

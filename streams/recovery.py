@@ -23,7 +23,7 @@ from processors.district import DistrictCore
 from processors.messages import Message, WorkItem
 from processors.snapshot import restore
 from streams import health, metrics
-from streams.consumer_loop import standalone_consumer
+from streams.consumer_loop import reading
 from streams.settings import Settings
 from streams.snapshots import Snapshot, SnapshotStore
 
@@ -102,9 +102,7 @@ class Recovery:
         if start >= end:
             return
         tp = TopicPartition(self.topic, partition)
-        consumer = standalone_consumer(self.settings)
-        await consumer.start()
-        try:
+        async with reading(self.settings) as consumer:
             consumer.assign([tp])
             consumer.seek(tp, start)
             while True:
@@ -115,8 +113,6 @@ class Recovery:
                     yield record.offset, _parse(record.value)
                 if await consumer.position(tp) >= end:
                     return
-        finally:
-            await consumer.stop()
 
     async def _restored(self, partition: int, end: int) -> tuple[PartitionCores, Snapshot | None]:
         """The cores of the newest snapshot that restores, or none (start from the log's beginning)."""
@@ -140,35 +136,22 @@ class Recovery:
     async def _holds(self, partition: int, offset: int) -> bool:
         """Whether the log holds an entry at `offset` (asked when the end the broker reports says it does not)."""
         tp = TopicPartition(self.topic, partition)
-        consumer = standalone_consumer(self.settings)
-        await consumer.start()
-        try:
+        async with reading(self.settings) as consumer:
             consumer.assign([tp])
             consumer.seek(tp, offset)
             batch = await consumer.getmany(tp, timeout_ms=int(HOLDS_WAIT_S * 1000))
             return any(record.offset == offset for record in batch.get(tp, []))
-        finally:
-            await consumer.stop()
 
     async def _committed(self, partition: int) -> int:
         # the group's own bookkeeping, read without joining the group
-        consumer = standalone_consumer(self.settings, group_id=self.group_id)
-        await consumer.start()
-        try:
-            committed = await consumer.committed(TopicPartition(self.topic, partition))
-        finally:
-            await consumer.stop()
-        return committed or 0
+        async with reading(self.settings, group_id=self.group_id) as consumer:
+            return await consumer.committed(TopicPartition(self.topic, partition)) or 0
 
     async def _bounds(self, partition: int) -> tuple[int, int]:
         """The first entry still in the log (retention removes the oldest) and the offset after the last."""
         tp = TopicPartition(self.topic, partition)
-        consumer = standalone_consumer(self.settings)
-        await consumer.start()
-        try:
+        async with reading(self.settings) as consumer:
             return (await consumer.beginning_offsets([tp]))[tp], (await consumer.end_offsets([tp]))[tp]
-        finally:
-            await consumer.stop()
 
 
 def _parse(value: bytes | None) -> WorkItem | None:

@@ -24,7 +24,7 @@ import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
 from pydantic import BaseModel, Field
 
-from streams.consumer_loop import standalone_consumer
+from streams.consumer_loop import reading
 from streams.settings import Settings
 
 log = structlog.get_logger("patrol.snapshots")
@@ -89,9 +89,7 @@ class SnapshotStore:
     async def candidates(self, partition: int) -> AsyncIterator[Snapshot]:
         """The complete snapshots of work-log `partition`, newest first: a reader takes the first it can use."""
         tp = TopicPartition(self.topic, self._target(partition))
-        consumer = standalone_consumer(self.settings, max_partition_fetch_bytes=2 * CHUNK_BYTES)
-        await consumer.start()
-        try:
+        async with reading(self.settings, max_partition_fetch_bytes=2 * CHUNK_BYTES) as consumer:
             consumer.assign([tp])
             start = (await consumer.beginning_offsets([tp]))[tp]
             end = (await consumer.end_offsets([tp]))[tp]
@@ -105,8 +103,6 @@ class SnapshotStore:
                         self._next_slot[partition] = 1 - snapshot.slot
                         yield snapshot
                 looked_from, span = window_start, span * 2
-        finally:
-            await consumer.stop()
 
     async def stop(self) -> None:
         if self._producer is not None:

@@ -12,7 +12,6 @@ worker is ready (/readyz) once it has caught up with its district work logs (`Ca
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -324,9 +323,7 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography, da
     @app.timer(interval=SNAPSHOT_CHECK_S)
     async def take_snapshots():
         for partition in districts.snapshots_due():
-            started = time.monotonic()
             captured = await pipeline.checkpoint(lambda: districts.capture(partition))
-            metrics.SNAPSHOT_SECONDS.labels("capture").observe(time.monotonic() - started)
             if captured is not None:
                 await _quietly("snapshot", districts.store(partition, *captured))
 

@@ -96,12 +96,22 @@ def test_memory_per_unit_and_incident_is_positive(quick_run):
     assert mem.worker["rss_units"] > 0 and mem.worker["units"] == QUICK.stream_units + 3
 
 
+def test_a_takeover_after_a_sigkill_is_split_into_detection_and_recovery(quick_run):
+    result, _, _ = quick_run
+    (takeover,) = result.recovery.takeovers
+    assert takeover.days == QUICK.recovery_days[0] and takeover.snapshot
+    assert takeover.detection_s > 0 and takeover.recovery_s > 0
+    # the survivor restored the owner's snapshot and replayed only the entries after it
+    assert 0 <= takeover.replayed < takeover.entries and takeover.snapshot_bytes > 0
+    assert 0 < takeover.kept_by_retention <= takeover.entries
+
+
 def test_the_report_names_the_command_machine_and_plots(quick_run):
     result, out, printed = quick_run
     text = out.read_text()
     assert "`patrol bench --quick --out report/BENCHMARKS.md`" in text
     for heading in ("## Targets", "## 1. Throughput", "## 2. Latency", "## 3. Decision cost",
-                    "## 4. Dispatch quality", "## 5. Memory"):
+                    "## 4. Dispatch quality", "## 5. Memory", "## 6. Recovery"):
         assert heading in text
     assert result.machine.cpu in text and result.machine.python in text
     names = {p.name for p in result.plots}
