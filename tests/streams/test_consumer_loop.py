@@ -91,3 +91,50 @@ async def test_records_published_to_a_followed_topic_come_back_with_the_offset_t
     for partition in {d.partition for d in delivered}:
         offsets = [d.offset for d in delivered if d.partition == partition]
         assert offsets == sorted(offsets)
+
+
+async def test_an_output_the_producer_refuses_is_replaced_by_its_records_dead_letter_and_the_loop_goes_on(
+        infrastructure):
+    run = uuid.uuid4().hex[:8]
+    inbox, out, letters = f"test-loop-in-{run}", f"test-loop-out-{run}", f"test-loop-letters-{run}"
+    await _topics(infrastructure, inbox, out, letters, partitions=1)
+    settings = infrastructure.with_overrides(app_id=f"test-loop-{run}")
+
+    async def handle(record):
+        # one record's output is larger than the producer may send (1 MiB): refused before it is sent
+        size = 2 * 1024 * 1024 if record.value == b"huge" else 10
+        return [(out, record.key, b"x" * size)]
+
+    def unpublishable(record, exc):
+        return letters, None, f"{record.offset}:{type(exc).__name__}".encode()
+
+    group = f"test-loop-group-{run}"
+    loop = ConsumerLoop(settings, "test-refused", group, (inbox,), handle, on_unpublishable=unpublishable)
+    task = asyncio.create_task(loop.run())
+    try:
+        producer = AIOKafkaProducer(bootstrap_servers=infrastructure.kafka_bootstrap)
+        await producer.start()
+        try:
+            for value in (b"a", b"huge", b"b", b"c"):
+                await producer.send_and_wait(inbox, value, key=b"k")
+        finally:
+            await producer.stop()
+        published = await _read_all(settings, out, 3, timeout=60)
+        dead = await _read_all(settings, letters, 1, timeout=60)
+        assert [len(r.value) for r in published] == [10, 10, 10]
+        assert [r.value for r in dead] == [b"1:MessageSizeTooLargeError"]
+
+        async def committed() -> int:
+            async with AIOKafkaConsumer(bootstrap_servers=infrastructure.kafka_bootstrap, group_id=group,
+                                        enable_auto_commit=False) as reader:
+                return await reader.committed(TopicPartition(inbox, 0)) or 0
+
+        # the batch with the refused output was committed like any other: the loop never restarted for it
+        deadline = asyncio.get_running_loop().time() + 30
+        while await committed() < 4 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.2)
+        assert await committed() == 4
+        assert not task.done()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
