@@ -155,11 +155,14 @@ class ConsumerLoop:
     def __init__(self, settings: Settings, name: str, group_id: str, topics: tuple[str, ...], handle: Handler, *,
                  on_revoked: Callable[[list[TopicPartition]], None] | None = None,
                  on_assigned: Callable[[list[TopicPartition]], Awaitable[None]] | None = None, max_records: int = 500,
-                 follow: Mapping[str, Handler] | None = None, on_unpublishable: OnUnpublishable | None = None):
+                 follow: Mapping[str, Handler] | None = None, on_unpublishable: OnUnpublishable | None = None,
+                 between_polls: Callable[[], Awaitable[None]] | None = None):
         """`follow` maps topics the loop publishes to a handler that takes each record published there once the
         broker has acknowledged it (a `Delivered`, in the order they were sent), as `handle` takes a consumed one.
         `on_unpublishable` gives what to publish instead when the broker refuses a record's output for good (too
-        large, say): its dead letter, so that one record never holds the loop (without it, the loop restarts)."""
+        large, say): its dead letter, so that one record never holds the loop (without it, the loop restarts).
+        `between_polls` is awaited after every poll, between records: work an assignment brings (a recovery) that
+        must not run inside the rebalance's callback, where a long one would start the next rebalance."""
         self.settings = settings
         self.name = name
         self.group_id = group_id
@@ -170,6 +173,7 @@ class ConsumerLoop:
         self.max_records = max_records
         self.follow = dict(follow or {})
         self.on_unpublishable = on_unpublishable
+        self.between_polls = between_polls
         self.consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._batch_lock = asyncio.Lock()  # held while a batch is handled
@@ -221,6 +225,9 @@ class ConsumerLoop:
                     for task in (committer, follower):
                         if task.done():
                             task.result()  # a delivery that failed: restart, and the records come again
+                    if self.between_polls is not None:
+                        async with self._batch_lock, self._record_lock:
+                            await self.between_polls()
                     if batch:
                         async with self._batch_lock:
                             delivered = await self._handle(producer, batch)

@@ -40,12 +40,23 @@ class DistrictLog:
         self.snapshots = snapshots
         self.recovery = Recovery(settings, topic, catalogue, snapshots, group_id=group_id, loop=loop)
         self.partitions: dict[int, PartitionCores] = {}
+        self.pending: set[int] = set()  # assigned, not recovered yet
 
-    async def take_over(self, partitions: set[int]) -> None:
-        """Recover newly assigned partitions now, rather than at their first entry: their clocks must tick, and
-        a takeover should cost nothing to the first report that follows it. One that fails is recovered at its
-        first entry instead."""
-        for partition in sorted(partitions - self.partitions.keys()):
+    def assigned(self, partitions: set[int]) -> None:
+        """Partitions given to us: recovered by the next `take_over`, or at their first entry if that comes first.
+        Not in the rebalance's callback itself: a recovery that outlasts the group's patience there (a full
+        replay of a long log) would start another rebalance, and the partition would go back and forth for ever."""
+        self.pending |= partitions - self.partitions.keys()
+
+    async def take_over(self) -> None:
+        """Recover the partitions assigned since the last call, rather than at their first entry: their clocks
+        must tick, and a takeover should cost nothing to the first report that follows it. One that fails is
+        recovered at its first entry instead. Run between two records (the consumer loop's `between_polls`)."""
+        while self.pending:
+            partition = min(self.pending)
+            self.pending.discard(partition)
+            if partition in self.partitions:
+                continue  # recovered meanwhile, at its first entry
             try:
                 self.partitions[partition] = await self.recovery.rebuild(partition)
             except Exception as exc:  # noqa: BLE001 - retried when the partition's next entry arrives
@@ -56,6 +67,7 @@ class DistrictLog:
         """Partitions taken away in a rebalance: whoever owns them next may move them on without us."""
         for partition in partitions:
             self.partitions.pop(partition, None)
+        self.pending -= partitions
 
     def processed(self, partition: int, offset: int) -> bool:
         """The entry at `offset` has been processed already (its outputs published)."""

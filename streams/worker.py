@@ -105,7 +105,7 @@ class ShutdownBoundWorker(faust.Worker):
 
 class CaughtUp:
     """The worker's readiness: the district pipeline has its assignment, and has processed each work-log partition
-    it owns up to where that log ended when the partition came to it (its districts recovered at the assignment,
+    it owns up to where that log ended when the partition came to it (its districts recovered once assigned,
     the backlog decided)."""
 
     def __init__(self, districts: DistrictLog, topic: str):
@@ -283,14 +283,15 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography, da
         caught_up.ends = {tp.partition: None for tp in partitions if tp.topic == worklog_name}
         if any(tp.topic == UNIT_EVENTS for tp in partitions):
             unit_districts.stale = True
-        await districts.take_over(set(caught_up.ends))
+        districts.assigned(set(caught_up.ends))
 
     # one consumer for the three topics: every consumer polls the broker every fetch wait, and the
     # embedded broker's CPU is as scarce as the worker's
     pipeline = ConsumerLoop(settings, PIPELINE, pipeline_group(settings),
                             (INCIDENT_REPORTS, UNIT_EVENTS, worklog_name), take, on_revoked=revoked,
                             on_assigned=assigned, follow={worklog_name: guarded("core", decide_delivered)},
-                            on_unpublishable=lambda record, exc: (INCIDENT_REPORTS_DLQ, None, unpublishable(record, exc)))
+                            on_unpublishable=lambda record, exc: (INCIDENT_REPORTS_DLQ, None, unpublishable(record, exc)),
+                            between_polls=districts.take_over)
     health.set_readiness(lambda: caught_up(pipeline.consumer))
 
     @app.task

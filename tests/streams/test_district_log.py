@@ -107,7 +107,8 @@ async def test_a_new_owner_restores_the_newest_snapshot_and_replays_only_the_ent
 
     before = replayed()
     second = district_log(topic, settings, group)
-    await second.take_over({0})
+    second.assigned({0})
+    await second.take_over()
     # the snapshot's six entries restored, and only entries 6, 7 and 8 (up to the commit) replayed
     assert replayed() - before == 3
     assert set(second.partitions[0].cores["JINJIANG"].state.reports) == {f"LOG-{i}" for i in range(9)}
@@ -154,7 +155,8 @@ async def test_unreadable_or_forged_snapshots_are_passed_over_for_the_newest_goo
         await producer.send_and_wait(snapshots, value, key=key)
     await producer.stop()
     second = district_log(topic, settings, group)
-    await second.take_over({0})
+    second.assigned({0})
+    await second.take_over()
     assert second.due(0, 5)
     assert set(second.partitions[0].cores["JINJIANG"].state.reports) == {f"LOG-{i}" for i in range(5)}
     await second.snapshots.stop()
