@@ -69,7 +69,8 @@ class SnapshotStore:
 
     async def write(self, partition: int, offset: int, cores: dict[str, dict]) -> Snapshot:
         """Store the cores of work-log `partition` as of `offset`; returns once the broker has it all."""
-        payload = zlib.compress(pydantic_core.to_json(cores), 6)
+        # compressed off the event loop (zlib lets go of the GIL): megabytes of a long-lived district take a while
+        payload = await asyncio.to_thread(zlib.compress, pydantic_core.to_json(cores), 6)
         slot = self._next_slot.get(partition, 0)
         target = self._target(partition)
         producer = await self._started_producer()
