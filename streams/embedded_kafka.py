@@ -1,0 +1,231 @@
+"""The embedded Apache Kafka broker: a single KRaft node (broker and controller in one JVM) for development and tests.
+
+Its jars come from Maven Central through `deploy/kafka/pom.xml` (which pins the version), copied once into a cache
+directory and reused. The broker runs as a child that cannot outlive us (streams.embedded.spawn_child), on free
+loopback ports, with its data in a directory of its own under the workdir that is removed when it stops: every run
+starts on an empty broker, as with Tansu. Which embedded broker a run gets is `choose_broker`'s rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import contextlib
+import fcntl
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+
+from streams.embedded import free_port, spawn_child, stop_child, wait_for_port
+
+POM = Path(__file__).resolve().parent.parent / "deploy" / "kafka" / "pom.xml"
+_MAVEN_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
+# the jars without which `kafka.Kafka` does not start, or starts without a log
+REQUIRED_JARS = ("kafka_2.13-{v}.jar", "kafka-clients-{v}.jar", "kafka-server-{v}.jar", "kafka-raft-{v}.jar",
+                 "kafka-metadata-{v}.jar", "scala-library-", "log4j-core-", "log4j-slf4j-impl-", "slf4j-api-")
+FETCH_TIMEOUT_S = 600.0
+START_TIMEOUT_S = 90.0
+
+
+def kafka_version(pom: Path = POM) -> str:
+    """The Kafka version the pom pins (its `kafka.version` property): named there only."""
+    node = ET.parse(pom).getroot().find("m:properties/m:kafka.version", _MAVEN_NS)
+    if node is None or not (node.text or "").strip():
+        raise RuntimeError(f"{pom} does not name kafka.version")
+    return node.text.strip()
+
+
+def choose_broker(choice: str, which: Callable[[str], str | None] = shutil.which, pom: Path = POM) -> str:
+    """"kafka" or "tansu" for PATROL_EMBEDDED_BROKER's `choice`: auto takes Kafka where `java` and `mvn` are on the
+    PATH (and the pom is there, as in a clone of the repository), Tansu otherwise; the others are taken as said."""
+    if choice in ("kafka", "tansu"):
+        return choice
+    if choice != "auto":
+        raise ValueError(f"PATROL_EMBEDDED_BROKER must be kafka, tansu or auto, not {choice!r}")
+    return "kafka" if which("java") and which("mvn") and pom.exists() else "tansu"
+
+
+def _missing_jars(libs: Path, version: str) -> list[str]:
+    names = [p.name for p in libs.glob("*.jar")] if libs.is_dir() else []
+    return [j.format(v=version) for j in REQUIRED_JARS if not any(n.startswith(j.format(v=version)) for n in names)]
+
+
+def fetch_libs(cache_dir: Path, pom: Path = POM) -> Path:
+    """The directory of Kafka's jars: `<cache_dir>/kafka-<version>/libs`, copied there by Maven on first use.
+
+    A lock makes concurrent first uses (two test runs, two clones) fetch once; the jars are copied into a scratch
+    directory and renamed into place, so an interrupted fetch never leaves a half-filled `libs`."""
+    version = kafka_version(pom)
+    home = Path(cache_dir).expanduser() / f"kafka-{version}"
+    libs = home / "libs"
+    if not _missing_jars(libs, version):
+        return libs
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _missing_jars(libs, version):  # another process fetched them while we waited
+            return libs
+        scratch = Path(tempfile.mkdtemp(prefix="libs-", dir=home))
+        try:
+            done = subprocess.run(
+                ["mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(pom), "dependency:copy-dependencies",
+                 f"-DoutputDirectory={scratch}"],
+                capture_output=True, text=True, timeout=FETCH_TIMEOUT_S, stdin=subprocess.DEVNULL)
+            if done.returncode != 0:
+                raise RuntimeError(f"Maven could not fetch Apache Kafka {version} ({pom}):\n"
+                                   f"{(done.stdout + done.stderr)[-3000:]}\n"
+                                   "(PATROL_EMBEDDED_BROKER=tansu runs the embedded Tansu broker instead)")
+            if missing := _missing_jars(scratch, version):
+                raise RuntimeError(f"Maven fetched Apache Kafka {version} without {', '.join(missing)}")
+            shutil.rmtree(libs, ignore_errors=True)
+            scratch.rename(libs)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return libs
+
+
+def _cluster_id() -> str:
+    # what `kafka-storage random-uuid` prints: 16 random bytes in URL-safe base64 without padding
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def server_properties(port: int, controller_port: int, log_dirs: Path, partitions: int) -> str:
+    listeners = f"PLAINTEXT://127.0.0.1:{port}"
+    return "\n".join([
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+        f"listeners={listeners},CONTROLLER://127.0.0.1:{controller_port}",
+        f"advertised.listeners={listeners}",
+        "controller.listener.names=CONTROLLER",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "inter.broker.listener.name=PLAINTEXT",
+        f"log.dirs={log_dirs}",
+        # one node: every internal topic must make do with one replica
+        "offsets.topic.replication.factor=1",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        # fewer partitions of the internal topics than the 50 a cluster has: quicker to create, nothing to spread
+        "offsets.topic.num.partitions=4",
+        "transaction.state.log.num.partitions=4",
+        # a group's first member is not held back 3 s in case others join
+        "group.initial.rebalance.delay.ms=0",
+        # a topic a client writes to before it was created (by ensure_topics) comes into being, as on Tansu
+        "auto.create.topics.enable=true",
+        f"num.partitions={partitions}",
+        "",
+    ])
+
+
+# the broker's own log, warnings and up, to its stdout, which spawn_child sends to kafka.log in the workdir
+LOG4J2 = """\
+status = warn
+shutdownHook = disable
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.out.ref = out
+"""
+
+JVM_OPTIONS = [
+    "-Xms64m", "-Xmx512m",
+    # a small heap on a small machine: the serial collector keeps no threads of its own busy
+    "-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+]
+
+
+class EmbeddedKafka:
+    """A single-node Apache Kafka (KRaft, combined mode) on free loopback ports, its data in the workdir."""
+
+    def __init__(self, workdir: Path, cache_dir: Path, partitions: int = 1):
+        """`partitions`: of a topic the broker creates on first use (auto.create.topics.enable)."""
+        self.workdir = Path(workdir)
+        self.cache_dir = Path(cache_dir)
+        self.partitions = partitions
+        self.port = free_port()
+        self.controller_port = free_port()
+        self.process: subprocess.Popen | None = None
+        self.data: Path | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def name(self) -> str:
+        return f"Apache Kafka {kafka_version()}"
+
+    def start(self) -> "EmbeddedKafka":
+        libs = fetch_libs(self.cache_dir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.data = Path(tempfile.mkdtemp(prefix="kafka-", suffix="-data", dir=self.workdir))
+        config = self.data / "server.properties"
+        config.write_text(server_properties(self.port, self.controller_port, self.data / "logs", self.partitions))
+        (self.data / "log4j2.properties").write_text(LOG4J2)
+        java = ["java", *JVM_OPTIONS, f"-Dlog4j2.configurationFile={self.data / 'log4j2.properties'}",
+                "-cp", f"{libs}/*"]
+        log = self.workdir / "kafka.log"
+        # what `kafka-storage.sh format` does: a KRaft node starts only on a formatted log directory
+        formatted = subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config)],
+                                   capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        if formatted.returncode != 0:
+            raise RuntimeError(f"kafka-storage format failed:\n{(formatted.stdout + formatted.stderr)[-3000:]}")
+        self.process = spawn_child([*java, "kafka.Kafka", str(config)], log=log, death_signal=signal.SIGKILL)
+        try:
+            wait_for_port(self.port, START_TIMEOUT_S, self.process, "the embedded Kafka")
+            self._wait_for_metadata(START_TIMEOUT_S)
+        except Exception as exc:
+            self.stop()
+            raise RuntimeError(f"{exc}; its log, {log}:\n{_tail(log)}") from exc
+        return self
+
+    def _wait_for_metadata(self, timeout: float) -> None:
+        """Until a metadata request names this broker: the controller has registered it and it takes topics.
+
+        The request runs in a thread of its own, so that start() may be called inside a running event loop."""
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        async def registered() -> bool:
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+            try:
+                await admin.start()
+                return bool((await admin.describe_cluster()).get("brokers"))
+            finally:
+                await admin.close()
+
+        deadline = time.monotonic() + timeout
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            while True:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"the embedded Kafka exited with code {self.process.returncode}")
+                with contextlib.suppress(Exception):
+                    if pool.submit(asyncio.run, registered()).result():
+                        return
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the embedded Kafka answered no metadata request within {timeout:.0f} s")
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            # SIGTERM: a controlled shutdown (the data goes with it anyway, but a clean exit logs nothing alarming)
+            stop_child(self.process, signal.SIGTERM, timeout=20)
+        if self.data is not None:
+            shutil.rmtree(self.data, ignore_errors=True)
+
+
+def _tail(log: Path, chars: int = 3000) -> str:
+    try:
+        return log.read_text(errors="replace")[-chars:]
+    except OSError:
+        return "(no log)"
