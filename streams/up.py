@@ -23,7 +23,7 @@ from rich.text import Text
 from processors.intake import Inbound, Limits, Rejected, admit_report
 from streams.day_report import gather, print_report, write_report
 from streams.day_run import play_day
-from streams.embedded import embedded_infrastructure, free_port, spawn_child, stop_child
+from streams.embedded import broker_name, embedded_infrastructure, free_port, spawn_child, stop_child
 from streams.live_view import Figures, render
 from streams.migrate import migrate
 from streams.publish import Outgoing, publish, read_lines
@@ -123,7 +123,8 @@ def run_up(settings: Settings, console: Console, timeout_s: float = 120.0, day: 
     workdir = Path(settings.data_dir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     with embedded_infrastructure(settings, workdir) as live:
-        console.print(f"[bold]broker[/] {live.kafka_bootstrap}   [bold]database[/] {_redact(live.database_url)}")
+        console.print(f"[bold]broker[/] {live.kafka_bootstrap} ({broker_name(settings)})   "
+                      f"[bold]database[/] {_redact(live.database_url)}")
         asyncio.run(migrate(live.database_url))
         asyncio.run(ensure_topics(live))
         worker_settings = live.with_overrides(metrics_port=free_port())

@@ -25,7 +25,7 @@ import asyncpg
 import pytest
 import yaml
 
-from streams.embedded import embedded_infrastructure, free_port, spawn_child, stop_child
+from streams.embedded import broker_name, embedded_broker, embedded_infrastructure, free_port, spawn_child, stop_child
 from streams.migrate import migrate
 from streams.publish import Outgoing, publish
 from streams.settings import Settings
@@ -113,12 +113,20 @@ def isolated_district() -> IsolatedDistrict:
     return fresh_district()
 
 
+def _tell(config, line: str) -> None:
+    """A line on the terminal even while pytest captures output (-q shows no report header)."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(line, flush=True)
+
+
 @pytest.fixture(scope="session")
-def infrastructure(tmp_path_factory) -> Settings:
+def infrastructure(tmp_path_factory, pytestconfig) -> Settings:
     workdir = tmp_path_factory.mktemp("infra")
     settings = Settings(metrics_port=0, app_id=f"patrol-test-{uuid.uuid4().hex[:8]}",
                         geography=session_geography(workdir / "geography.geojson"),
                         catalogue=session_catalogue(workdir / "catalogue.yaml"))
+    _tell(pytestconfig, f"\nbroker: {broker_name(settings)} (PATROL_EMBEDDED_BROKER={settings.embedded_broker})")
     with embedded_infrastructure(settings, workdir) as live:
         scratch = None
         if not settings.uses_embedded_database:
@@ -173,9 +181,7 @@ def worker(infrastructure: Settings) -> WorkerProcess:
 def second_site(infrastructure: Settings, tmp_path):
     """A broker and a database of their own (same settings otherwise), for tests that crash and restart workers
     without disturbing the session's shared worker."""
-    from streams.embedded import EmbeddedBroker
-
-    broker = EmbeddedBroker(tmp_path).start()
+    broker = embedded_broker(infrastructure, tmp_path).start()
     name = f"patrol_site_{uuid.uuid4().hex[:10]}"
     asyncio.run(_admin(infrastructure.database_url, f'CREATE DATABASE "{name}"'))
     site = infrastructure.with_overrides(

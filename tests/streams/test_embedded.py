@@ -1,13 +1,19 @@
-"""The embedded broker and database: they start, serve, and never outlive the process that started them."""
+"""The embedded brokers (Tansu, Apache Kafka) and database: they start, serve, and never outlive the process that
+started them; which broker a run gets."""
 
+import asyncio
 import signal
 import subprocess
 import sys
 
 import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.embedded import EmbeddedBroker, EmbeddedDatabase
+from streams.embedded import EmbeddedBroker, EmbeddedDatabase, broker_name
+from streams.embedded_kafka import EmbeddedKafka, choose_broker, kafka_version
+from streams.settings import Settings
 from tests.streams.processes import alive, descendants, wait_gone
 
 
@@ -52,3 +58,89 @@ def test_a_killed_parent_takes_the_broker_and_database_with_it(tmp_path):
     finally:
         if holder.poll() is None:
             holder.kill()
+
+
+needs_java_and_maven = pytest.mark.skipif(
+    choose_broker("auto") != "kafka", reason="the embedded Kafka needs java and mvn on the PATH")
+
+
+@needs_java_and_maven
+async def test_the_embedded_kafka_round_trips_a_record_and_stops_cleanly(tmp_path):
+    broker = EmbeddedKafka(tmp_path, Settings().cache_dir, partitions=2).start()
+    pid = broker.process.pid
+    try:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap)
+        await producer.start()
+        try:
+            # a topic nobody created: the broker makes it on first use, with the partitions it was given
+            sent = await producer.send_and_wait("probe.topic", b"a report", key=b"k-1")
+            assert await producer.partitions_for("probe.topic") == {0, 1}
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tp = TopicPartition("probe.topic", sent.partition)
+            consumer.assign([tp])
+            consumer.seek(tp, sent.offset)
+            record = await asyncio.wait_for(consumer.getone(tp), 30)
+        finally:
+            await consumer.stop()
+        assert (record.key, record.value) == (b"k-1", b"a report")
+    finally:
+        broker.stop()
+    assert wait_gone({pid}) == set()
+    assert not broker.data.exists(), "the broker's data outlived it"
+    assert (tmp_path / "kafka.log").exists()
+
+
+KAFKA_HOLDER = """
+import sys, time
+from pathlib import Path
+from streams.embedded_kafka import EmbeddedKafka
+k = EmbeddedKafka(Path(sys.argv[1]), Path(sys.argv[2])).start()
+print(k.process.pid, flush=True)
+time.sleep(600)
+"""
+
+
+@needs_java_and_maven
+def test_a_killed_parent_takes_the_embedded_kafka_with_it(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", KAFKA_HOLDER, str(tmp_path), str(Settings().cache_dir)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(holder.stdout.readline())
+        assert alive(pid)
+        family = {pid} | descendants(holder.pid)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+        assert wait_gone(family) == set(), "the broker survived a SIGKILL of its parent"
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+
+
+def test_auto_takes_kafka_only_where_java_and_maven_are_installed():
+    def on_path(*tools):
+        return lambda name: f"/usr/bin/{name}" if name in tools else None
+
+    assert choose_broker("auto", on_path("java", "mvn")) == "kafka"
+    assert choose_broker("auto", on_path("java")) == "tansu"
+    assert choose_broker("auto", on_path("mvn")) == "tansu"
+    assert choose_broker("auto", on_path()) == "tansu"
+    # said outright, the choice stands whatever is installed
+    assert choose_broker("tansu", on_path("java", "mvn")) == "tansu"
+    assert choose_broker("kafka", on_path()) == "kafka"
+
+
+def test_the_broker_choice_is_a_setting(monkeypatch):
+    monkeypatch.delenv("PATROL_KAFKA_BOOTSTRAP", raising=False)
+    monkeypatch.setenv("PATROL_EMBEDDED_BROKER", "tansu")
+    assert broker_name(Settings()) == "embedded Tansu"
+    monkeypatch.setenv("PATROL_EMBEDDED_BROKER", "kafka")
+    assert broker_name(Settings()) == f"embedded Apache Kafka {kafka_version()}"
+    monkeypatch.setenv("PATROL_KAFKA_BOOTSTRAP", "kafka-1:9092")
+    assert broker_name(Settings()) == "given"
+    monkeypatch.setenv("PATROL_EMBEDDED_BROKER", "redpanda")
+    with pytest.raises(ValueError, match="embedded_broker"):
+        Settings()

@@ -334,10 +334,10 @@ async def test_openapi_document_and_operations_endpoints(gateway):
 async def test_the_gateway_is_ready_only_while_it_can_publish(infrastructure, tmp_path):
     """/readyz asks the broker for fresh metadata: with the broker gone the gateway is not ready (a POST could not
     be published), while /healthz, answered by its event loop, stays 200 (a restart would not bring the broker back)."""
-    from streams.embedded import EmbeddedBroker
+    from streams.embedded import embedded_broker
     from streams.topics import ensure_topics
 
-    broker = EmbeddedBroker(tmp_path).start()
+    broker = embedded_broker(infrastructure, tmp_path).start()
     try:
         site = infrastructure.with_overrides(kafka_bootstrap=broker.bootstrap)
         await ensure_topics(site)

@@ -123,12 +123,12 @@ async def _trickle(site, messages, seconds: float) -> None:
 
 
 async def test_a_database_outage_delays_the_audit_trail_but_loses_nothing(infrastructure, tmp_path, capsys):
-    from streams.embedded import EmbeddedBroker, EmbeddedDatabase, free_port
+    from streams.embedded import EmbeddedDatabase, embedded_broker, free_port
     from streams.migrate import migrate
     from streams.topics import ensure_topics
     from tests.streams.test_metrics import scrape, value
 
-    broker, database = EmbeddedBroker(tmp_path).start(), EmbeddedDatabase(tmp_path).start()
+    broker, database = embedded_broker(infrastructure, tmp_path).start(), EmbeddedDatabase(tmp_path).start()
     site = infrastructure.with_overrides(kafka_bootstrap=broker.bootstrap, database_url=database.url,
                                          app_id=f"patrol-outage-{uuid.uuid4().hex[:8]}", data_dir=tmp_path,
                                          metrics_port=free_port())
@@ -201,10 +201,10 @@ def test_a_worker_whose_broker_is_gone_still_stops(second_site, tmp_path):
     """faust's shutdown waits on a broker that is gone; the worker must exit anyway (within its grace period)."""
     import signal
 
-    from streams.embedded import EmbeddedBroker
+    from streams.embedded import embedded_broker
     from streams.consumer_loop import SHUTDOWN_GRACE_S
 
-    broker = EmbeddedBroker(tmp_path).start()
+    broker = embedded_broker(second_site, tmp_path).start()
     site = second_site.with_overrides(kafka_bootstrap=broker.bootstrap, app_id=f"patrol-orphan-{uuid.uuid4().hex[:6]}")
     asyncio.run(_ensure(site))
     worker = WorkerProcess(site, tmp_path / "worker.log").start()

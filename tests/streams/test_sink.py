@@ -235,7 +235,7 @@ async def test_a_sink_whose_database_is_down_says_how_long_and_is_alive_until_th
 
     import asyncpg
 
-    from streams.embedded import EmbeddedBroker, EmbeddedDatabase, free_port, spawn_child, stop_child
+    from streams.embedded import EmbeddedDatabase, embedded_broker, free_port, spawn_child, stop_child
     from streams.migrate import migrate
     from streams.topics import INCIDENT_EVENTS, ensure_topics
     from tests.streams.conftest import eventually, message, send
@@ -243,7 +243,7 @@ async def test_a_sink_whose_database_is_down_says_how_long_and_is_alive_until_th
     from tests.streams.test_metrics import scrape, value
 
     stall_s = 15.0
-    broker, database = EmbeddedBroker(tmp_path).start(), EmbeddedDatabase(tmp_path).start()
+    broker, database = embedded_broker(infrastructure, tmp_path).start(), EmbeddedDatabase(tmp_path).start()
     site = infrastructure.with_overrides(kafka_bootstrap=broker.bootstrap, database_url=database.url,
                                          app_id=f"patrol-sinkdown-{uuid.uuid4().hex[:8]}", data_dir=tmp_path,
                                          metrics_port=free_port(), liveness_stall_s=stall_s)
