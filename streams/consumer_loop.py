@@ -61,6 +61,16 @@ def standalone_consumer(settings: Settings, **extra) -> AIOKafkaConsumer:
                             fetch_max_wait_ms=settings.fetch_max_wait_ms, **extra, **settings.kafka_client_options())
 
 
+async def partitions_of(consumer: AIOKafkaConsumer, *topics: str) -> list[TopicPartition]:
+    """Every partition of `topics` (none of a topic that does not exist), from metadata asked for now.
+
+    A consumer that has only started knows no topic's partitions on Apache Kafka: aiokafka's first metadata
+    request names no topic, which Kafka answers with none (Tansu with every topic), and the next one comes when
+    the metadata is 5 minutes old. So its partitions_for_topic says None, where this asks the broker."""
+    cluster = await consumer._client.fetch_all_metadata()  # (no public way; `consumer.topics()` keeps only names)
+    return [TopicPartition(topic, p) for topic in topics for p in sorted(cluster.partitions_for_topic(topic) or ())]
+
+
 @contextlib.asynccontextmanager
 async def reading(settings: Settings, **extra):
     """A started `standalone_consumer`, stopped when the block is left."""

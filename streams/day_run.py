@@ -8,8 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from streams.consumer_loop import partitions_of
 from streams.settings import Settings
 from streams.simulator import DayPlan, FieldCrew
 from streams.topics import DISPATCH_ORDERS, UNIT_EVENTS
@@ -35,7 +36,7 @@ async def play_day(settings: Settings, plan: DayPlan, crew: FieldCrew, speedup: 
     await orders.start()
     loop = asyncio.get_running_loop()
     try:
-        partitions = [TopicPartition(DISPATCH_ORDERS, p) for p in sorted(orders.partitions_for_topic(DISPATCH_ORDERS) or [])]
+        partitions = await partitions_of(orders, DISPATCH_ORDERS)
         orders.assign(partitions)
         await orders.seek_to_end(*partitions)
         t0 = loop.time()

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from pydantic import TypeAdapter, ValidationError
 from rich.console import Console, Group, RenderableType
@@ -38,6 +38,7 @@ from processors.messages import (
     UnitEvent,
     unit_event_adapter,
 )
+from streams.consumer_loop import partitions_of
 from streams.settings import Settings
 from streams.topics import DISPATCH_ORDERS, UNIT_EVENTS
 
@@ -461,12 +462,8 @@ async def _assign_all_partitions(consumer: AIOKafkaConsumer, state: FieldUnit, r
     # its own, and Tansu's slow group joins would delay the first screen by seconds.
     warned = False
     while True:
-        await consumer.topics()  # refreshes metadata
-        orders = consumer.partitions_for_topic(DISPATCH_ORDERS)
-        if orders:
-            partitions = [TopicPartition(DISPATCH_ORDERS, p) for p in sorted(orders)]
-            events = consumer.partitions_for_topic(UNIT_EVENTS) or set()
-            partitions += [TopicPartition(UNIT_EVENTS, p) for p in sorted(events)]
+        partitions = await partitions_of(consumer, DISPATCH_ORDERS, UNIT_EVENTS)
+        if any(tp.topic == DISPATCH_ORDERS for tp in partitions):
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             return

@@ -8,9 +8,8 @@ whole topic again, so it knows what the previous owner learned.
 from __future__ import annotations
 
 import structlog
-from aiokafka import TopicPartition
 
-from streams.consumer_loop import Outgoing, standalone_consumer
+from streams.consumer_loop import Outgoing, partitions_of, standalone_consumer
 from streams.settings import Settings
 
 log = structlog.get_logger("patrol.units")
@@ -36,7 +35,7 @@ class UnitDistricts:
         consumer = standalone_consumer(self.settings)
         await consumer.start()
         try:
-            parts = [TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or [])]
+            parts = await partitions_of(consumer, self.topic)
             if not parts:
                 raise RuntimeError(f"topic {self.topic} not found")
             consumer.assign(parts)

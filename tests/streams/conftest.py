@@ -25,6 +25,7 @@ import asyncpg
 import pytest
 import yaml
 
+from streams.consumer_loop import partitions_of
 from streams.embedded import broker_name, embedded_broker, embedded_infrastructure, free_port, spawn_child, stop_child
 from streams.migrate import migrate
 from streams.publish import Outgoing, publish
@@ -235,11 +236,8 @@ class TopicReader:
                                           **settings.kafka_client_options())
 
     async def __aenter__(self) -> "TopicReader":
-        from aiokafka import TopicPartition
-
         await self._consumer.start()
-        partitions = self._consumer.partitions_for_topic(self.topic) or set()
-        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        tps = await partitions_of(self._consumer, self.topic)
         self._consumer.assign(tps)
         await self._consumer.seek_to_beginning(*tps)
         return self

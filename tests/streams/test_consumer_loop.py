@@ -9,7 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.consumer_loop import ConsumerLoop, Delivered
+from streams.consumer_loop import ConsumerLoop, Delivered, partitions_of
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,7 @@ async def _read_all(settings, topic: str, n: int, timeout: float = 30.0) -> list
                                 fetch_max_wait_ms=settings.fetch_max_wait_ms)
     await consumer.start()
     try:
-        parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        parts = await partitions_of(consumer, topic)
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         records = []

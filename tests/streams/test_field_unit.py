@@ -15,10 +15,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from rich.console import Console
 
 from processors.messages import DispatchOrder, LogOn, unit_event_adapter
+from streams.consumer_loop import partitions_of
 from streams.field_unit import FieldUnit, build_log_on, keys_in, render
 from streams.publish import Outgoing
 from streams.topics import DISPATCH_ORDERS, UNIT_EVENTS
@@ -304,8 +305,7 @@ class UnitEventsReader:
                                          enable_auto_commit=False, fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
                                          **self.settings.kafka_client_options())
         await self.consumer.start()
-        await self.consumer.topics()
-        partitions = [TopicPartition(UNIT_EVENTS, p) for p in self.consumer.partitions_for_topic(UNIT_EVENTS)]
+        partitions = await partitions_of(self.consumer, UNIT_EVENTS)
         self.consumer.assign(partitions)
         await self.consumer.seek_to_beginning(*partitions)
         return self
