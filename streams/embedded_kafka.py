@@ -157,6 +157,7 @@ class EmbeddedKafka:
         self.controller_port = free_port()
         self.process: subprocess.Popen | None = None
         self.data: Path | None = None
+        self._owner = None  # a lock on the data directory, held while we live
 
     @property
     def bootstrap(self) -> str:
@@ -169,7 +170,12 @@ class EmbeddedKafka:
     def start(self) -> "EmbeddedKafka":
         libs = fetch_libs(self.cache_dir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.data = Path(tempfile.mkdtemp(prefix="kafka-", suffix="-data", dir=self.workdir))
+        _remove_abandoned(self.workdir)
+        # locked before it is named as data, so that no other run's sweep takes it for abandoned
+        new = Path(tempfile.mkdtemp(prefix="kafka-", suffix="-new", dir=self.workdir))
+        self._owner = open(new / ".owner", "w")
+        fcntl.flock(self._owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.data = new.rename(new.with_name(new.name.removesuffix("-new") + "-data"))
         config = self.data / "server.properties"
         config.write_text(server_properties(self.port, self.controller_port, self.data / "logs", self.partitions))
         (self.data / "log4j2.properties").write_text(LOG4J2)
@@ -222,6 +228,19 @@ class EmbeddedKafka:
             stop_child(self.process, signal.SIGTERM, timeout=20)
         if self.data is not None:
             shutil.rmtree(self.data, ignore_errors=True)
+        if self._owner is not None:
+            self._owner.close()
+
+
+def _remove_abandoned(workdir: Path) -> None:
+    """Remove the data directories of brokers whose parent was killed (stop() never ran): their lock is free."""
+    for data in workdir.glob("kafka-*-data"):
+        try:
+            with open(data / ".owner", "a") as owner:
+                fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(data, ignore_errors=True)
+        except OSError:  # held: a broker of a live run
+            continue
 
 
 def _tail(log: Path, chars: int = 3000) -> str:

@@ -120,6 +120,24 @@ def test_a_killed_parent_takes_the_embedded_kafka_with_it(tmp_path):
             holder.kill()
 
 
+def test_a_data_directory_is_removed_once_its_broker_is_gone(tmp_path):
+    """A broker whose parent was SIGKILLed leaves its data behind; the next start in the same directory removes
+    it, and only it (a live run's is locked)."""
+    import fcntl
+
+    from streams.embedded_kafka import _remove_abandoned
+
+    abandoned, live = tmp_path / "kafka-a-data", tmp_path / "kafka-b-data"
+    for data in (abandoned, live):
+        (data / "logs").mkdir(parents=True)
+        (data / ".owner").touch()
+    with open(live / ".owner", "w") as owner:
+        fcntl.flock(owner, fcntl.LOCK_EX)
+        _remove_abandoned(tmp_path)
+        assert not abandoned.exists()
+        assert (live / "logs").exists()
+
+
 def test_auto_takes_kafka_only_where_java_and_maven_are_installed():
     def on_path(*tools):
         return lambda name: f"/usr/bin/{name}" if name in tools else None
