@@ -90,8 +90,6 @@ def stop_child(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: fl
 class EmbeddedBroker:
     """A memory-only Tansu broker on a free loopback port."""
 
-    name = "Tansu"
-
     def __init__(self, workdir: Path):
         self.workdir = workdir
         self.port = free_port()

@@ -155,6 +155,8 @@ class EmbeddedKafka:
         self.partitions = partitions
         self.port = free_port()
         self.controller_port = free_port()
+        while self.controller_port == self.port:
+            self.controller_port = free_port()
         self.process: subprocess.Popen | None = None
         self.data: Path | None = None
         self._owner = None  # a lock on the data directory, held while we live
@@ -162,10 +164,6 @@ class EmbeddedKafka:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
-
-    @property
-    def name(self) -> str:
-        return f"Apache Kafka {kafka_version()}"
 
     def start(self) -> "EmbeddedKafka":
         libs = fetch_libs(self.cache_dir)
@@ -182,13 +180,14 @@ class EmbeddedKafka:
         java = ["java", *JVM_OPTIONS, f"-Dlog4j2.configurationFile={self.data / 'log4j2.properties'}",
                 "-cp", f"{libs}/*"]
         log = self.workdir / "kafka.log"
-        # what `kafka-storage.sh format` does: a KRaft node starts only on a formatted log directory
-        formatted = subprocess.run([*java, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config)],
-                                   capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-        if formatted.returncode != 0:
-            raise RuntimeError(f"kafka-storage format failed:\n{(formatted.stdout + formatted.stderr)[-3000:]}")
-        self.process = spawn_child([*java, "kafka.Kafka", str(config)], log=log, death_signal=signal.SIGKILL)
         try:
+            # what `kafka-storage.sh format` does: a KRaft node starts only on a formatted log directory
+            formatted = subprocess.run(
+                [*java, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config)],
+                capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+            if formatted.returncode != 0:
+                raise RuntimeError(f"kafka-storage format failed:\n{(formatted.stdout + formatted.stderr)[-3000:]}")
+            self.process = spawn_child([*java, "kafka.Kafka", str(config)], log=log, death_signal=signal.SIGKILL)
             wait_for_port(self.port, START_TIMEOUT_S, self.process, "the embedded Kafka")
             self._wait_for_metadata(START_TIMEOUT_S)
         except Exception as exc:
