@@ -18,9 +18,13 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/patrol up
 
-## the whole suite, against a real broker and a real PostgreSQL
+## the whole suite, against a real broker (PATROL_EMBEDDED_BROKER: auto, kafka or tansu) and a real PostgreSQL;
+## when that broker was Apache Kafka, the smoke subset once more on Tansu, the broker of a machine without a JDK
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+	@if [ "$$($(BIN)/python -m streams.embedded_kafka)" = kafka ]; then \
+	  echo "the smoke subset on the embedded Tansu broker:"; \
+	  PATROL_EMBEDDED_BROKER=tansu $(BIN)/python -m pytest -q -m smoke; fi
 
 ## the benchmarks (speed, cost and quality of decisions) -> BENCHMARKS.md and benchmarks/*.png
 bench: $(STAMP)

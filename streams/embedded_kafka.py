@@ -247,3 +247,10 @@ def _tail(log: Path, chars: int = 3000) -> str:
         return log.read_text(errors="replace")[-chars:]
     except OSError:
         return "(no log)"
+
+
+if __name__ == "__main__":
+    # `python -m streams.embedded_kafka`: the embedded broker this environment gets (the Makefile asks)
+    from streams.settings import Settings
+
+    print(choose_broker(Settings().embedded_broker))

@@ -6,7 +6,7 @@ import pytest
 from streams.topics import DISPATCH_ORDERS, UNIT_EVENTS
 from tests.streams.conftest import Field, TopicReader, eventually, send
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.smoke]
 
 
 async def test_orders_reach_the_right_units_and_field_events_close_the_incidents(

@@ -9,7 +9,7 @@ from streams.publish import Outgoing
 from streams.topics import INCIDENT_REPORTS, UNIT_EVENTS
 from tests.streams.conftest import eventually, send
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.smoke]
 
 
 def report(report_id: str, **overrides) -> dict:

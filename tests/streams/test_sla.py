@@ -9,7 +9,7 @@ import pytest
 from streams.topics import DISPATCH_ORDERS, SLA_ESCALATIONS, worklog_topic
 from tests.streams.conftest import Field, TopicReader, WorkerProcess, eventually, send
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.smoke]
 
 LADDER = [(1, "ack_overdue"), (2, "arrival_overdue"), (2, "no_eligible_unit"), (3, "no_eligible_unit"),
           (3, "resolve_overdue")]
