@@ -1218,7 +1218,8 @@ async def _create_topics(settings: Settings, names: list[str]) -> None:
         await admin.close()
 
 
-async def raw_pipe(bootstrap: str, source: str, target: str, group: str, ready: Path, fetch_wait_ms: int) -> None:
+async def raw_pipe(settings: Settings, source: str, target: str, group: str, ready: Path,
+                   fetch_wait_ms: int) -> None:
     """The baseline: a plain consumer group reading `source` and producing every record to `target`.
 
     Configured as the worker's clients are (same fetch wait, acks=all like faust's producer,
@@ -1227,10 +1228,11 @@ async def raw_pipe(bootstrap: str, source: str, target: str, group: str, ready: 
     about a tenth of a core even with nothing to read, which the worker's phases must not pay for."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-                                auto_offset_reset="earliest", fetch_max_wait_ms=fetch_wait_ms,
-                                session_timeout_ms=10_000, heartbeat_interval_ms=2_000)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    options = settings.kafka_client_options()
+    consumer = AIOKafkaConsumer(source, bootstrap_servers=settings.kafka_bootstrap, group_id=group,
+                                enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=fetch_wait_ms,
+                                session_timeout_ms=10_000, heartbeat_interval_ms=2_000, **options)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=0, **options)
     await producer.start()
     await consumer.start()
     loop = asyncio.get_running_loop()
@@ -1276,9 +1278,10 @@ class _RawPipe:
         self.source, self.target = _pipe_topics(live)
         self.ready = workdir / f"{live.app_id}-pipe.ready"
         self.process = spawn_child(
-            [sys.executable, "-m", "streams.bench", "pipe", live.kafka_bootstrap, self.source, self.target,
+            [sys.executable, "-m", "streams.bench", "pipe", self.source, self.target,
              f"{live.app_id}-pipe", str(self.ready), str(live.fetch_max_wait_ms)],
-            log=workdir / "pipe.log", death_signal=signal.SIGTERM, env=env)
+            # the broker and its security settings, as the worker gets them
+            log=workdir / "pipe.log", death_signal=signal.SIGTERM, env={**env, **live.to_env()})
 
     def stop(self) -> None:
         from streams.embedded import stop_child
@@ -2569,12 +2572,12 @@ def run_bench(settings: Settings, console: Console, *, quick: bool = False, out:
 
 
 def _main(argv: list[str]) -> None:
-    """Children of the benchmark: `pipe BOOTSTRAP SOURCE TARGET GROUP READY_FILE FETCH_WAIT_MS` and
-    `memory UNITS INCIDENTS traced|rss`."""
+    """Children of the benchmark: `pipe SOURCE TARGET GROUP READY_FILE FETCH_WAIT_MS` (the broker from the
+    PATROL_* environment) and `memory UNITS INCIDENTS traced|rss`."""
     if argv[:1] == ["pipe"]:
-        bootstrap, source, target, group, ready, fetch_wait = argv[1:7]
+        source, target, group, ready, fetch_wait = argv[1:6]
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(raw_pipe(bootstrap, source, target, group, Path(ready), int(fetch_wait)))
+            asyncio.run(raw_pipe(Settings(), source, target, group, Path(ready), int(fetch_wait)))
     elif argv[:1] == ["memory"]:
         print(json.dumps(memory_probe(int(argv[1]), int(argv[2]), argv[3] == "traced")))
     else:

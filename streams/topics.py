@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, TopicAuthorizationFailedError
 
 from streams.settings import Settings
 
@@ -88,6 +88,10 @@ async def ensure_topics(settings: Settings) -> TopicReport:
             for name, code, *_ in response.topic_errors:
                 if code == 0:
                     created.append(name)
+                elif code == TopicAuthorizationFailedError.errno:
+                    # on a secured cluster only an administrator creates the contract topics (streams/access.py)
+                    raise RuntimeError(f"could not create topic {name}: this principal may not create it; an "
+                                       "administrator creates the topics a worker finds missing (streams/access.py)")
                 elif code != TopicAlreadyExistsError.errno:  # another worker won the race
                     raise RuntimeError(f"could not create topic {name}: error code {code}")
         if worklog_topic(settings) in present:

@@ -13,9 +13,10 @@ Two kinds of test:
   (the tests check the address the clients learned). One pair runs in server-TLS mode, one in
   mutual-TLS mode (`verify = 2` against our CA).
 
-SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) is covered by the configuration tests only: the shipped
-broker cannot check SCRAM (its SASL does not work), so there is nothing honest to authenticate
-against locally. A production Apache Kafka with SCRAM users is what those settings are for.
+SASL here is covered by the configuration tests only: Tansu cannot check SCRAM (its SASL does not
+work). On Apache Kafka, SASL_SSL with SCRAM-SHA-512, the broker's own TLS and the ACLs of each
+service's principal are tested end to end in test_kafka_security.py (the secured embedded Kafka);
+the stunnel route here stays, for the broker that has no TLS of its own.
 """
 
 from __future__ import annotations
