@@ -67,7 +67,9 @@ from processors.messages import (
     unit_event_adapter,
 )
 from processors.units import DETOUR_FACTOR, SPEED_M_S, Unit
+from streams.bench_brokers import BrokerRun, broker_label, broker_targets, brokers_to_run, side_by_side
 from streams.bench_recovery import RecoveryBench, recovery_benchmark, recovery_markdown, recovery_targets
+from streams.consumer_loop import partitions_of
 from streams.settings import Settings
 from streams.simulator import CrewHabits, DayPlan, plan_day
 
@@ -160,6 +162,18 @@ class Throughput:
     machine_cores: float = float("nan")  # CPU the whole machine used meanwhile (all processes), in cores
     cores: dict[str, float] = field(default_factory=dict)  # the same by role (CpuWatch.cores)
     broker_records: int = 0  # records the broker took in on every topic during the burst
+    pipe_cpu_s: float = float("nan")  # CPU seconds the raw pipe used to move its records
+
+    @property
+    def worker_ms_per_report(self) -> float:
+        return 1000 * _ratio(self.worker_cores * self.seconds, self.reports)
+
+    @property
+    def floor_ms_per_report(self) -> float:
+        """The raw pipe's CPU per record it moved × the records the broker took in per report: what moving a
+        report's records costs a Python Kafka client that does nothing else."""
+        per_record = 1000 * _ratio(self.pipe_cpu_s, self.pipe_records)
+        return per_record * _ratio(self.broker_records, self.reports)
 
     @property
     def orders_rate(self) -> float:
@@ -315,6 +329,8 @@ class BenchResult:
     memory: Memory | None = None
     recovery: RecoveryBench | None = None
     growth: list["GrowthStep"] = field(default_factory=list)  # the embedded broker as its topics fill up
+    # the streams phases on each embedded broker (Kafka first where it runs); the fields above are the first's
+    brokers: list[BrokerRun] = field(default_factory=list)
     # the raw pipe alone at the record volume the report path made at `floor_for` reports/s, on a new broker
     floor: "GrowthStep | None" = None
     floor_for: int = 0
@@ -348,6 +364,8 @@ class BenchResult:
         else:
             out.append((f"p99 decision latency < {TARGET_P99_MS:g} ms at {TARGET_P99_RATE}/s",
                         "not measured at this rate in this run", None))
+        if self.brokers:
+            out += broker_targets(self.brokers[0])
         if self.cost is not None:
             e = self.cost.exponent()
             tail = self.cost.tail_exponent()
@@ -1058,7 +1076,7 @@ def _role(pid: int, me: int) -> str | None:
         return "sink"
     if "streams.bench pipe" in command:
         return "raw pipe"
-    if "tansu" in command:
+    if "tansu" in command or "kafka.Kafka" in command:
         return "broker"
     if "postgres" in command:
         return "PostgreSQL"
@@ -1111,8 +1129,11 @@ class CpuWatch:
         for pid, (role, seconds) in after.items():
             cores[role] += (seconds - self._before.get(pid, (role, 0.0))[1]) / elapsed
         cores["everything else"] = max(0.0, (machine - self._machine) / elapsed - sum(cores.values()))
-        self.cores = cores
+        self.cores, self.elapsed = cores, elapsed
         return self
+
+    def cpu_seconds(self, role: str) -> float:
+        return self.cores.get(role, float("nan")) * self.elapsed
 
     @property
     def worker(self) -> float:
@@ -1349,13 +1370,10 @@ class _Orders:
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        from aiokafka import TopicPartition
-
         from streams.topics import DISPATCH_ORDERS
 
         await self.consumer.start()
-        partitions = [TopicPartition(DISPATCH_ORDERS, p)
-                      for p in sorted(self.consumer.partitions_for_topic(DISPATCH_ORDERS) or [])]
+        partitions = await partitions_of(self.consumer, DISPATCH_ORDERS)
         self.consumer.assign(partitions)
         await self.consumer.seek_to_end(*partitions)
         self._task = asyncio.create_task(self._run())
@@ -1485,10 +1503,8 @@ class _PipeReader:
         self._task: asyncio.Task | None = None
 
     async def start(self) -> "_PipeReader":
-        from aiokafka import TopicPartition
-
         await self.consumer.start()
-        parts = [TopicPartition(self.topic, p) for p in sorted(self.consumer.partitions_for_topic(self.topic) or [])]
+        parts = await partitions_of(self.consumer, self.topic)
         self.consumer.assign(parts)
         await self.consumer.seek_to_end(*parts)
         self._task = asyncio.create_task(self._read())
@@ -1512,13 +1528,12 @@ class _PipeReader:
 
 async def _records_in_broker(live: Settings) -> int:
     """Records on every topic of the broker so far (the sum of the end offsets)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(bootstrap_servers=live.kafka_bootstrap, **live.kafka_client_options())
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for topic in await consumer.topics()
-                      for p in consumer.partitions_for_topic(topic) or ()]
+        partitions = await partitions_of(consumer, *await consumer.topics())
         return sum((await consumer.end_offsets(partitions)).values())
     finally:
         await consumer.stop()
@@ -1720,6 +1735,7 @@ async def _stream_phase(live: Settings, metrics_port: int, worker_pid: int, raw:
                 pipe = await _PipeReader(live, raw.target).start()
                 piped = pipe.piped
                 with steps.task(f"raw pipe: {len(payloads):,} records", len(payloads)) as advance:
+                    pipe_watch = CpuWatch(worker_pid).start()
                     pipe_started = loop.time()
                     for key, value in payloads:
                         await producer.send(raw.source, value, key=key.encode())
@@ -1729,11 +1745,12 @@ async def _stream_phase(live: Settings, metrics_port: int, worker_pid: int, raw:
                         advance(to=len(piped))
                         await asyncio.sleep(0.02)
                     pipe_seconds = max(piped.values(), default=loop.time()) - pipe_started
+                    pipe_watch.stop()
                 await pipe.stop()
             throughput = Throughput(reports=done, seconds=seconds, merged=throughput_merged,
                                     pipe_records=len(piped), pipe_seconds=pipe_seconds, orders=len(decided),
                                     orders_seconds=orders_seconds, worker_cores=watch.worker,
-                                    broker_records=broker_records,
+                                    broker_records=broker_records, pipe_cpu_s=pipe_watch.cpu_seconds("raw pipe"),
                                     machine_cores=watch.machine, cores=watch.cores)
 
         step = None
@@ -1762,7 +1779,7 @@ def stream_benchmarks(base: Settings, sizes: Sizes, catalogue: Catalogue, geogra
     from streams.embedded import EmbeddedDatabase
     from streams.migrate import migrate
 
-    workdir = Path(base.data_dir).resolve() / "bench"
+    workdir = Path(base.data_dir).resolve() / "bench" / base.embedded_broker
     workdir.mkdir(parents=True, exist_ok=True)
     # the Kafka clients' INFO lines (every subscription change) would tear the progress bars
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
@@ -1835,12 +1852,12 @@ def broker_floor(base: Settings, step: LatencyStep, steps: Steps) -> GrowthStep:
 
 def _pipe_on_new_broker(base: Settings, name: str, rate: int, seconds: float, blocks: int,
                         steps: Steps) -> list[GrowthStep]:
-    from streams.embedded import EmbeddedBroker
+    from streams.embedded import embedded_broker
 
-    workdir = Path(base.data_dir).resolve() / "bench" / name
+    workdir = Path(base.data_dir).resolve() / "bench" / base.embedded_broker / name
     workdir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
-        broker = EmbeddedBroker(workdir).start()
+        broker = embedded_broker(base, workdir).start()
         stack.callback(broker.stop)
         live = base.with_overrides(kafka_bootstrap=broker.bootstrap, app_id=f"patrol-growth-{uuid.uuid4().hex[:8]}",
                                    kafka_security_protocol="PLAINTEXT")
@@ -1852,7 +1869,7 @@ def _pipe_on_new_broker(base: Settings, name: str, rate: int, seconds: float, bl
 
 def _phase_on_new_broker(base: Settings, database_url: str, workdir: Path, sizes: Sizes, catalogue: Catalogue,
                          geography: Geography, steps: Steps, rate: int | None):
-    from streams.embedded import EmbeddedBroker, free_port, spawn_child, stop_child
+    from streams.embedded import embedded_broker, free_port, spawn_child, stop_child
     from streams.topics import ensure_topics
 
     phase = "burst" if rate is None else f"rate-{rate}"
@@ -1860,7 +1877,7 @@ def _phase_on_new_broker(base: Settings, database_url: str, workdir: Path, sizes
     phase_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         with steps.task(f"{phase}: starting a new embedded broker and a worker", 1) as advance:
-            broker = EmbeddedBroker(phase_dir).start()
+            broker = embedded_broker(base, phase_dir).start()
             stack.callback(broker.stop)
             advance()
         # always our own broker and database: a benchmark publishes made-up reports
@@ -1918,6 +1935,15 @@ def _met(met: bool | None) -> str:
     return {True: "**met**", False: "**not met**", None: "not measured"}[met]
 
 
+def _first_broker(result: BenchResult) -> str:
+    return result.brokers[0].label if result.brokers else "–"
+
+
+def _brokers_in_words(result: BenchResult) -> str:
+    names = [r.label for r in result.brokers]
+    return " and, separately, ".join(names) if names else "none (the streams benchmarks did not run)"
+
+
 def markdown(result: BenchResult) -> str:
     m = result.machine
     lines = [
@@ -1930,12 +1956,13 @@ def markdown(result: BenchResult) -> str:
         f"- **machine:** {m.cpu}, {m.cores} cores, {m.memory_gb:g} GiB memory; {m.system}; {m.python}",
         f"- **date:** {m.date}; the whole run took {sum(result.seconds.values()):,.0f} s "
         f"({', '.join(f'{k} {v:,.0f} s' for k, v in result.seconds.items())})",
-        "- **infrastructure:** an embedded Tansu broker (memory storage) and an embedded PostgreSQL (fsync off), "
-        "started by the benchmark on this machine, with one worker process (`patrol worker`) and the clients on the "
-        "same cores. Each streams phase (the burst, each offered rate) gets a new broker and a new worker, because "
-        "this broker slows down as its topics fill up (measured in section 2).",
+        f"- **infrastructure:** an embedded broker — {_brokers_in_words(result)} — and an embedded PostgreSQL "
+        "(fsync off), started by the benchmark on this machine, with one worker process (`patrol worker`) and the "
+        "clients on the same cores. Each streams phase (the burst, each offered rate) gets a new broker and a new "
+        "worker, because Tansu slows down as its topics fill up (measured in section 2). Sections 1 and 2 describe "
+        f"the first broker, {_first_broker(result)}; the section *Brokers side by side* compares them.",
         "",
-        "## Targets (issue 6)",
+        "## Targets (issues 6 and 18)",
         "",
         "| target | measured | |",
         "|---|---|---|",
@@ -1943,6 +1970,7 @@ def markdown(result: BenchResult) -> str:
     for target, measured, met in result.targets():
         lines.append(f"| {target} | {measured} | {_met(met)} |")
     lines.append("")
+    lines += side_by_side(result.brokers)
 
     t = result.throughput
     if t is not None:
@@ -2266,7 +2294,7 @@ def _latency_analysis(result: BenchResult) -> list[str]:
                      "process of the run (see the CPU table); the target needs a production Kafka on machines of its "
                      "own.")
         out.append(text)
-    out += ["- Tansu answers a fetch when its wait expires (`PATROL_FETCH_MAX_WAIT_MS`=5), so each hop costs at "
+    out += ["- On Tansu a fetch is answered when its wait expires (`PATROL_FETCH_MAX_WAIT_MS`=5), so each hop costs at "
             "least a few milliseconds however idle the machine; two fetches are the floor of the report → order "
             "path (report → intake, order → reader). The work-log entry in between costs a produce round trip, "
             "not a fetch: the district core takes the worker's own entries when the broker acknowledges them, "
@@ -2518,20 +2546,23 @@ def run_bench(settings: Settings, console: Console, *, quick: bool = False, out:
     catalogue, geography, roster = reference(settings)
     result = BenchResult(command=command, quick=quick, machine=Machine.describe())
     with Steps(console) as steps:
+        worker_memory = {}
         if "streams" in sections:
-            started = time.monotonic()
-            throughput, latency, worker_memory = stream_benchmarks(settings, sizes, catalogue, geography, steps)
-            result.throughput, result.latency = throughput, latency
-            result.growth = broker_growth(settings, sizes, steps)
-            # at the target rate, or the highest measured (a quick run has no 500/s)
-            measured = [s for s in result.latency if s.broker_records]
-            target = result.step(TARGET_P99_RATE) or (max(measured, key=lambda s: s.rate) if measured else None)
-            if target is not None and target.broker_records:
-                result.floor, result.floor_for = broker_floor(settings, target, steps), target.rate
-            result.seconds["streams"] = time.monotonic() - started
+            for broker in brokers_to_run(settings):
+                started = time.monotonic()
+                on = settings.with_overrides(embedded_broker=broker)
+                throughput, latency, memory = stream_benchmarks(on, sizes, catalogue, geography, steps)
+                result.brokers.append(BrokerRun(broker, throughput, latency, broker_growth(on, sizes, steps)))
+                result.seconds[f"streams on {broker}"] = time.monotonic() - started
+                if len(result.brokers) == 1:  # the detailed sections describe the first broker
+                    result.throughput, result.latency, worker_memory = throughput, latency, memory
+                    result.growth = result.brokers[0].growth
+                    # at the target rate, or the highest measured (a quick run has no 500/s)
+                    measured = [s for s in result.latency if s.broker_records]
+                    target = result.step(TARGET_P99_RATE) or (max(measured, key=lambda s: s.rate) if measured else None)
+                    if target is not None and target.broker_records:
+                        result.floor, result.floor_for = broker_floor(on, target, steps), target.rate
             _print_section(console, result, "streams")
-        else:
-            worker_memory = {}
         if "cost" in sections:
             started = time.monotonic()
             result.cost = decision_cost(catalogue, geography, sizes.cost_units, sizes.cost_samples, steps)

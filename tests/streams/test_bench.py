@@ -16,6 +16,7 @@ import pytest
 from rich.console import Console
 
 from streams.bench import QUICK, dispatch_quality, reference, run_bench, simulate_day
+from streams.bench_brokers import broker_label, brokers_to_run
 from streams.settings import Settings
 from streams.simulator import plan_day
 
@@ -57,6 +58,25 @@ def test_latency_has_ordered_percentiles_at_every_offered_rate(quick_run):
         # the worker's own view of the path: the wait before intake and the decision after it
         assert 0 < step.intake_ms["p50"] <= step.intake_ms["p99"]
         assert 0 < step.worker_ms["p50"] <= step.worker_ms["p99"]
+
+
+def test_the_streams_phases_run_on_each_broker_kafka_first_side_by_side(quick_run):
+    result, out, _ = quick_run
+    expected = brokers_to_run(Settings())
+    assert [r.broker for r in result.brokers] == expected
+    assert result.brokers[0].throughput is result.throughput  # the detailed sections describe the first broker
+    for run in result.brokers:
+        assert run.throughput.reports == QUICK.throughput_reports
+        assert [s.rate for s in run.latency] == list(QUICK.rates)
+        # the worker's CPU per report against the raw pipe's for the same records
+        assert run.throughput.worker_ms_per_report > 0 and run.throughput.floor_ms_per_report > 0
+    text = out.read_text()
+    section = text.split("## Brokers side by side", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| **")]
+    assert [row.split("**")[1] for row in rows] == [broker_label(b) for b in expected]
+    targets = {t for t, _, _ in result.targets()}
+    assert any(t.startswith("one worker ≥ 2,500 reports/s into PostgreSQL") for t in targets)
+    assert any(t.startswith("worker CPU per report ≤ 2 × the floor") for t in targets)
 
 
 def test_decision_cost_has_a_row_per_size_and_a_growth_exponent(quick_run):
