@@ -277,6 +277,106 @@ def test_the_topic_init_creates_every_contract_topic_the_work_log_and_the_unit_m
         assert re.search(rf"create {re.escape(topic)} \"{re.escape(configs)}\"", script), (topic, configs)
 
 
+# which principal each compose service logs in as (migrate needs no Kafka)
+COMPOSE_PRINCIPALS = {"worker-1": "worker", "worker-2": "worker", "sink": "sink", "gateway": "gateway",
+                      "simulator": "simulator"}
+_ALLOW = re.compile(r"^\s*allow (\S+) (topic|group) (\S+) (literal|prefixed) ((?:\w+ ?)+)$", re.M)
+
+
+def _password_knob(principal: str) -> str:
+    return f"KAFKA_{principal.upper().replace('-', '_')}_PASSWORD"
+
+
+def test_compose_grants_each_principal_exactly_its_acls(compose):
+    script = "\n".join(interpolate(compose, {})["services"]["topics"]["command"])
+    granted: dict[str, set[Acl]] = {}
+    for principal, kind, name, pattern, operations in _ALLOW.findall(script):
+        granted.setdefault(principal, set()).update(
+            (kind, name, "prefix" if pattern == "prefixed" else pattern, op) for op in operations.split())
+    assert granted == {**ACLS, **COMPOSE_ONLY_ACLS}
+    # `allow` adds allow rules with kafka-acls.sh, as the super user
+    assert re.search(r'kafka-acls\.sh \$admin --add --allow-principal "User:\$principal"', script)
+    assert re.search(r'admin="--bootstrap-server kafka:9092 --command-config /etc/kafka/secrets/admin\.properties"', script)
+
+
+def test_compose_kafka_speaks_only_sasl_ssl_with_scram_and_authorizes_with_acls(compose):
+    kafka = interpolate(compose, {})["services"]["kafka"]["environment"]
+    listeners = dict(l.split("://")[::-1] for l in kafka["KAFKA_LISTENERS"].split(","))  # address -> name
+    protocols = dict(m.split(":") for m in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    controller = kafka["KAFKA_CONTROLLER_LISTENER_NAMES"]
+    # clients: SASL_SSL only; the plaintext controller listener on the container's loopback only
+    assert {protocols[name] for name in listeners.values() if name != controller} == {"SASL_SSL"}
+    assert {a for a, name in listeners.items() if name == controller} == {"localhost:9093"}
+    assert kafka["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@localhost:9093"
+    assert kafka["KAFKA_ADVERTISED_LISTENERS"] == "SASL_SSL://kafka:9092"
+    assert kafka["KAFKA_SASL_ENABLED_MECHANISMS"] == kafka["KAFKA_SASL_MECHANISM_INTER_BROKER_PROTOCOL"] == "SCRAM-SHA-512"
+    assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert set(kafka["KAFKA_SUPER_USERS"].split(";")) == {"User:admin", "User:ANONYMOUS"}
+    assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert "admin" not in ACLS and "ANONYMOUS" not in ACLS
+
+
+def test_compose_makes_a_scram_user_per_principal_and_each_service_logs_in_as_its_own(compose):
+    principals = {*ACLS, *COMPOSE_ONLY_ACLS}
+    knobs = {_password_knob(p): f"pw-of-{p}" for p in [*principals, "admin"]}
+    services = interpolate(compose, knobs)["services"]
+    setup = services["kafka-setup"]
+    assert set(setup["environment"]["SCRAM_USERS"].split()) == principals
+    assert setup["environment"]["ADMIN_PASSWORD"] == "pw-of-admin"
+    for principal in principals:
+        assert setup["environment"][f"{principal.upper().replace('-', '_')}_PASSWORD"] == f"pw-of-{principal}"
+    # the storage is formatted with them (KRaft), by the setup script compose mounts
+    script = (DEPLOY / "compose" / "kafka-setup.sh").read_text()
+    assert _mount_target(setup, "compose/kafka-setup.sh") == setup["entrypoint"][-1]
+    assert '--add-scram "SCRAM-SHA-512=[name=$user,password=$password]"' in script
+    assert services["kafka"]["depends_on"]["kafka-setup"] == {"condition": "service_completed_successfully"}
+    assert set(PATROL_SERVICES) == {*COMPOSE_PRINCIPALS, "migrate"}
+    for name, principal in COMPOSE_PRINCIPALS.items():
+        env = services[name]["environment"]
+        assert (env["PATROL_KAFKA_SASL_USERNAME"], env["PATROL_KAFKA_SASL_PASSWORD"]) == (principal, f"pw-of-{principal}")
+        assert (env["PATROL_KAFKA_SECURITY_PROTOCOL"], env["PATROL_KAFKA_SASL_MECHANISM"]) == ("SASL_SSL", "SCRAM-SHA-512")
+        assert env["PATROL_KAFKA_BOOTSTRAP"] == "kafka:9092", name
+        # the CA's certificate, from the volume kafka-setup puts it in, read-only
+        assert f"kafka-ca:{Path(env['PATROL_KAFKA_SSL_CAFILE']).parent}:ro" in services[name]["volumes"], name
+    assert "PATROL_KAFKA_SASL_USERNAME" not in services["migrate"]["environment"]
+    assert "kafka-ca:/etc/kafka/ca" in setup["volumes"] and "CA=${CA:-/etc/kafka/ca}" in script
+    # the broker's keys, the CA's key and the admin login reach the broker, the setup and the topics job only
+    holders = {n for n, s in services.items() if any(str(v).startswith("kafka-secrets:") for v in s.get("volumes", []))}
+    assert holders == {"kafka-setup", "kafka", "topics"}
+
+
+@pytest.mark.skipif(shutil.which("keytool") is None, reason="no keytool")
+def test_the_compose_kafka_setup_makes_a_ca_a_broker_certificate_and_the_scram_users(compose, tmp_path):
+    """compose/kafka-setup.sh itself, with keytool and a stand-in for kafka-storage.sh that records its arguments."""
+    setup = interpolate(compose, {})["services"]["kafka-setup"]
+    bin_dir = tmp_path / "kafka" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "kafka-storage.sh").write_text(
+        '#!/bin/sh\nprintf "%s\\n" "$@" > "$KAFKA_LOG_DIRS/format-args"\ntouch "$KAFKA_LOG_DIRS/meta.properties"\n')
+    (bin_dir / "kafka-storage.sh").chmod(0o755)
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {**{k: str(v) for k, v in setup["environment"].items()}, "PATH": os.environ["PATH"],
+           "SECRETS": str(tmp_path / "secrets"), "CA": str(tmp_path / "ca"), "KAFKA_LOG_DIRS": str(data),
+           "KAFKA_HOME": str(tmp_path / "kafka"), "OWNER": str(os.getuid())}
+    (tmp_path / "secrets").mkdir()
+    script = str(DEPLOY / "compose" / "kafka-setup.sh")
+    for _ in range(2):  # the second run changes nothing
+        done = subprocess.run(["sh", script], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+    arguments = (data / "format-args").read_text().split("\n")
+    scram = {arguments[i + 1] for i, a in enumerate(arguments) if a == "--add-scram"}
+    assert scram == {f"SCRAM-SHA-512=[name={p},password={setup['environment'][p.upper().replace('-', '_') + '_PASSWORD']}]"
+                     for p in setup["environment"]["SCRAM_USERS"].split()} | {"SCRAM-SHA-512=[name=admin,password=admin-secret]"}
+    assert (tmp_path / "ca" / "ca.crt").read_text().startswith("-----BEGIN CERTIFICATE-----")
+    password = (tmp_path / "secrets" / "keystore-creds").read_text()
+    listing = subprocess.run(["keytool", "-list", "-v", "-keystore", str(tmp_path / "secrets" / "kafka.p12"),
+                              "-storepass", password], capture_output=True, text=True, timeout=60).stdout
+    assert "DNSName: kafka" in listing and "DNSName: localhost" in listing
+    assert "Issuer: CN=patrol-dispatch compose CA" in listing
+    assert 'username="admin" password="admin-secret"' in (tmp_path / "secrets" / "admin.properties").read_text()
+
+
 def _bind_sources(service: dict) -> list[str]:
     sources = []
     for volume in service.get("volumes", []):
@@ -568,8 +668,12 @@ def test_the_strimzi_check_has_teeth(strimzi_validators):
     assert not broken("Kafka", None, lambda d: d["spec"]["kafka"]["config"].update({"log.retention.hours": 1}))
 
 
-def test_the_kafka_version_is_one_the_strimzi_release_supports():
-    assert _one("Kafka")["spec"]["kafka"]["version"] in SUPPORTED_KAFKA_VERSIONS
+def test_the_kafka_version_is_one_the_strimzi_release_supports(compose):
+    version = _one("Kafka")["spec"]["kafka"]["version"]
+    assert version in SUPPORTED_KAFKA_VERSIONS
+    # one Kafka everywhere: compose runs the same release
+    for name in ("kafka", "kafka-setup", "topics"):
+        assert compose["services"][name]["image"] == f"apache/kafka:{version}", name
 
 
 def test_the_kafka_cluster_is_kraft_with_node_pools_and_one_tls_scram_listener():
