@@ -23,22 +23,136 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import hashlib
+
 import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
 from streams.settings import Settings
-from streams.topics import CONTRACT_TOPICS, internal_topics, topic_configs
+from streams.sink import AUDITED
+from streams.topics import (
+    CONTRACT_TOPICS,
+    DISPATCH_ORDERS,
+    INBOUND_TOPICS,
+    INCIDENT_EVENTS,
+    INCIDENT_REPORTS,
+    INCIDENT_REPORTS_DLQ,
+    SLA_ESCALATIONS,
+    UNIT_EVENTS,
+    internal_topics,
+    reporters_topic,
+    topic_configs,
+)
+from streams.worker import pipeline_group
+from tests.deploy.strimzi_crds import CRDS, fetch_crds, strimzi_version
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "docker-compose.yml"
 KUBERNETES = DEPLOY / "kubernetes"
 COMPOSE_SPEC = Path(__file__).with_name("compose-spec.json")
-# the range of Kubernetes releases the manifests are written for
-KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
+# the range of Kubernetes releases the manifests are written for (Strimzi 0.51 and later support 1.30 and newer)
+KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
 PATROL_SERVICES = ("migrate", "worker-1", "worker-2", "sink", "gateway", "simulator")
+
+
+# ----------------------------------------------------------------------------- who may do what on the Kafka cluster
+
+# The app id both deployments run with (PATROL_APP_ID of kubernetes/10-config.yaml; compose leaves the default): it
+# names our internal topics (streams/topics.py) and consumer groups.
+APP = Settings(app_id="patrol-dispatch")
+Acl = tuple[str, str, str, str]  # (resource type, name, pattern type, operation), in Strimzi's words
+
+
+def _allow(kind: str, name: str, pattern: str, *operations: str) -> set[Acl]:
+    return {(kind, name, pattern, operation) for operation in operations}
+
+
+# THE table of principals and their ACLs, from which deploy/kubernetes/22-users.yaml (KafkaUsers) and the compose
+# `topics` job (kafka-acls.sh) are checked. Derived from the code: what each process consumes and produces, its
+# consumer groups, the internal topics named after the app id. When streams/access.py (the single table of
+# principals and ACLs, written on another branch) lands, replace this dict by an import of it; the tests below read
+# nothing else.
+ACLS: dict[str, set[Acl]] = {
+    # intake and the district cores (streams/worker.py): read the inbound topics, publish the core's outputs and dead
+    # letters (worker.route); own the internal topics (work log, snapshots, unit map, reporters, and faust's own,
+    # e.g. its assignor's leader topic), which ensure_topics creates if missing and aligns; consumer groups: the
+    # pipeline's (worker.pipeline_group) and faust's (the app id)
+    "worker": {
+        *_allow("topic", INCIDENT_REPORTS, "literal", "Read", "Describe"),
+        *_allow("topic", UNIT_EVENTS, "literal", "Read", "Describe"),
+        *(acl for topic in (INCIDENT_EVENTS, DISPATCH_ORDERS, SLA_ESCALATIONS, INCIDENT_REPORTS_DLQ)
+          for acl in _allow("topic", topic, "literal", "Write", "Describe")),
+        *_allow("topic", f"{APP.app_id}-", "prefix", "Read", "Write", "Create", "Describe", "DescribeConfigs",
+                "AlterConfigs"),
+        *_allow("group", pipeline_group(APP), "literal", "Read"),
+        *_allow("group", APP.app_id, "literal", "Read"),
+    },
+    # the PostgreSQL sink (streams/sink.py): the audited topics and the reporters; a row PostgreSQL refuses goes back
+    # to the dead letters; consumer group <app id>-sink (Sink.group_id)
+    "sink": {
+        *(acl for topic in (INCIDENT_EVENTS, DISPATCH_ORDERS, SLA_ESCALATIONS)
+          for acl in _allow("topic", topic, "literal", "Read", "Describe")),
+        *_allow("topic", INCIDENT_REPORTS_DLQ, "literal", "Read", "Write", "Describe"),
+        *_allow("topic", reporters_topic(APP), "literal", "Read", "Describe"),
+        *_allow("group", f"{APP.app_id}-sink", "literal", "Read"),
+    },
+    # the Open311 gateway (streams/gateway.py): publishes reports; its readiness asks for their topic's leaders
+    "gateway": _allow("topic", INCIDENT_REPORTS, "literal", "Write", "Describe"),
+    # the command centre's consumers (outside this repository): read-only, its own consumer groups
+    "command-centre": {
+        *(acl for topic in (INCIDENT_EVENTS, DISPATCH_ORDERS, SLA_ESCALATIONS)
+          for acl in _allow("topic", topic, "literal", "Read", "Describe")),
+        *_allow("group", "command-centre", "prefix", "Read"),
+    },
+    # hotline and sensor systems (`patrol publish` or their own producers): produce incident.reports only
+    "reporter": _allow("topic", INCIDENT_REPORTS, "literal", "Write", "Describe"),
+    # field-unit terminals (streams/field_unit.py): produce unit.events, read dispatch.orders, and read unit.events
+    # back to restore their own progress; no consumer group (they assign themselves every partition)
+    "field-unit": {
+        *_allow("topic", DISPATCH_ORDERS, "literal", "Read", "Describe"),
+        *_allow("topic", UNIT_EVENTS, "literal", "Read", "Write", "Describe"),
+    },
+}
+# compose only: `patrol simulate` plays the hotlines and the field units at once (streams/day_run.py)
+COMPOSE_ONLY_ACLS: dict[str, set[Acl]] = {"simulator": ACLS["reporter"] | ACLS["field-unit"]}
+
+
+def allowed(acls: set[Acl], kind: str, name: str, operation: str) -> bool:
+    """Kafka's reading of allow rules: a literal name matches itself, a prefix every name it starts; All is all."""
+    return any(k == kind and op in (operation, "All") and (n == name if p == "literal" else name.startswith(n))
+               for k, n, p, op in acls)
+
+
+def test_the_acls_grant_each_process_what_its_code_does_and_no_more():
+    internal = internal_topics(APP)
+    worker, sink = ACLS["worker"], ACLS["sink"]
+    for topic in INBOUND_TOPICS:
+        assert allowed(worker, "topic", topic, "Read") and not allowed(worker, "topic", topic, "Write"), topic
+    for topic in (INCIDENT_EVENTS, DISPATCH_ORDERS, SLA_ESCALATIONS, INCIDENT_REPORTS_DLQ):
+        assert allowed(worker, "topic", topic, "Write") and not allowed(worker, "topic", topic, "Read"), topic
+    for topic in [*internal, f"{APP.app_id}-__assignor-__leader"]:  # faust's leader topic is <app id>-__assignor-__leader
+        assert all(allowed(worker, "topic", topic, op) for op in ("Read", "Write", "Create", "Describe")), topic
+    assert all(allowed(worker, "group", group, "Read") for group in (pipeline_group(APP), APP.app_id))
+    for topic in [*AUDITED, reporters_topic(APP)]:
+        assert allowed(sink, "topic", topic, "Read"), topic
+    assert allowed(sink, "group", f"{APP.app_id}-sink", "Read") and not allowed(worker, "group", f"{APP.app_id}-sink", "Read")
+    # the reporters' names and phones: only the worker, which writes them, and the sink, which stores them
+    assert {p for p, acls in ACLS.items() if allowed(acls, "topic", reporters_topic(APP), "Read")} == {"worker", "sink"}
+    # what writes where, outside the worker and the sink
+    writes = {p: {name for kind, name, _, op in acls if kind == "topic" and op == "Write"} for p, acls in ACLS.items()}
+    assert writes["gateway"] == writes["reporter"] == {INCIDENT_REPORTS}
+    assert writes["field-unit"] == {UNIT_EVENTS} and writes["command-centre"] == set()
+    assert allowed(ACLS["field-unit"], "topic", DISPATCH_ORDERS, "Read")
+    # nobody administers the cluster, and every named topic exists
+    topics = {*CONTRACT_TOPICS, *internal}
+    for principal, acls in {**ACLS, **COMPOSE_ONLY_ACLS}.items():
+        for kind, name, pattern, operation in acls:
+            assert kind in ("topic", "group") and pattern in ("literal", "prefix") and operation != "All", (principal, name)
+            if kind == "topic":
+                assert name in topics if pattern == "literal" else name == f"{APP.app_id}-", (principal, name)
 
 
 # ----------------------------------------------------------------------------- compose
@@ -163,6 +277,106 @@ def test_the_topic_init_creates_every_contract_topic_the_work_log_and_the_unit_m
         assert re.search(rf"create {re.escape(topic)} \"{re.escape(configs)}\"", script), (topic, configs)
 
 
+# which principal each compose service logs in as (migrate needs no Kafka)
+COMPOSE_PRINCIPALS = {"worker-1": "worker", "worker-2": "worker", "sink": "sink", "gateway": "gateway",
+                      "simulator": "simulator"}
+_ALLOW = re.compile(r"^\s*allow (\S+) (topic|group) (\S+) (literal|prefixed) ((?:\w+ ?)+)$", re.M)
+
+
+def _password_knob(principal: str) -> str:
+    return f"KAFKA_{principal.upper().replace('-', '_')}_PASSWORD"
+
+
+def test_compose_grants_each_principal_exactly_its_acls(compose):
+    script = "\n".join(interpolate(compose, {})["services"]["topics"]["command"])
+    granted: dict[str, set[Acl]] = {}
+    for principal, kind, name, pattern, operations in _ALLOW.findall(script):
+        granted.setdefault(principal, set()).update(
+            (kind, name, "prefix" if pattern == "prefixed" else pattern, op) for op in operations.split())
+    assert granted == {**ACLS, **COMPOSE_ONLY_ACLS}
+    # `allow` adds allow rules with kafka-acls.sh, as the super user
+    assert re.search(r'kafka-acls\.sh \$admin --add --allow-principal "User:\$principal"', script)
+    assert re.search(r'admin="--bootstrap-server kafka:9092 --command-config /etc/kafka/secrets/admin\.properties"', script)
+
+
+def test_compose_kafka_speaks_only_sasl_ssl_with_scram_and_authorizes_with_acls(compose):
+    kafka = interpolate(compose, {})["services"]["kafka"]["environment"]
+    listeners = dict(l.split("://")[::-1] for l in kafka["KAFKA_LISTENERS"].split(","))  # address -> name
+    protocols = dict(m.split(":") for m in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    controller = kafka["KAFKA_CONTROLLER_LISTENER_NAMES"]
+    # clients: SASL_SSL only; the plaintext controller listener on the container's loopback only
+    assert {protocols[name] for name in listeners.values() if name != controller} == {"SASL_SSL"}
+    assert {a for a, name in listeners.items() if name == controller} == {"localhost:9093"}
+    assert kafka["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@localhost:9093"
+    assert kafka["KAFKA_ADVERTISED_LISTENERS"] == "SASL_SSL://kafka:9092"
+    assert kafka["KAFKA_SASL_ENABLED_MECHANISMS"] == kafka["KAFKA_SASL_MECHANISM_INTER_BROKER_PROTOCOL"] == "SCRAM-SHA-512"
+    assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert set(kafka["KAFKA_SUPER_USERS"].split(";")) == {"User:admin", "User:ANONYMOUS"}
+    assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert "admin" not in ACLS and "ANONYMOUS" not in ACLS
+
+
+def test_compose_makes_a_scram_user_per_principal_and_each_service_logs_in_as_its_own(compose):
+    principals = {*ACLS, *COMPOSE_ONLY_ACLS}
+    knobs = {_password_knob(p): f"pw-of-{p}" for p in [*principals, "admin"]}
+    services = interpolate(compose, knobs)["services"]
+    setup = services["kafka-setup"]
+    assert set(setup["environment"]["SCRAM_USERS"].split()) == principals
+    assert setup["environment"]["ADMIN_PASSWORD"] == "pw-of-admin"
+    for principal in principals:
+        assert setup["environment"][f"{principal.upper().replace('-', '_')}_PASSWORD"] == f"pw-of-{principal}"
+    # the storage is formatted with them (KRaft), by the setup script compose mounts
+    script = (DEPLOY / "compose" / "kafka-setup.sh").read_text()
+    assert _mount_target(setup, "compose/kafka-setup.sh") == setup["entrypoint"][-1]
+    assert '--add-scram "SCRAM-SHA-512=[name=$user,password=$password]"' in script
+    assert services["kafka"]["depends_on"]["kafka-setup"] == {"condition": "service_completed_successfully"}
+    assert set(PATROL_SERVICES) == {*COMPOSE_PRINCIPALS, "migrate"}
+    for name, principal in COMPOSE_PRINCIPALS.items():
+        env = services[name]["environment"]
+        assert (env["PATROL_KAFKA_SASL_USERNAME"], env["PATROL_KAFKA_SASL_PASSWORD"]) == (principal, f"pw-of-{principal}")
+        assert (env["PATROL_KAFKA_SECURITY_PROTOCOL"], env["PATROL_KAFKA_SASL_MECHANISM"]) == ("SASL_SSL", "SCRAM-SHA-512")
+        assert env["PATROL_KAFKA_BOOTSTRAP"] == "kafka:9092", name
+        # the CA's certificate, from the volume kafka-setup puts it in, read-only
+        assert f"kafka-ca:{Path(env['PATROL_KAFKA_SSL_CAFILE']).parent}:ro" in services[name]["volumes"], name
+    assert "PATROL_KAFKA_SASL_USERNAME" not in services["migrate"]["environment"]
+    assert "kafka-ca:/etc/kafka/ca" in setup["volumes"] and "CA=${CA:-/etc/kafka/ca}" in script
+    # the broker's keys, the CA's key and the admin login reach the broker, the setup and the topics job only
+    holders = {n for n, s in services.items() if any(str(v).startswith("kafka-secrets:") for v in s.get("volumes", []))}
+    assert holders == {"kafka-setup", "kafka", "topics"}
+
+
+@pytest.mark.skipif(shutil.which("keytool") is None, reason="no keytool")
+def test_the_compose_kafka_setup_makes_a_ca_a_broker_certificate_and_the_scram_users(compose, tmp_path):
+    """compose/kafka-setup.sh itself, with keytool and a stand-in for kafka-storage.sh that records its arguments."""
+    setup = interpolate(compose, {})["services"]["kafka-setup"]
+    bin_dir = tmp_path / "kafka" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "kafka-storage.sh").write_text(
+        '#!/bin/sh\nprintf "%s\\n" "$@" > "$KAFKA_LOG_DIRS/format-args"\ntouch "$KAFKA_LOG_DIRS/meta.properties"\n')
+    (bin_dir / "kafka-storage.sh").chmod(0o755)
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {**{k: str(v) for k, v in setup["environment"].items()}, "PATH": os.environ["PATH"],
+           "SECRETS": str(tmp_path / "secrets"), "CA": str(tmp_path / "ca"), "KAFKA_LOG_DIRS": str(data),
+           "KAFKA_HOME": str(tmp_path / "kafka"), "OWNER": str(os.getuid())}
+    (tmp_path / "secrets").mkdir()
+    script = str(DEPLOY / "compose" / "kafka-setup.sh")
+    for _ in range(2):  # the second run changes nothing
+        done = subprocess.run(["sh", script], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+    arguments = (data / "format-args").read_text().split("\n")
+    scram = {arguments[i + 1] for i, a in enumerate(arguments) if a == "--add-scram"}
+    assert scram == {f"SCRAM-SHA-512=[name={p},password={setup['environment'][p.upper().replace('-', '_') + '_PASSWORD']}]"
+                     for p in setup["environment"]["SCRAM_USERS"].split()} | {"SCRAM-SHA-512=[name=admin,password=admin-secret]"}
+    assert (tmp_path / "ca" / "ca.crt").read_text().startswith("-----BEGIN CERTIFICATE-----")
+    password = (tmp_path / "secrets" / "keystore-creds").read_text()
+    listing = subprocess.run(["keytool", "-list", "-v", "-keystore", str(tmp_path / "secrets" / "kafka.p12"),
+                              "-storepass", password], capture_output=True, text=True, timeout=60).stdout
+    assert "DNSName: kafka" in listing and "DNSName: localhost" in listing
+    assert "Issuer: CN=patrol-dispatch compose CA" in listing
+    assert 'username="admin" password="admin-secret"' in (tmp_path / "secrets" / "admin.properties").read_text()
+
+
 def _bind_sources(service: dict) -> list[str]:
     sources = []
     for volume in service.get("volumes", []):
@@ -281,7 +495,7 @@ def _one(kind: str, name: str | None = None) -> dict:
 def test_the_manifests_cover_the_deployment():
     kinds = {d["kind"] for _, d in MANIFESTS}
     assert {"Namespace", "ConfigMap", "Secret", "Deployment", "Service", "Job", "Kafka", "KafkaNodePool",
-            "KafkaTopic", "PodMonitor", "ServiceMonitor"} <= kinds
+            "KafkaTopic", "KafkaUser", "PodMonitor", "ServiceMonitor"} <= kinds
     for _, document in MANIFESTS:
         if document["kind"] != "Namespace":
             assert document["metadata"].get("namespace") == "patrol", document["metadata"]["name"]
@@ -306,7 +520,8 @@ def test_the_kubernetes_check_has_teeth():
         kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[-1], strict=True)
 
 
-# Structural schemas of the custom resources: the fields their CRDs require and the types of those we use.
+# Structural schemas of the Prometheus operator's resources: the fields their CRDs require and the types of those we
+# use. (Strimzi's resources are validated against the release's own CRDs, below.)
 _LABELS = {"type": "object", "additionalProperties": {"type": "string"}}
 _METADATA = {"type": "object", "required": ["name", "namespace"],
              "properties": {"name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"},
@@ -330,38 +545,6 @@ def _resource(api_version: str, kind: str, spec: dict) -> dict:
 
 
 CUSTOM_SCHEMAS = {
-    "Kafka": _resource("kafka.strimzi.io/v1beta2", "Kafka", {
-        "type": "object", "required": ["kafka"], "properties": {
-            "kafka": {"type": "object", "required": ["listeners"], "properties": {
-                "version": {"type": "string", "pattern": r"^\d+\.\d+\.\d+$"},
-                "listeners": {"type": "array", "minItems": 1, "items": {
-                    "type": "object", "required": ["name", "port", "type", "tls"], "additionalProperties": False,
-                    "properties": {"name": {"type": "string", "pattern": "^[a-z0-9]{1,11}$"},
-                                   "port": {"type": "integer", "minimum": 9092},
-                                   "type": {"enum": ["internal", "route", "loadbalancer", "nodeport", "ingress",
-                                                     "cluster-ip"]},
-                                   "tls": {"type": "boolean"}}}},
-                "config": {"type": "object"}}},
-            "entityOperator": {"type": "object", "properties": {"topicOperator": {"type": "object"},
-                                                                "userOperator": {"type": "object"}}}}}),
-    "KafkaNodePool": _resource("kafka.strimzi.io/v1beta2", "KafkaNodePool", {
-        "type": "object", "required": ["replicas", "roles", "storage"], "properties": {
-            "replicas": {"type": "integer", "minimum": 1},
-            "roles": {"type": "array", "minItems": 1, "uniqueItems": True,
-                      "items": {"enum": ["controller", "broker"]}},
-            "storage": {"type": "object", "required": ["type"], "properties": {
-                "type": {"enum": ["ephemeral", "persistent-claim", "jbod"]},
-                "volumes": {"type": "array", "items": {
-                    "type": "object", "required": ["id", "type"], "properties": {
-                        "id": {"type": "integer", "minimum": 0}, "type": {"enum": ["ephemeral", "persistent-claim"]},
-                        "size": {"type": "string", "pattern": r"^\d+(Ki|Mi|Gi|Ti)$"},
-                        "deleteClaim": {"type": "boolean"}, "kraftMetadata": {"enum": ["shared"]}}}}}},
-            "resources": {"type": "object"}}}),
-    "KafkaTopic": _resource("kafka.strimzi.io/v1beta2", "KafkaTopic", {
-        "type": "object", "required": ["partitions", "replicas"], "additionalProperties": False, "properties": {
-            "topicName": {"type": "string"}, "partitions": {"type": "integer", "minimum": 1},
-            "replicas": {"type": "integer", "minimum": 1, "maximum": 32767},
-            "config": {"type": "object", "additionalProperties": {"type": ["string", "integer", "boolean", "number"]}}}}),
     "PodMonitor": _resource("monitoring.coreos.com/v1", "PodMonitor", {
         "type": "object", "required": ["selector", "podMetricsEndpoints"], "properties": {
             "selector": _SELECTOR, "podMetricsEndpoints": {"type": "array", "minItems": 1, "items": _ENDPOINT}}}),
@@ -371,18 +554,134 @@ CUSTOM_SCHEMAS = {
 }
 
 
-@pytest.mark.parametrize("path, document", CUSTOM, ids=[f"{f}:{d['kind']}/{d['metadata']['name']}" for f, d in CUSTOM])
-def test_custom_resources_are_well_formed(path, document):
+MONITORING = [(f, d) for f, d in CUSTOM if d["apiVersion"].startswith("monitoring.coreos.com/")]
+
+
+@pytest.mark.parametrize("path, document", MONITORING, ids=[f"{f}:{d['kind']}/{d['metadata']['name']}" for f, d in MONITORING])
+def test_prometheus_operator_resources_are_well_formed(path, document):
     """No CRD schema ships with kubernetes-validate: these are checked against the structure their CRDs require."""
     assert document["kind"] in CUSTOM_SCHEMAS, f"{path}: no structural schema for {document['kind']}"
     errors = list(jsonschema.Draft202012Validator(CUSTOM_SCHEMAS[document["kind"]]).iter_errors(document))
     assert not errors, "\n".join(f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors)
 
 
-def test_the_kafka_cluster_is_kraft_with_node_pools():
+# ----------------------------------------------------------------------------- Strimzi's resources
+
+STRIMZI = [(f, d) for f, d in MANIFESTS if d["apiVersion"].startswith("kafka.strimzi.io/")]
+# Facts of the Strimzi release deploy/strimzi/pom.xml names (strimzi/strimzi-kafka-operator at tag 1.2.0): the SHA-256
+# of its packaging/install/cluster-operator/*-Crd-*.yaml, and the Kafka versions it supports (kafka-versions.yaml,
+# `supported: true`; 4.3.1 is its default). A new release means new facts here.
+STRIMZI_RELEASE = "1.2.0"
+RELEASE_CRD_SHA256 = {
+    "040-Crd-kafka.yaml": "b5b27fc8d52068a77cde7c40d47c068023c7b4e92fc266c45200db2d2506392a",
+    "043-Crd-kafkatopic.yaml": "36390f0731c699448076d4ee739e8b7f331d083e91a7fb71500aaa830ab1127e",
+    "044-Crd-kafkauser.yaml": "c7e91b9b027a516b43dc7d369e781ee23a6ea177ae15fe0c33af6f722e26e05f",
+    "045-Crd-kafkanodepool.yaml": "411c1b32ef8c1a6408ac9d4fe791115a6ce2b41107204588f976a3ed19be2430",
+}
+SUPPORTED_KAFKA_VERSIONS = ("4.2.0", "4.2.1", "4.3.0", "4.3.1")
+
+
+def strict_schema(node: dict) -> dict:
+    """A CRD's structural schema as a JSON schema that also refuses fields the CRD does not know (the API server
+    drops them, or refuses them under strict field validation; either way a manifest that has one is wrong).
+
+    Every object of the structure (properties, items, additionalProperties) that names its properties gets
+    additionalProperties: false, unless it has x-kubernetes-preserve-unknown-fields (e.g. `config`);
+    x-kubernetes-int-or-string becomes "integer or string"; the other x-kubernetes-* keys, among them the CEL rules
+    of x-kubernetes-validations, are left out (not checked here). oneOf/anyOf/allOf/not are value validations and
+    are kept as they are."""
+    out = {k: v for k, v in node.items() if not k.startswith("x-kubernetes-")}
+    if node.get("x-kubernetes-int-or-string"):
+        out["type"] = ["integer", "string"]
+    if "properties" in node:
+        out["properties"] = {name: strict_schema(child) for name, child in node["properties"].items()}
+        if "additionalProperties" not in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+            out["additionalProperties"] = False
+    if isinstance(node.get("items"), dict):
+        out["items"] = strict_schema(node["items"])
+    if isinstance(node.get("additionalProperties"), dict):
+        out["additionalProperties"] = strict_schema(node["additionalProperties"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def strimzi_crds() -> dict[str, dict]:
+    if shutil.which("mvn") is None:  # a machine with Python alone: the CRDs come from Maven Central through Maven
+        pytest.skip("no mvn on the PATH: Strimzi's CRDs are fetched by Maven")
+    directory = fetch_crds()
+    return {kind: yaml.safe_load((directory / name).read_text()) for kind, (_, name) in CRDS.items()}
+
+
+@pytest.fixture(scope="module")
+def strimzi_validators(strimzi_crds) -> dict[str, tuple[str, jsonschema.protocols.Validator]]:
+    """kind -> (the apiVersion the release serves it at, a validator of its strict schema)."""
+    validators = {}
+    for kind, crd in strimzi_crds.items():
+        [version] = [v for v in crd["spec"]["versions"] if v["served"] and v["storage"]]
+        schema = strict_schema(version["schema"]["openAPIV3Schema"])
+        jsonschema.Draft7Validator.check_schema(schema)
+        validators[kind] = (f"{crd['spec']['group']}/{version['name']}", jsonschema.Draft7Validator(schema))
+    return validators
+
+
+def _errors(validator, document) -> list[str]:
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+            for e in sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))]
+
+
+def test_the_strimzi_crds_are_the_releases_own(strimzi_crds):
+    assert strimzi_version() == STRIMZI_RELEASE
+    directory = fetch_crds()
+    assert {name: hashlib.sha256((directory / name).read_bytes()).hexdigest()
+            for _, name in CRDS.values()} == RELEASE_CRD_SHA256
+    # the v1 API only: v1beta2 is gone from the CRDs since Strimzi 1.0
+    for kind, crd in strimzi_crds.items():
+        assert crd["spec"]["names"]["kind"] == kind
+        assert [v["name"] for v in crd["spec"]["versions"] if v["served"]] == ["v1"], kind
+
+
+@pytest.mark.parametrize("path, document", STRIMZI, ids=[f"{f}:{d['kind']}/{d['metadata']['name']}" for f, d in STRIMZI])
+def test_strimzi_resources_validate_against_the_releases_crds(path, document, strimzi_validators):
+    assert document["kind"] in strimzi_validators, f"{path}: add {document['kind']}'s CRD to tests/deploy/strimzi_crds.py"
+    api_version, validator = strimzi_validators[document["kind"]]
+    assert document["apiVersion"] == api_version, path
+    errors = _errors(validator, document) + _errors(jsonschema.Draft202012Validator(_METADATA), document["metadata"])
+    assert not errors, f"{path}:\n" + "\n".join(errors)
+
+
+def test_the_strimzi_check_has_teeth(strimzi_validators):
+    def broken(kind: str, name: str | None, change) -> list[str]:
+        document = json.loads(json.dumps(_one(kind, name)))
+        change(document)
+        return _errors(strimzi_validators[kind][1], document)
+
+    # fields v1 removed: the brokers' resources (now the node pool's), an ACL's single `operation`
+    assert broken("Kafka", None, lambda d: d["spec"]["kafka"].update(resources={"requests": {"cpu": "1"}}))
+    assert broken("KafkaUser", "worker",
+                  lambda d: d["spec"]["authorization"]["acls"][0].update(operation="Read"))
+    # a field nobody ever had, values outside the enums, a missing required field
+    assert broken("Kafka", None, lambda d: d["spec"]["kafka"]["listeners"][0].update(sasl=True))
+    assert broken("Kafka", None, lambda d: d["spec"]["kafka"]["listeners"][0].update(authentication={"type": "scram-sha-256"}))
+    assert broken("KafkaNodePool", None, lambda d: d["spec"].update(roles=["zookeeper"]))
+    assert broken("KafkaUser", "sink", lambda d: d["spec"]["authorization"]["acls"][0]["resource"].update(patternType="prefixed"))
+    assert broken("KafkaTopic", "incident-reports", lambda d: d.pop("spec"))
+    assert broken("KafkaTopic", "incident-reports", lambda d: d["spec"].update(partitions="twelve"))
+    # a broker setting is free-form: `config` keeps unknown fields
+    assert not broken("Kafka", None, lambda d: d["spec"]["kafka"]["config"].update({"log.retention.hours": 1}))
+
+
+def test_the_kafka_version_is_one_the_strimzi_release_supports(compose):
+    version = _one("Kafka")["spec"]["kafka"]["version"]
+    assert version in SUPPORTED_KAFKA_VERSIONS
+    # one Kafka everywhere: compose runs the same release
+    for name in ("kafka", "kafka-setup", "topics"):
+        assert compose["services"][name]["image"] == f"apache/kafka:{version}", name
+
+
+def test_the_kafka_cluster_is_kraft_with_node_pools_and_one_tls_scram_listener():
     kafka = _one("Kafka")
-    assert kafka["metadata"]["annotations"]["strimzi.io/node-pools"] == "enabled"
-    assert kafka["metadata"]["annotations"]["strimzi.io/kraft"] == "enabled"
+    # v1: KRaft and node pools are the only way, and the annotations that chose them are gone
+    assert "annotations" not in kafka["metadata"]
     assert "zookeeper" not in kafka["spec"]
     pools = _of_kind("KafkaNodePool")
     assert all(p["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"] for p in pools)
@@ -390,10 +689,60 @@ def test_the_kafka_cluster_is_kraft_with_node_pools():
     brokers = sum(p["spec"]["replicas"] for p in pools if "broker" in p["spec"]["roles"])
     config = kafka["spec"]["kafka"]["config"]
     assert config["min.insync.replicas"] < config["default.replication.factor"] <= brokers
-    # clients find it where the settings say
-    bootstrap = _one("ConfigMap", "patrol-config")["data"]["PATROL_KAFKA_BOOTSTRAP"]
-    plain = next(l for l in kafka["spec"]["kafka"]["listeners"] if not l["tls"])
-    assert bootstrap == f"{kafka['metadata']['name']}-kafka-bootstrap.patrol.svc:{plain['port']}"
+    # one listener, TLS and SCRAM-SHA-512; Kafka's ACLs decide; the User Operator runs the KafkaUsers
+    [listener] = kafka["spec"]["kafka"]["listeners"]
+    assert (listener["type"], listener["tls"], listener["authentication"]) == ("internal", True, {"type": "scram-sha-512"})
+    assert kafka["spec"]["kafka"]["authorization"] == {"type": "simple"}
+    assert "allow.everyone.if.no.acl.found" not in config
+    assert {"topicOperator", "userOperator"} <= set(kafka["spec"]["entityOperator"])
+    # clients find it, and speak its protocol, where the settings say
+    settings = _one("ConfigMap", "patrol-config")["data"]
+    assert settings["PATROL_KAFKA_BOOTSTRAP"] == f"{kafka['metadata']['name']}-kafka-bootstrap.patrol.svc:{listener['port']}"
+    assert (settings["PATROL_KAFKA_SECURITY_PROTOCOL"], settings["PATROL_KAFKA_SASL_MECHANISM"]) == ("SASL_SSL", "SCRAM-SHA-512")
+
+
+def _kafka_user_acls(user: dict) -> set[Acl]:
+    acls = user["spec"]["authorization"]["acls"]
+    assert all(acl.get("type", "allow") == "allow" and acl.get("host", "*") == "*" for acl in acls)
+    return {(acl["resource"]["type"], acl["resource"]["name"], acl["resource"].get("patternType", "literal"), op)
+            for acl in acls for op in acl["operations"]}
+
+
+def test_every_principal_is_a_kafka_user_with_exactly_its_acls():
+    kafka = _one("Kafka")
+    users = {u["metadata"]["name"]: u for u in _of_kind("KafkaUser")}
+    assert set(users) == set(ACLS)
+    for name, user in users.items():
+        assert user["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"], name
+        assert user["spec"]["authentication"] == {"type": "scram-sha-512"}, name
+        assert user["spec"]["authorization"]["type"] == "simple", name
+        assert _kafka_user_acls(user) == ACLS[name], name
+
+
+# which principal each Deployment logs in as
+DEPLOYMENT_PRINCIPALS = {"patrol-worker": "worker", "patrol-sink": "sink", "patrol-gateway": "gateway"}
+
+
+def test_each_deployment_logs_in_as_its_own_principal_and_trusts_the_cluster_ca():
+    kafka_name = _one("Kafka")["metadata"]["name"]
+    cafile = Path(_one("ConfigMap", "patrol-config")["data"]["PATROL_KAFKA_SSL_CAFILE"])
+    assert {d["metadata"]["name"] for d in _of_kind("Deployment")} == set(DEPLOYMENT_PRINCIPALS)
+    for deployment, principal in DEPLOYMENT_PRINCIPALS.items():
+        pod = _one("Deployment", deployment)["spec"]["template"]["spec"]
+        container = _container(_one("Deployment", deployment))
+        env = {e["name"]: e for e in container["env"]}
+        assert env["PATROL_KAFKA_SASL_USERNAME"]["value"] == principal, deployment
+        # the Secret the User Operator writes for the KafkaUser: its name, key `password`
+        assert env["PATROL_KAFKA_SASL_PASSWORD"]["valueFrom"] == {
+            "secretKeyRef": {"name": principal, "key": "password"}}, deployment
+        [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == str(cafile.parent)]
+        assert mount.get("readOnly") is True, deployment
+        [volume] = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+        # the cluster CA's certificate, in the Secret Strimzi keeps it in
+        assert volume["secret"]["secretName"] == f"{kafka_name}-cluster-ca-cert", deployment
+        assert volume["secret"]["items"] == [{"key": "ca.crt", "path": cafile.name}], deployment
+    migrate = _container(_one("Job"))
+    assert "env" not in migrate, "the migration needs no Kafka credentials"
 
 
 def test_every_contract_topic_and_our_internal_ones_are_kafka_topics():
@@ -453,7 +802,7 @@ def test_the_sink_runs_apart_from_the_workers_and_is_watched_with_them():
     assert {p["name"]: p["containerPort"] for p in container["ports"]}["metrics"] == int(
         _one("ConfigMap", "patrol-config")["data"]["PATROL_METRICS_PORT"])
     assert _selects(_one("PodMonitor")["spec"]["selector"], sink["spec"]["template"]["metadata"]["labels"])
-    workers = {e["name"]: e["value"] for e in _container(_one("Deployment", "patrol-worker")).get("env", [])}
+    workers = {e["name"]: e.get("value") for e in _container(_one("Deployment", "patrol-worker")).get("env", [])}
     assert workers["PATROL_SINK_IN_WORKER"] == "false"
     assert "PATROL_SINK_IN_WORKER" not in _one("ConfigMap", "patrol-config")["data"]
 
@@ -469,7 +818,7 @@ def test_workers_and_the_sink_are_probed_on_their_health_endpoints():
         assert probes == {"startupProbe": ("/healthz", "metrics"), "livenessProbe": ("/healthz", "metrics"),
                           "readinessProbe": ("/readyz", "metrics")}, name
         assert {p["name"] for p in container["ports"]} >= {"metrics"}
-    stall = {name: {e["name"]: e["value"] for e in _container(_one("Deployment", name)).get("env", [])}.get(
+    stall = {name: {e["name"]: e.get("value") for e in _container(_one("Deployment", name)).get("env", [])}.get(
         "PATROL_LIVENESS_STALL_S", config["PATROL_LIVENESS_STALL_S"]) for name in ("patrol-worker", "patrol-sink")}
     # the sink is restarted for a write that keeps failing only well after its alert (a minute) has said so
     assert float(stall["patrol-sink"]) > 60 >= float(stall["patrol-worker"])
@@ -564,7 +913,9 @@ def test_every_pod_gets_its_settings_from_objects_that_exist():
     assert migrate["args"] == ["migrate"]
     settings = set(_one("ConfigMap", "patrol-config")["data"])
     assert {"PATROL_KAFKA_BOOTSTRAP", "PATROL_METRICS_PORT", "PATROL_TOPIC_PARTITIONS"} <= settings
-    assert all(s.startswith("PATROL_") for s in settings)
+    # each one a setting streams/settings.py reads (it ignores names it does not know, so a typo would go unseen)
+    assert all(s.startswith("PATROL_") and s.removeprefix("PATROL_").lower() in Settings.model_fields for s in settings)
+    Settings(**{s.removeprefix("PATROL_").lower(): v for s, v in _one("ConfigMap", "patrol-config")["data"].items()})
     assert all(set(d["stringData"]) == {"PATROL_DATABASE_URL"} for d in _of_kind("Secret"))
 
 
