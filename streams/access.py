@@ -1,8 +1,9 @@
 """Who may do what on the Kafka cluster: one principal per service and the ACLs it holds, as plain data.
 
 This table is the one statement of the rule. The secured embedded Kafka (streams/embedded_kafka.py, `secure=True`)
-creates exactly these ACLs and a SCRAM-SHA-512 user per principal; the Kubernetes KafkaUser manifests are to say
-the same, and are to be checked against `principals()`.
+creates exactly these ACLs and a SCRAM-SHA-512 user per principal; the Kubernetes KafkaUsers
+(deploy/kubernetes/22-users.yaml, one per principal, named as here) and the compose `topics` job say the same, which
+tests/deploy checks against `principals()`.
 
 How to read an entry: `Acl(resource_type, name, pattern_type, operations)` allows the principal `User:<name of the
 principal>` those `operations` on the resources of `resource_type` whose name is `name` (pattern_type "LITERAL") or
@@ -54,14 +55,14 @@ from streams.topics import (
 )
 
 # The set-up principal of the embedded broker: a super user (super.users), so it holds no ACLs of its own.
-ADMIN = "patrol-admin"
+ADMIN = "admin"
 
-WORKER = "patrol-worker"
-SINK = "patrol-sink"
-COMMAND_CENTRE = "patrol-command-centre"
-REPORTER = "patrol-reporter"
-FIELD_UNIT = "patrol-field-unit"
-GATEWAY = "patrol-gateway"
+WORKER = "worker"
+SINK = "sink"
+COMMAND_CENTRE = "command-centre"
+REPORTER = "reporter"
+FIELD_UNIT = "field-unit"
+GATEWAY = "gateway"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ dependency). Cache: $PATROL_CACHE_DIR, by default ~/.cache/patrol-dispatch, unde
 from __future__ import annotations
 
 import fcntl
-import os
 import re
 import shutil
 import subprocess
@@ -40,7 +39,9 @@ GENERATOR_OPTIONS = ("--label", "app:strimzi", "--label", "strimzi.io/crd-instal
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("PATROL_CACHE_DIR") or "~/.cache/patrol-dispatch").expanduser()
+    from streams.settings import Settings  # the one reader of the environment (PATROL_CACHE_DIR)
+
+    return Path(Settings().cache_dir).expanduser()
 
 
 def strimzi_version(pom: Path = POM) -> str:

@@ -30,6 +30,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from streams.access import principals
 from streams.settings import Settings
 from streams.sink import AUDITED
 from streams.topics import (
@@ -70,51 +71,20 @@ def _allow(kind: str, name: str, pattern: str, *operations: str) -> set[Acl]:
     return {(kind, name, pattern, operation) for operation in operations}
 
 
-# THE table of principals and their ACLs, from which deploy/kubernetes/22-users.yaml (KafkaUsers) and the compose
-# `topics` job (kafka-acls.sh) are checked. Derived from the code: what each process consumes and produces, its
-# consumer groups, the internal topics named after the app id. When streams/access.py (the single table of
-# principals and ACLs, written on another branch) lands, replace this dict by an import of it; the tests below read
-# nothing else.
+# The table of principals and their ACLs is streams/access.py; deploy/kubernetes/22-users.yaml (KafkaUsers) and the
+# compose `topics` job (kafka-acls.sh) are checked against it, in Strimzi's words: topic/group, literal/prefix,
+# Read/DescribeConfigs/...
+_PATTERNS = {"LITERAL": "literal", "PREFIXED": "prefix"}
+
+
+def _strimzi(operation: str) -> str:
+    return "".join(word.capitalize() for word in operation.split("_"))  # DESCRIBE_CONFIGS -> DescribeConfigs
+
+
 ACLS: dict[str, set[Acl]] = {
-    # intake and the district cores (streams/worker.py): read the inbound topics, publish the core's outputs and dead
-    # letters (worker.route); own the internal topics (work log, snapshots, unit map, reporters, and faust's own,
-    # e.g. its assignor's leader topic), which ensure_topics creates if missing and aligns; consumer groups: the
-    # pipeline's (worker.pipeline_group) and faust's (the app id)
-    "worker": {
-        *_allow("topic", INCIDENT_REPORTS, "literal", "Read", "Describe"),
-        *_allow("topic", UNIT_EVENTS, "literal", "Read", "Describe"),
-        *(acl for topic in (INCIDENT_EVENTS, DISPATCH_ORDERS, SLA_ESCALATIONS, INCIDENT_REPORTS_DLQ)
-          for acl in _allow("topic", topic, "literal", "Write", "Describe")),
-        *_allow("topic", f"{APP.app_id}-", "prefix", "Read", "Write", "Create", "Describe", "DescribeConfigs",
-                "AlterConfigs"),
-        *_allow("group", pipeline_group(APP), "literal", "Read"),
-        *_allow("group", APP.app_id, "literal", "Read"),
-    },
-    # the PostgreSQL sink (streams/sink.py): the audited topics and the reporters; a row PostgreSQL refuses goes back
-    # to the dead letters; consumer group <app id>-sink (Sink.group_id)
-    "sink": {
-        *(acl for topic in (INCIDENT_EVENTS, DISPATCH_ORDERS, SLA_ESCALATIONS)
-          for acl in _allow("topic", topic, "literal", "Read", "Describe")),
-        *_allow("topic", INCIDENT_REPORTS_DLQ, "literal", "Read", "Write", "Describe"),
-        *_allow("topic", reporters_topic(APP), "literal", "Read", "Describe"),
-        *_allow("group", f"{APP.app_id}-sink", "literal", "Read"),
-    },
-    # the Open311 gateway (streams/gateway.py): publishes reports; its readiness asks for their topic's leaders
-    "gateway": _allow("topic", INCIDENT_REPORTS, "literal", "Write", "Describe"),
-    # the command centre's consumers (outside this repository): read-only, its own consumer groups
-    "command-centre": {
-        *(acl for topic in (INCIDENT_EVENTS, DISPATCH_ORDERS, SLA_ESCALATIONS)
-          for acl in _allow("topic", topic, "literal", "Read", "Describe")),
-        *_allow("group", "command-centre", "prefix", "Read"),
-    },
-    # hotline and sensor systems (`patrol publish` or their own producers): produce incident.reports only
-    "reporter": _allow("topic", INCIDENT_REPORTS, "literal", "Write", "Describe"),
-    # field-unit terminals (streams/field_unit.py): produce unit.events, read dispatch.orders, and read unit.events
-    # back to restore their own progress; no consumer group (they assign themselves every partition)
-    "field-unit": {
-        *_allow("topic", DISPATCH_ORDERS, "literal", "Read", "Describe"),
-        *_allow("topic", UNIT_EVENTS, "literal", "Read", "Write", "Describe"),
-    },
+    principal: {(acl.resource_type.lower(), acl.name, _PATTERNS[acl.pattern_type], _strimzi(operation))
+                for acl in acls for operation in acl.operations}
+    for principal, acls in principals(APP.app_id).items()
 }
 # compose only: `patrol simulate` plays the hotlines and the field units at once (streams/day_run.py)
 COMPOSE_ONLY_ACLS: dict[str, set[Acl]] = {"simulator": ACLS["reporter"] | ACLS["field-unit"]}
