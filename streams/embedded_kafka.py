@@ -148,6 +148,8 @@ JVM_OPTIONS = [
 class EmbeddedKafka:
     """A single-node Apache Kafka (KRaft, combined mode) on free loopback ports, its data in the workdir."""
 
+    idempotence = True  # it grants producer ids: our producers are idempotent on it
+
     def __init__(self, workdir: Path, cache_dir: Path, partitions: int = 1):
         """`partitions`: of a topic the broker creates on first use (auto.create.topics.enable)."""
         self.workdir = Path(workdir)
