@@ -124,6 +124,11 @@ class KafkaCluster:
         node.process.send_signal(signal.SIGKILL)
         node.process.wait(10)
 
+    def shut_down(self, node_id: int, timeout: float = 60.0) -> None:
+        """A controlled shutdown of one node (SIGTERM: it hands its leaderships over first), as a rolling restart
+        does; its data stays for a restart. It blocks until the node is gone: in async code, run it in a thread."""
+        stop_child(self.nodes[node_id].process, signal.SIGTERM, timeout)
+
     async def restart(self, node_id: int, timeout: float = START_TIMEOUT_S) -> None:
         """Start a node that was killed again, on its own data and ports; returns once the cluster's metadata
         names it again (it may still be catching up: `until_in_sync`)."""
