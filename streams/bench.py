@@ -1243,7 +1243,7 @@ async def raw_pipe(settings: Settings, source: str, target: str, group: str, rea
                    fetch_wait_ms: int) -> None:
     """The baseline: a plain consumer group reading `source` and producing every record to `target`.
 
-    Configured as the worker's clients are (same fetch wait, acks=all like faust's producer,
+    Configured as the worker's clients are (same fetch wait, the same producer options: acks=all, idempotent where the broker allows,
     offsets committed about once a second like faust's commit interval). Once in its group it holds still
     (SIGUSR1) until told to run (SIGUSR2): a consumer polling at our fetch wait costs the embedded broker
     about a tenth of a core even with nothing to read, which the worker's phases must not pay for."""
@@ -1253,7 +1253,7 @@ async def raw_pipe(settings: Settings, source: str, target: str, group: str, rea
     consumer = AIOKafkaConsumer(source, bootstrap_servers=settings.kafka_bootstrap, group_id=group,
                                 enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=fetch_wait_ms,
                                 session_timeout_ms=10_000, heartbeat_interval_ms=2_000, **options)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=0, **options)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0, **settings.producer_options())
     await producer.start()
     await consumer.start()
     loop = asyncio.get_running_loop()
@@ -1632,9 +1632,8 @@ async def _stream_phase(live: Settings, metrics_port: int, worker_pid: int, raw:
     loop = asyncio.get_running_loop()
     run = uuid.uuid4().hex[:6].upper()
     reports = _Reports(catalogue, geography, run)
-    options = live.kafka_client_options()
-    producer = AIOKafkaProducer(bootstrap_servers=live.kafka_bootstrap, acks="all", linger_ms=0,
-                                max_batch_size=65536, **options)
+    producer = AIOKafkaProducer(bootstrap_servers=live.kafka_bootstrap, linger_ms=0,
+                                max_batch_size=65536, **live.producer_options())
     await producer.start()
     orders = _Orders(live, producer)
     await orders.start()
@@ -1816,8 +1815,8 @@ async def _growth_blocks_running(live: Settings, raw: _RawPipe, rate: int, secon
                                  steps: Steps) -> list[GrowthStep]:
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=live.kafka_bootstrap, acks="all", linger_ms=0,
-                                **live.kafka_client_options())
+    producer = AIOKafkaProducer(bootstrap_servers=live.kafka_bootstrap, linger_ms=0,
+                                **live.producer_options())
     await producer.start()
     pipe = await _PipeReader(live, raw.target).start()
     payload = json.dumps({"schema_version": 1, "pad": "x" * 300}).encode()
@@ -1860,7 +1859,7 @@ def _pipe_on_new_broker(base: Settings, name: str, rate: int, seconds: float, bl
         broker = embedded_broker(base, workdir).start()
         stack.callback(broker.stop)
         live = base.with_overrides(kafka_bootstrap=broker.bootstrap, app_id=f"patrol-growth-{uuid.uuid4().hex[:8]}",
-                                   kafka_security_protocol="PLAINTEXT")
+                                   kafka_security_protocol="PLAINTEXT", kafka_idempotence=broker.idempotence)
         asyncio.run(_create_topics(live, list(_pipe_topics(live))))
         raw = _RawPipe(live, workdir, {k: v for k, v in os.environ.items() if not k.startswith("PATROL_")})
         stack.callback(raw.stop)
@@ -1883,7 +1882,7 @@ def _phase_on_new_broker(base: Settings, database_url: str, workdir: Path, sizes
         # always our own broker and database: a benchmark publishes made-up reports
         live = base.with_overrides(kafka_bootstrap=broker.bootstrap, database_url=database_url,
                                    app_id=f"patrol-bench-{uuid.uuid4().hex[:8]}", data_dir=phase_dir,
-                                   kafka_security_protocol="PLAINTEXT")
+                                   kafka_security_protocol="PLAINTEXT", kafka_idempotence=broker.idempotence)
         asyncio.run(ensure_topics(live))
         asyncio.run(_create_topics(live, list(_pipe_topics(live))))
         # the sink in a process of its own, as deploy/ runs it: the audit writes stay off the dispatch path

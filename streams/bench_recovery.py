@@ -101,7 +101,7 @@ def measure_takeover(base: Settings, history: History, workdir: Path, with_snaps
         live = base.with_overrides(kafka_bootstrap=broker.bootstrap, database_url="postgresql://unused@127.0.0.1:9/x",
                                    app_id=f"patrol-recovery-{uuid.uuid4().hex[:8]}", data_dir=workdir,
                                    topic_partitions=1, kafka_security_protocol="PLAINTEXT", sink_in_worker=False,
-                                   metrics_port=0)
+                                   metrics_port=0, kafka_idempotence=broker.idempotence)
         if not with_snapshot:
             # no snapshot at all, also none the owner would take of a log this long as soon as it has replayed it
             live = live.with_overrides(snapshot_interval_s=1e9, snapshot_every_entries=10**12,
@@ -153,8 +153,8 @@ async def _write_history(live: Settings, history: History, with_snapshot: bool) 
     from streams.worker import pipeline_group
 
     topic = worklog_topic(live)
-    producer = AIOKafkaProducer(bootstrap_servers=live.kafka_bootstrap, acks="all", linger_ms=20,
-                                max_batch_size=512 * 1024, **live.kafka_client_options())
+    producer = AIOKafkaProducer(bootstrap_servers=live.kafka_bootstrap, linger_ms=20,
+                                max_batch_size=512 * 1024, **live.producer_options())
     await producer.start()
     sent, total = [], 0
     try:
@@ -192,7 +192,7 @@ async def _report_and_wait(live: Settings, history: History, report_id: str) -> 
     lat, lon = _somewhere(history)
     doc = {"schema_version": 1, "report_id": report_id, "source": "hotline", "category": "PS-NOISE",
            "lat": lat, "lon": lon, "reported_at": datetime.now(timezone.utc).isoformat()}
-    producer = AIOKafkaProducer(bootstrap_servers=live.kafka_bootstrap, acks="all", **live.kafka_client_options())
+    producer = AIOKafkaProducer(bootstrap_servers=live.kafka_bootstrap, **live.producer_options())
     await producer.start()
     try:
         await producer.send_and_wait(INCIDENT_REPORTS, json.dumps(doc).encode(), key=report_id.encode())

@@ -210,8 +210,8 @@ class ConsumerLoop:
         # A district's work log is one partition, and aiokafka sends one request at a time to a broker:
         # with its default 16 KB batches, a busy district's log would hold every send back to 16 KB per
         # round trip.
-        producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", linger_ms=0,
-                                    max_batch_size=PRODUCER_BATCH_BYTES, **s.kafka_client_options())
+        producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, linger_ms=0, max_batch_size=PRODUCER_BATCH_BYTES,
+                                    **s.producer_options())
         await producer.start()
         self._undelivered = False
         self._following = asyncio.Queue()

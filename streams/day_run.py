@@ -29,7 +29,8 @@ async def play_day(settings: Settings, plan: DayPlan, crew: FieldCrew, speedup: 
                    on_progress: Callable[[DayProgress], None], drain_s: float = 5.0) -> DayProgress:
     """Publish the plan in (compressed) time and let the crew answer; returns the final progress."""
     options = settings.kafka_client_options()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=2, **options)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=2,
+                                **settings.producer_options())
     orders = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
                               fetch_max_wait_ms=settings.fetch_max_wait_ms, **options)
     await producer.start()

@@ -90,6 +90,9 @@ def stop_child(process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: fl
 class EmbeddedBroker:
     """A memory-only Tansu broker on a free loopback port."""
 
+    # Tansu grants no producer ids (InitProducerId fails): our producers must not ask it for one
+    idempotence = False
+
     def __init__(self, workdir: Path):
         self.workdir = workdir
         self.port = free_port()
@@ -252,6 +255,7 @@ def embedded_infrastructure(settings: "Settings", workdir: Path | None = None) -
             broker = embedded_broker(settings, workdir).start()
             started.append(broker)
             overrides["kafka_bootstrap"] = broker.bootstrap
+            overrides["kafka_idempotence"] = settings.kafka_idempotence and broker.idempotence
         if settings.uses_embedded_database:
             database = EmbeddedDatabase(workdir).start()
             started.append(database)

@@ -102,32 +102,37 @@ def fetch_libs(cache_dir: Path, pom: Path = POM) -> Path:
     return libs
 
 
-def _cluster_id() -> str:
+def cluster_id() -> str:
     # what `kafka-storage random-uuid` prints: 16 random bytes in URL-safe base64 without padding
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
 def server_properties(port: int, controller_port: int, log_dirs: Path, partitions: int, listener: str = "PLAINTEXT",
-                      security: list[str] = ()) -> str:
-    """The node's configuration; `listener`: the client listener's name and protocol (PLAINTEXT or SASL_SSL, whose
-    settings `security` holds)."""
+                      security: list[str] = (), *, node_id: int = 1, voters: str | None = None, replicas: int = 1) -> str:
+    """One KRaft node's configuration, broker and controller in one JVM. `listener`: the client listener's name and
+    protocol (PLAINTEXT or SASL_SSL, whose settings `security` holds). Alone by default; in a cluster
+    (streams/kafka_cluster.py) `voters` names every node's controller and `replicas` is the cluster's size."""
     listeners = f"{listener}://127.0.0.1:{port}"
+    # a write is acknowledged once two replicas have it (one, alone): one node may fail without losing it
+    in_sync = min(2, replicas)
     return "\n".join([
         "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+        f"node.id={node_id}",
+        f"controller.quorum.voters={voters or f'{node_id}@127.0.0.1:{controller_port}'}",
         f"listeners={listeners},CONTROLLER://127.0.0.1:{controller_port}",
         f"advertised.listeners={listeners}",
         "controller.listener.names=CONTROLLER",
         f"listener.security.protocol.map=CONTROLLER:PLAINTEXT,{listener}:{listener}",
         f"inter.broker.listener.name={listener}",
         f"log.dirs={log_dirs}",
-        # one node: every internal topic must make do with one replica
-        "offsets.topic.replication.factor=1",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
+        # alone, every internal topic must make do with one replica; in a cluster each has one on every node
+        f"offsets.topic.replication.factor={replicas}",
+        f"transaction.state.log.replication.factor={replicas}",
+        f"transaction.state.log.min.isr={in_sync}",
+        f"share.coordinator.state.topic.replication.factor={replicas}",
+        f"share.coordinator.state.topic.min.isr={in_sync}",
+        f"default.replication.factor={replicas}",
+        f"min.insync.replicas={in_sync}",
         # fewer partitions of the internal topics than the 50 a cluster has: quicker to create, nothing to spread
         "offsets.topic.num.partitions=4",
         "transaction.state.log.num.partitions=4",
@@ -163,6 +168,8 @@ JVM_OPTIONS = [
 class EmbeddedKafka:
     """A single-node Apache Kafka (KRaft, combined mode) on free loopback ports, its data in the workdir."""
 
+    idempotence = True  # it grants producer ids: our producers are idempotent on it
+
     def __init__(self, workdir: Path, cache_dir: Path, partitions: int = 1, secure: bool = False,
                  app_id: str = "patrol-dispatch"):
         """`partitions`: of a topic the broker creates on first use (auto.create.topics.enable). `secure`: SASL_SSL,
@@ -194,13 +201,7 @@ class EmbeddedKafka:
 
     def start(self) -> "EmbeddedKafka":
         libs = fetch_libs(self.cache_dir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        _remove_abandoned(self.workdir)
-        # locked before it is named as data, so that no other run's sweep takes it for abandoned
-        new = Path(tempfile.mkdtemp(prefix="kafka-", suffix="-new", dir=self.workdir))
-        self._owner = open(new / ".owner", "w")
-        fcntl.flock(self._owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self.data = new.rename(new.with_name(new.name.removesuffix("-new") + "-data"))
+        self.data, self._owner = claim_data_dir(self.workdir)
         config = self.data / "server.properties"
         listener, security, scram = "PLAINTEXT", [], []
         if self.secure:
@@ -211,17 +212,10 @@ class EmbeddedKafka:
             listener, security, scram = LISTENER, self.security.server_properties(), self.security.scram_arguments()
         config.write_text(server_properties(self.port, self.controller_port, self.data / "logs", self.partitions,
                                             listener, security))
-        (self.data / "log4j2.properties").write_text(LOG4J2)
-        java = ["java", *JVM_OPTIONS, f"-Dlog4j2.configurationFile={self.data / 'log4j2.properties'}",
-                "-cp", f"{libs}/*"]
+        java = java_command(libs, self.data)
         log = self.workdir / "kafka.log"
         try:
-            # what `kafka-storage.sh format` does: a KRaft node starts only on a formatted log directory
-            formatted = subprocess.run(
-                [*java, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config), *scram],
-                capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-            if formatted.returncode != 0:
-                raise RuntimeError(f"kafka-storage format failed:\n{(formatted.stdout + formatted.stderr)[-3000:]}")
+            format_storage(java, cluster_id(), config, scram)
             self.process = spawn_child([*java, "kafka.Kafka", str(config)], log=log, death_signal=signal.SIGKILL)
             wait_for_port(self.port, START_TIMEOUT_S, self.process, "the embedded Kafka")
             self._wait_for_metadata(START_TIMEOUT_S)
@@ -229,7 +223,7 @@ class EmbeddedKafka:
                 self._as_admin(self._grant, timeout=START_TIMEOUT_S)
         except Exception as exc:
             self.stop()
-            raise RuntimeError(f"{exc}; its log, {log}:\n{_tail(log)}") from exc
+            raise RuntimeError(f"{exc}; its log, {log}:\n{tail(log)}") from exc
         return self
 
     def _as_admin(self, work: Callable, timeout: float):
@@ -299,6 +293,35 @@ class EmbeddedKafka:
             self._owner.close()
 
 
+def claim_data_dir(workdir: Path):
+    """A new data directory of ours under `workdir` (`kafka-*-data`, with log4j2.properties in it) and the open
+    lock file that marks it as a live run's; the data of runs that were killed is removed first."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(workdir)
+    # locked before it is named as data, so that no other run's sweep takes it for abandoned
+    new = Path(tempfile.mkdtemp(prefix="kafka-", suffix="-new", dir=workdir))
+    owner = open(new / ".owner", "w")
+    fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    data = new.rename(new.with_name(new.name.removesuffix("-new") + "-data"))
+    (data / "log4j2.properties").write_text(LOG4J2)
+    return data, owner
+
+
+def java_command(libs: Path, data: Path) -> list[str]:
+    """The JVM, its options and class path, logging as `data`/log4j2.properties says: add a main class."""
+    return ["java", *JVM_OPTIONS, f"-Dlog4j2.configurationFile={data / 'log4j2.properties'}", "-cp", f"{libs}/*"]
+
+
+def format_storage(java: list[str], cluster_id: str, config: Path, extra: list[str] = ()) -> None:
+    """What `kafka-storage.sh format` does: a KRaft node starts only on a formatted log directory. `extra`: more
+    arguments (the SCRAM users of a secured broker)."""
+    formatted = subprocess.run(
+        [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), *extra],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    if formatted.returncode != 0:
+        raise RuntimeError(f"kafka-storage format failed:\n{(formatted.stdout + formatted.stderr)[-3000:]}")
+
+
 def _remove_abandoned(workdir: Path) -> None:
     """Remove the data directories of brokers whose parent was killed (stop() never ran): their lock is free."""
     for data in workdir.glob("kafka-*-data"):
@@ -310,7 +333,7 @@ def _remove_abandoned(workdir: Path) -> None:
             continue
 
 
-def _tail(log: Path, chars: int = 3000) -> str:
+def tail(log: Path, chars: int = 3000) -> str:
     try:
         return log.read_text(errors="replace")[-chars:]
     except OSError:

@@ -516,7 +516,7 @@ async def run_terminal(settings: Settings, unit_id: str, log_on: LogOn | None = 
     console = console or Console()
     state = FieldUnit(unit_id)
     options = settings.kafka_client_options()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", **options)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, **settings.producer_options())
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 fetch_max_wait_ms=settings.fetch_max_wait_ms, **options)

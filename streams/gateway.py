@@ -299,9 +299,9 @@ def create_app(settings: Settings, catalogue: Catalogue | None = None, geography
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=0,
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0,
                                     request_timeout_ms=int(PUBLISH_TIMEOUT_S * 1000),
-                                    **settings.kafka_client_options())
+                                    **settings.producer_options())
         try:
             await producer.start()
             pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=10, command_timeout=10)

@@ -55,7 +55,7 @@ def read_lines(lines: Iterable[bytes], topic: str | None = None) -> list[Outgoin
 
 async def publish(settings: Settings, messages: list[Outgoing]) -> None:
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5, **settings.kafka_client_options()
+        bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, **settings.producer_options()
     )
     await producer.start()
     try:

@@ -50,7 +50,15 @@ class Settings(BaseSettings):
         description="faust app id: names the consumer groups and prefixes internal topics",
     )
     topic_partitions: int = Field(default=4, ge=1, description="partitions of every topic we create")
-    topic_replication: int = Field(default=1, ge=1)
+    topic_replication: int = Field(
+        default=1, ge=1,
+        description="replicas of every topic we create; 3 on a production cluster, with min.insync.replicas 2 on "
+                    "the broker, so that one broker may fail without losing an acknowledged write")
+    kafka_idempotence: bool = Field(
+        default=True,
+        description="every producer of ours is idempotent (and acks=all): a send the broker wrote but whose "
+                    "acknowledgement was lost to a leader change is retried without a duplicate. The embedded "
+                    "Tansu does not grant producer ids, so a run on it turns this off")
     # Tansu answers a fetch only when its max wait expires, so this wait is the
     # per-hop latency floor; faust hard-codes 1500 ms, we make it ours.
     fetch_max_wait_ms: int = Field(default=5, ge=0, le=10_000)
@@ -158,6 +166,11 @@ class Settings(BaseSettings):
                 _Masked(self.kafka_sasl_password.get_secret_value()) if self.kafka_sasl_password else None
             )
         return opts
+
+    def producer_options(self) -> dict:
+        """The options of every producer we build: acks=all (a write counts once the in-sync replicas have it),
+        idempotent where the broker allows it, and the shared security options."""
+        return {"acks": "all", "enable_idempotence": self.kafka_idempotence, **self.kafka_client_options()}
 
     def with_overrides(self, **values) -> "Settings":
         """A copy with explicit values (e.g. the embedded broker's address) filled in."""

@@ -260,7 +260,7 @@ class Sink:
     async def run(self) -> None:
         s = self.settings
         consumer = group_consumer(s, self.group_id, *self.models, fetch_max_wait_ms=s.sink_flush_ms)
-        producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, acks="all", **s.kafka_client_options())
+        producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, **s.producer_options())
         # min_size=0: no connection is made up front, so a database that is down when the
         # worker starts is waited for like any other outage, by the write retries below
         pool = await asyncpg.create_pool(s.database_url, min_size=0, max_size=2)

@@ -152,9 +152,9 @@ class SnapshotStore:
 
     async def _started_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
+            producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap,
                                         max_request_size=CHUNK_BYTES + 64 * 1024,
-                                        **self.settings.kafka_client_options())
+                                        **self.settings.producer_options())
             await producer.start()
             self._producer = producer
         return self._producer

@@ -120,6 +120,32 @@ def test_a_killed_parent_takes_the_embedded_kafka_with_it(tmp_path):
             holder.kill()
 
 
+CLUSTER_HOLDER = """
+import sys, time
+from pathlib import Path
+from streams.kafka_cluster import KafkaCluster
+c = KafkaCluster(Path(sys.argv[1]), Path(sys.argv[2])).start()
+print(*(n.process.pid for n in c.nodes.values()), flush=True)
+time.sleep(600)
+"""
+
+
+@needs_java_and_maven
+def test_a_killed_parent_takes_the_three_kafka_nodes_with_it(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", CLUSTER_HOLDER, str(tmp_path), str(Settings().cache_dir)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        pids = {int(p) for p in holder.stdout.readline().split()}
+        assert len(pids) == 3 and all(alive(p) for p in pids)
+        family = pids | descendants(holder.pid)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+        assert wait_gone(family) == set(), "Kafka nodes survived a SIGKILL of their parent"
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+
+
 def test_a_data_directory_is_removed_once_its_broker_is_gone(tmp_path):
     """A broker whose parent was SIGKILLed leaves its data behind; the next start in the same directory removes
     it, and only it (a live run's is locked)."""

@@ -1,7 +1,6 @@
 """Faults that happen in production, on the real broker and PostgreSQL: nothing lost, nothing doubled."""
 
 import asyncio
-import json
 import random
 import time
 import uuid
@@ -10,32 +9,14 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from streams.publish import Outgoing, publish
+from streams.publish import publish
+from tests.streams.accounting import accounted, assert_each_report_once, report, unit_log_on
 from tests.streams.conftest import WorkerProcess, _isolated, eventually
 
 pytestmark = pytest.mark.integration
 
 # districts of their own on the second site's broker, spread over the work-log partitions
 DISTRICTS = [_isolated(i) for i in range(6)]
-
-
-def unit_log_on(run: str, d, i: int, rnd: random.Random) -> Outgoing:
-    unit_id = f"{run}-{d.district}-U{i}"
-    doc = {"schema_version": 1, "event_id": f"{unit_id}-on", "unit_id": unit_id, "at": "2026-11-25T08:00:00Z",
-           "type": "log_on", "agency": "city_management", "kind": "auxiliary", "district": d.district,
-           "home_street": d.streets[0], "mode": "bike", "lat": d.lat + rnd.uniform(-0.009, 0.009),
-           "lon": d.lon + rnd.uniform(-0.009, 0.009)}
-    return Outgoing("unit.events", unit_id.encode(), json.dumps(doc).encode())
-
-
-def report(run: str, d, i: int) -> Outgoing:
-    # a 100 m grid: no two reports are close enough to be merged as the same matter
-    north, east = (i // 16 - 8) * 100, (i % 16 - 8) * 100
-    lat, lon = d.point(north_m=north, east_m=east)
-    report_id = f"{run}-{d.district}-R{i}"
-    doc = {"schema_version": 1, "report_id": report_id, "source": "sensor", "category": "CM-FLYPOST",
-           "lat": lat, "lon": lon, "reported_at": "2026-11-25T08:00:00Z"}
-    return Outgoing("incident.reports", report_id.encode(), json.dumps(doc).encode())
 
 
 async def test_a_worker_killed_mid_stream_loses_nothing_and_doubles_nothing(second_site, capsys):
@@ -50,16 +31,9 @@ async def test_a_worker_killed_mid_stream_loses_nothing_and_doubles_nothing(seco
         reports = [report(run, d, i) for i in range(per_district) for d in DISTRICTS]
         total = len(reports)
 
-        async def accounted() -> int:
-            return await db.fetchval(
-                """SELECT (SELECT count(*) FROM incidents WHERE report_id LIKE $1)
-                        + (SELECT count(*) FROM dead_letters WHERE key LIKE $1)
-                        + (SELECT count(*) FROM incident_events WHERE type = 'report_merged'
-                           AND data->>'report_id' LIKE $1)""", f"{run}-%")
-
         # the first third, then a crash while the rest streams in
         await publish(site, reports[: total // 3])
-        await eventually(lambda: _at_least(accounted, total // 6), timeout=120)
+        await eventually(lambda: _at_least(lambda: accounted(db, run), total // 6), timeout=120)
         sender = asyncio.create_task(_trickle(site, reports[total // 3:], seconds=8))
         await asyncio.sleep(2)
         workers[0].kill()
@@ -71,26 +45,12 @@ async def test_a_worker_killed_mid_stream_loses_nothing_and_doubles_nothing(seco
                                   f"{run}-%")
             return n == total
 
-        await eventually(lambda: _at_least(accounted, total), timeout=180)
+        await eventually(lambda: _at_least(lambda: accounted(db, run), total), timeout=180)
         recovered = time.monotonic() - killed_at
         await eventually(all_dispatched, timeout=60)
 
-        assert await accounted() == total
-        # exactly one effective order per incident, and no unit holding two
-        per_incident = await db.fetch(
-            """SELECT incident_id, count(*) FILTER (WHERE kind = 'assign') - count(*) FILTER (WHERE kind = 'cancel') AS n
-               FROM dispatch_orders WHERE unit_id LIKE $1 GROUP BY incident_id""", f"{run}-%")
-        assert len(per_incident) == total and {r["n"] for r in per_incident} == {1}
-        per_unit = await db.fetch(
-            """SELECT unit_id, count(*) FILTER (WHERE kind = 'assign') - count(*) FILTER (WHERE kind = 'cancel') AS n
-               FROM dispatch_orders WHERE unit_id LIKE $1 GROUP BY unit_id""", f"{run}-%")
-        assert max(r["n"] for r in per_unit) == 1
-        # every incident's audit trail is gap-free and single
-        gaps = await db.fetchval(
-            """SELECT count(*) FROM (SELECT incident_id, max(seq) AS top, count(*) AS n FROM incident_events
-               WHERE incident_id IN (SELECT incident_id FROM incidents WHERE report_id LIKE $1)
-               GROUP BY incident_id) t WHERE top <> n""", f"{run}-%")
-        assert gaps == 0
+        # every report once, exactly one effective order per incident and none doubled, gap-free audit trails
+        await assert_each_report_once(db, run, total)
         workers[1].assert_alive()
         # the survivor rebuilt the partitions the killed worker had owned, and carried on with them
         taken_over = _partitions_rebuilt(workers[1].log)
