@@ -1243,8 +1243,8 @@ async def raw_pipe(settings: Settings, source: str, target: str, group: str, rea
                    fetch_wait_ms: int) -> None:
     """The baseline: a plain consumer group reading `source` and producing every record to `target`.
 
-    Configured as the worker's clients are (same fetch wait, the same producer options: acks=all, idempotent where the broker allows,
-    offsets committed about once a second like faust's commit interval). Once in its group it holds still
+    Configured as the worker's clients are (same fetch wait; the same producer options: acks=all, idempotent where
+    the broker allows; offsets committed about once a second like faust's commit interval). Once in its group it holds still
     (SIGUSR1) until told to run (SIGUSR2): a consumer polling at our fetch wait costs the embedded broker
     about a tenth of a core even with nothing to read, which the worker's phases must not pay for."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
