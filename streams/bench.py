@@ -68,6 +68,7 @@ from processors.messages import (
 )
 from processors.units import DETOUR_FACTOR, SPEED_M_S, Unit
 from streams.bench_brokers import BrokerRun, broker_label, broker_targets, brokers_to_run, side_by_side
+from streams.bench_profile import Profile, Sampler, profile_markdown
 from streams.bench_recovery import RecoveryBench, recovery_benchmark, recovery_markdown, recovery_targets
 from streams.consumer_loop import partitions_of
 from streams.settings import Settings
@@ -163,6 +164,7 @@ class Throughput:
     cores: dict[str, float] = field(default_factory=dict)  # the same by role (CpuWatch.cores)
     broker_records: int = 0  # records the broker took in on every topic during the burst
     pipe_cpu_s: float = float("nan")  # CPU seconds the raw pipe used to move its records
+    profile: Profile | None = None  # where the worker's CPU went during the burst (py-spy)
 
     @property
     def worker_ms_per_report(self) -> float:
@@ -1706,6 +1708,7 @@ async def _stream_phase(live: Settings, metrics_port: int, worker_pid: int, raw:
             burst = reports.make("T", sizes.throughput_reports)
             records_before = await _records_in_broker(live)
             with steps.task(f"throughput: {len(burst):,} reports to PostgreSQL", len(burst)) as advance:
+                sampler = Sampler(worker_pid, Path(live.data_dir) / "worker-profile.txt").start()
                 watch = CpuWatch(worker_pid).start()
                 started = loop.time()
                 await send_reports(burst)
@@ -1721,6 +1724,7 @@ async def _stream_phase(live: Settings, metrics_port: int, worker_pid: int, raw:
                     await asyncio.sleep(0.05)
                 seconds = loop.time() - started
                 watch.stop()
+                profile = await asyncio.to_thread(sampler.stop)
                 decided = [orders.seen[i] for _, i, _ in burst if i in orders.seen]
                 orders_seconds = (max(decided) - started) if decided else float("nan")
             throughput_merged = await merged("T")
@@ -1749,7 +1753,8 @@ async def _stream_phase(live: Settings, metrics_port: int, worker_pid: int, raw:
             throughput = Throughput(reports=done, seconds=seconds, merged=throughput_merged,
                                     pipe_records=len(piped), pipe_seconds=pipe_seconds, orders=len(decided),
                                     orders_seconds=orders_seconds, worker_cores=watch.worker,
-                                    broker_records=broker_records, pipe_cpu_s=pipe_watch.cpu_seconds("raw pipe"),
+                                    broker_records=broker_records, profile=profile,
+                                    pipe_cpu_s=pipe_watch.cpu_seconds("raw pipe"),
                                     machine_cores=watch.machine, cores=watch.cores)
 
         step = None
@@ -2013,6 +2018,7 @@ def markdown(result: BenchResult) -> str:
         ]
         if t.merged:
             lines += [f"{t.merged} of the reports were merged into another incident as duplicates.", ""]
+        lines += profile_markdown(t.profile)
 
     if result.latency:
         lines += [

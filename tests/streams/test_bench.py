@@ -70,7 +70,11 @@ def test_the_streams_phases_run_on_each_broker_kafka_first_side_by_side(quick_ru
         assert [s.rate for s in run.latency] == list(QUICK.rates)
         # the worker's CPU per report against the raw pipe's for the same records
         assert run.throughput.worker_ms_per_report > 0 and run.throughput.floor_ms_per_report > 0
+    # where the worker's CPU went in the burst, sampled by py-spy from outside
+    profile = result.throughput.profile
+    assert profile.error is None and profile.samples > 0 and profile.own and profile.areas
     text = out.read_text()
+    assert "### Where the worker's CPU goes" in text
     section = text.split("## Brokers side by side", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| **")]
     assert [row.split("**")[1] for row in rows] == [broker_label(b) for b in expected]
