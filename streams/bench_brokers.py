@@ -78,19 +78,27 @@ def broker_targets(run: BrokerRun) -> list[tuple[str, str, bool | None]]:
     return out
 
 
+def _p50(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
 def side_by_side(runs: list[BrokerRun]) -> list[str]:
     """The section comparing the brokers: one row each, Kafka first."""
     if not runs:
         return []
     rates = sorted({s.rate for r in runs for s in r.latency})
     head = ("| broker | burst reports/s → PostgreSQL | raw pipe records/s | worker CPU ms/report | floor ms/report "
-            "| × floor | " + " | ".join(f"p50 / p99 ms at {rate:,}/s" for rate in rates) + " |")
+            "| × floor | " + " | ".join(f"p50 / p99 ms at {rate:,}/s" for rate in rates)
+            + " | raw pipe p50 ms as the topics fill (first → last block) |")
     lines = ["## Brokers side by side", "",
              "The same streams phases on each embedded broker in this run (each phase on a new broker of that kind). "
              "*Floor*: the raw pipe's CPU per record it moved × the records the broker took in per report during "
              "the burst — what a Python Kafka client that does nothing else spends moving a report's records. "
-             "Latency: report published → order read.", "",
-             head, "|---|" + "---:|" * (5 + len(rates))]
+             "Latency: report published → order read. The last column is the raw pipe alone on a new broker in "
+             "consecutive blocks (section 2's growth table, for each broker): on Tansu a hop costs more as its "
+             "topics fill up, which is why every phase gets a new broker.", "",
+             head, "|---|" + "---:|" * (6 + len(rates))]
     for run in runs:
         t = run.throughput
         cells = [f"**{run.label}**"]
@@ -103,5 +111,7 @@ def side_by_side(runs: list[BrokerRun]) -> list[str]:
         for rate in rates:
             s = run.step(rate)
             cells.append(f"{s.quantile(0.5):,.1f} / {s.quantile(0.99):,.1f}" if s and s.latencies_ms else "–")
+        blocks = [g for g in run.growth if g.latencies_ms]
+        cells.append(f"{_p50(blocks[0].latencies_ms):,.1f} → {_p50(blocks[-1].latencies_ms):,.1f}" if blocks else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]

@@ -3,6 +3,7 @@ idempotently at start-up."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import structlog
@@ -96,9 +97,32 @@ async def ensure_topics(settings: Settings) -> TopicReport:
                     raise RuntimeError(f"could not create topic {name}: error code {code}")
         if worklog_topic(settings) in present:
             await _align(admin, worklog_topic(settings), topic_configs(worklog_topic(settings), settings))
+        if created:
+            await _until_led(admin, created)
         return TopicReport(created=created, existing=[n for n in names if n not in created])
     finally:
         await admin.close()
+
+
+async def _until_led(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30.0) -> None:
+    """Until every partition of the new topics `names` has a leader: Kafka elects them a moment after it creates
+    a topic, and a client that writes or reads before then is told NotLeaderForPartition (it retries, but fills
+    the log with errors). A broker that takes longer is said so, and the worker goes on."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        try:
+            leaderless = [topic.get("topic") for topic in await admin.describe_topics(names)
+                          if topic.get("error_code") or not topic.get("partitions")
+                          or any(p.get("leader", -1) < 0 for p in topic["partitions"])]
+        except KafkaError:
+            leaderless = list(names)
+        if not leaderless:
+            return
+        if loop.time() > deadline:
+            log.warning("new topics have no leader yet; clients will retry", topics=leaderless)
+            return
+        await asyncio.sleep(0.1)
 
 
 async def _align(admin: AIOKafkaAdminClient, topic: str, wanted: dict[str, str]) -> None:
