@@ -23,7 +23,6 @@ import subprocess
 import tempfile
 import time
 import uuid
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,26 +30,22 @@ from typing import TYPE_CHECKING
 
 from streams.access import ADMIN, principals
 from streams.embedded import free_port, spawn_child, stop_child, wait_for_port
+from streams.maven import copy_dependencies, fill_once, pom_property
 
 if TYPE_CHECKING:
     from streams.embedded_kafka_security import BrokerSecurity
     from streams.settings import Settings
 
 POM = Path(__file__).resolve().parent.parent / "deploy" / "kafka" / "pom.xml"
-_MAVEN_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 # the jars without which `kafka.Kafka` does not start, or starts without a log
 REQUIRED_JARS = ("kafka_2.13-{v}.jar", "kafka-clients-{v}.jar", "kafka-server-{v}.jar", "kafka-raft-{v}.jar",
                  "kafka-metadata-{v}.jar", "scala-library-", "log4j-core-", "log4j-slf4j-impl-", "slf4j-api-")
-FETCH_TIMEOUT_S = 600.0
 START_TIMEOUT_S = 90.0
 
 
 def kafka_version(pom: Path = POM) -> str:
     """The Kafka version the pom pins (its `kafka.version` property): named there only."""
-    node = ET.parse(pom).getroot().find("m:properties/m:kafka.version", _MAVEN_NS)
-    if node is None or not (node.text or "").strip():
-        raise RuntimeError(f"{pom} does not name kafka.version")
-    return node.text.strip()
+    return pom_property(pom, "kafka.version")
 
 
 def choose_broker(choice: str, which: Callable[[str], str | None] = shutil.which, pom: Path = POM) -> str:
@@ -69,37 +64,20 @@ def _missing_jars(libs: Path, version: str) -> list[str]:
 
 
 def fetch_libs(cache_dir: Path, pom: Path = POM) -> Path:
-    """The directory of Kafka's jars: `<cache_dir>/kafka-<version>/libs`, copied there by Maven on first use.
-
-    A lock makes concurrent first uses (two test runs, two clones) fetch once; the jars are copied into a scratch
-    directory and renamed into place, so an interrupted fetch never leaves a half-filled `libs`."""
+    """The directory of Kafka's jars: `<cache_dir>/kafka-<version>/libs`, copied there by Maven on first use
+    (once, whoever else asks at the same time: streams.maven.fill_once)."""
     version = kafka_version(pom)
-    home = Path(cache_dir).expanduser() / f"kafka-{version}"
-    libs = home / "libs"
-    if not _missing_jars(libs, version):
-        return libs
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not _missing_jars(libs, version):  # another process fetched them while we waited
-            return libs
-        scratch = Path(tempfile.mkdtemp(prefix="libs-", dir=home))
+
+    def copy(directory: Path) -> None:
         try:
-            done = subprocess.run(
-                ["mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(pom), "dependency:copy-dependencies",
-                 f"-DoutputDirectory={scratch}"],
-                capture_output=True, text=True, timeout=FETCH_TIMEOUT_S, stdin=subprocess.DEVNULL)
-            if done.returncode != 0:
-                raise RuntimeError(f"Maven could not fetch Apache Kafka {version} ({pom}):\n"
-                                   f"{(done.stdout + done.stderr)[-3000:]}\n"
-                                   "(PATROL_EMBEDDED_BROKER=tansu runs the embedded Tansu broker instead)")
-            if missing := _missing_jars(scratch, version):
-                raise RuntimeError(f"Maven fetched Apache Kafka {version} without {', '.join(missing)}")
-            shutil.rmtree(libs, ignore_errors=True)
-            scratch.rename(libs)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-    return libs
+            copy_dependencies(pom, directory, f"Apache Kafka {version}")
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n(PATROL_EMBEDDED_BROKER=tansu runs the embedded Tansu broker instead)") from exc
+        if missing := _missing_jars(directory, version):
+            raise RuntimeError(f"Maven fetched Apache Kafka {version} without {', '.join(missing)}")
+
+    return fill_once(Path(cache_dir).expanduser() / f"kafka-{version}" / "libs",
+                     lambda libs: not _missing_jars(libs, version), copy)
 
 
 def cluster_id() -> str:

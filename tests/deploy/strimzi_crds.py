@@ -13,18 +13,16 @@ dependency). Cache: $PATROL_CACHE_DIR, by default ~/.cache/patrol-dispatch, unde
 
 from __future__ import annotations
 
-import fcntl
 import re
 import shutil
 import subprocess
 import tempfile
-import xml.etree.ElementTree as ET
 from pathlib import Path
+
+from streams.maven import FETCH_TIMEOUT_S, copy_dependencies, fill_once, pom_property
 
 ROOT = Path(__file__).resolve().parents[2]
 POM = ROOT / "deploy" / "strimzi" / "pom.xml"
-FETCH_TIMEOUT_S = 600
-_MAVEN_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 
 # the CRDs we validate against: the model class each is generated from, and its file name in the release
 CRDS = {
@@ -46,10 +44,7 @@ def cache_dir() -> Path:
 
 def strimzi_version(pom: Path = POM) -> str:
     """The Strimzi release the pom pins (its `strimzi.version` property): named there only."""
-    node = ET.parse(pom).getroot().find("m:properties/m:strimzi.version", _MAVEN_NS)
-    if node is None or not (node.text or "").strip():
-        raise RuntimeError(f"{pom} does not name strimzi.version")
-    return node.text.strip()
+    return pom_property(pom, "strimzi.version")
 
 
 def _java_major(java: str) -> int:
@@ -78,41 +73,19 @@ def _complete(directory: Path) -> bool:
 
 
 def fetch_crds(cache: Path | None = None, pom: Path = POM) -> Path:
-    """The directory of the release's CRD files, made on first use: `<cache>/strimzi-<version>/crds`.
-
-    A lock makes concurrent first uses fetch once; the files are written into a scratch directory and renamed into
-    place, so an interrupted run never leaves half of them."""
+    """The directory of the release's CRD files, made on first use: `<cache>/strimzi-<version>/crds` (once, whoever
+    else asks at the same time: streams.maven.fill_once)."""
     version = strimzi_version(pom)
-    home = (cache or cache_dir()) / f"strimzi-{version}"
-    crds = home / "crds"
-    if _complete(crds):
-        return crds
-    home.mkdir(parents=True, exist_ok=True)
-    with open(home / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if _complete(crds):
-            return crds
-        scratch = Path(tempfile.mkdtemp(prefix="crds-", dir=home))
-        try:
-            libs = scratch / "libs"
-            fetched = subprocess.run(
-                ["mvn", "-q", "-B", "-Dstyle.color=never", "-f", str(pom), "dependency:copy-dependencies",
-                 f"-DoutputDirectory={libs}"],
-                capture_output=True, text=True, timeout=FETCH_TIMEOUT_S, stdin=subprocess.DEVNULL)
-            if fetched.returncode != 0:
-                raise RuntimeError(f"Maven could not fetch Strimzi {version}'s API and CRD generator ({pom}):\n"
-                                   f"{(fetched.stdout + fetched.stderr)[-3000:]}")
-            out = scratch / "crds"
-            out.mkdir()
+
+    def generate(out: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="strimzi-libs-") as libs:
+            copy_dependencies(pom, Path(libs), f"Strimzi {version}'s API and CRD generator")
             generated = subprocess.run(
                 [find_java(), "-cp", f"{libs}/*", "io.strimzi.crdgenerator.CrdGenerator", *GENERATOR_OPTIONS,
                  *(f"{cls}={out / name}" for cls, name in CRDS.values())],
                 capture_output=True, text=True, timeout=FETCH_TIMEOUT_S, stdin=subprocess.DEVNULL)
-            if generated.returncode != 0 or not _complete(out):
-                raise RuntimeError(f"Strimzi {version}'s CRD generator failed:\n"
-                                   f"{(generated.stdout + generated.stderr)[-3000:]}")
-            shutil.rmtree(crds, ignore_errors=True)
-            out.rename(crds)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-    return crds
+        if generated.returncode != 0:
+            raise RuntimeError(f"Strimzi {version}'s CRD generator failed:\n"
+                               f"{(generated.stdout + generated.stderr)[-3000:]}")
+
+    return fill_once((cache or cache_dir()) / f"strimzi-{version}" / "crds", _complete, generate)

@@ -46,11 +46,12 @@ time.sleep(600)
 """
 
 
-def test_a_killed_parent_takes_the_broker_and_database_with_it(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+def assert_children_die_with_their_parent(holder: subprocess.Popen, children: int) -> None:
+    """`holder` prints the pids of the `children` it started on one line, then waits: SIGKILL it, and none of its
+    family may be left."""
     try:
         pids = {int(p) for p in holder.stdout.readline().split()}
-        assert len(pids) == 2 and all(alive(p) for p in pids)
+        assert len(pids) == children and all(alive(p) for p in pids)
         family = pids | descendants(holder.pid)
         holder.send_signal(signal.SIGKILL)
         holder.wait(10)
@@ -58,6 +59,11 @@ def test_a_killed_parent_takes_the_broker_and_database_with_it(tmp_path):
     finally:
         if holder.poll() is None:
             holder.kill()
+
+
+def test_a_killed_parent_takes_the_broker_and_database_with_it(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert_children_die_with_their_parent(holder, 2)
 
 
 needs_java_and_maven = pytest.mark.skipif(
@@ -108,16 +114,7 @@ time.sleep(600)
 def test_a_killed_parent_takes_the_embedded_kafka_with_it(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", KAFKA_HOLDER, str(tmp_path), str(Settings().cache_dir)],
                               stdout=subprocess.PIPE, text=True)
-    try:
-        pid = int(holder.stdout.readline())
-        assert alive(pid)
-        family = {pid} | descendants(holder.pid)
-        holder.send_signal(signal.SIGKILL)
-        holder.wait(10)
-        assert wait_gone(family) == set(), "the broker survived a SIGKILL of its parent"
-    finally:
-        if holder.poll() is None:
-            holder.kill()
+    assert_children_die_with_their_parent(holder, 1)
 
 
 CLUSTER_HOLDER = """
@@ -134,16 +131,7 @@ time.sleep(600)
 def test_a_killed_parent_takes_the_three_kafka_nodes_with_it(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", CLUSTER_HOLDER, str(tmp_path), str(Settings().cache_dir)],
                               stdout=subprocess.PIPE, text=True)
-    try:
-        pids = {int(p) for p in holder.stdout.readline().split()}
-        assert len(pids) == 3 and all(alive(p) for p in pids)
-        family = pids | descendants(holder.pid)
-        holder.send_signal(signal.SIGKILL)
-        holder.wait(10)
-        assert wait_gone(family) == set(), "Kafka nodes survived a SIGKILL of their parent"
-    finally:
-        if holder.poll() is None:
-            holder.kill()
+    assert_children_die_with_their_parent(holder, 3)
 
 
 def test_a_data_directory_is_removed_once_its_broker_is_gone(tmp_path):
