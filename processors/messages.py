@@ -1,4 +1,4 @@
-"""The contract messages of DESIGN.md as pydantic models, plus two internal ones: work item, reporter record.
+"""The contract messages of docs/contracts.md as pydantic models, plus two internal ones: work item, reporter record.
 
 They live in the core because the core's vocabulary *is* these messages: it is
 handed one and returns others. Pydantic does no I/O, so the core stays pure;

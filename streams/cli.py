@@ -1,4 +1,4 @@
-"""The `patrol` command line (verbs fixed by DESIGN.md, CLI)."""
+"""The `patrol` command line (verbs fixed by docs/contracts.md, CLI)."""
 
 from __future__ import annotations
 

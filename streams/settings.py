@@ -22,7 +22,7 @@ class _Masked(str):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PATROL_", extra="ignore")
 
-    # --- contract settings (DESIGN.md) ---
+    # --- contract settings (docs/contracts.md) ---
     kafka_bootstrap: str | None = Field(
         default=None, description="host:port[,host:port]; unset starts the embedded broker"
     )

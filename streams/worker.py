@@ -65,7 +65,7 @@ SNAPSHOT_CHECK_S = 5.0
 
 
 def route(message: Message) -> tuple[str, str | None]:
-    """The topic and key each kind of core output is published under (DESIGN.md, Topics)."""
+    """The topic and key each kind of core output is published under (docs/contracts.md, Topics)."""
     if isinstance(message, IncidentEvent):
         return INCIDENT_EVENTS, message.incident_id
     if isinstance(message, DispatchOrder):
