@@ -29,7 +29,7 @@ What each service does on Kafka, read off the code:
 - **reporter** (hotline and sensor systems, `patrol publish` of reports): may only write `incident.reports`.
 - **field unit** (`patrol unit`, streams/field_unit.py): writes `unit.events`, reads `dispatch.orders`, and reads
   `unit.events` back to restore its progress after a restart (so it sees other units' events too); no group.
-- **gateway** (streams/gateway.py): writes `incident.reports`.
+- **gateway** (streams/gateway/): writes `incident.reports`.
 
 Who creates topics: the contract topics (and, in production, ours too) are created by an administrator — on the
 embedded broker by ADMIN, a super user that only sets up (SCRAM users, these ACLs, ensure_topics); in Kubernetes by

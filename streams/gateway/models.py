@@ -1,0 +1,108 @@
+"""The Open311 wire: the gateway's constants (status words, id and token limits, time windows) and the request and
+response models that make its OpenAPI document — service definitions, the POSTed fields, the created and the
+status answers, and Open311's error array."""
+
+import re
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# What the district core and the sink write to `incidents.status`, as Open311's two states.
+CLOSED_STATUSES = ("closed", "cancelled")
+STATUS_NOTES = {
+    "created": "Registered (立案); a unit is being assigned.",
+    "queued": "Registered; waiting for a free unit of the responsible agency.",
+    "dispatched": "A unit has been dispatched (派遣).",
+    "acknowledged": "The dispatched unit has acknowledged the task.",
+    "en_route": "A unit is on its way.",
+    "on_scene": "A unit is on scene, dealing with it (处置).",
+    "resolved": "Dealt with on scene; awaiting verification and closure (核查结案).",
+    "closed": "Closed (结案).",
+    "cancelled": "Cancelled.",
+}
+# Every id this platform issues matches the contract's Identifier pattern; anything else is unknown
+# without asking the database (and cannot smuggle a NUL byte into a query).
+ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@/-]{1,128}$")
+TOKEN_MAX = 200
+DEFAULT_WINDOW = timedelta(days=90)  # Open311: a search spans at most 90 days; without dates, the last 90
+PUBLISH_TIMEOUT_S = 15.0
+PROBE_TIMEOUT_S = 3.0  # within the probes' own timeout (5 s)
+
+
+# ----------------------------------------------------------------------------- wire models
+
+
+class Open311Error(BaseModel):
+    code: int = Field(description="the HTTP status code")
+    description: str = Field(description="what was wrong, in words")
+
+
+class ServiceDefinition(BaseModel):
+    service_code: str = Field(description="the catalogue's category code; use it in POST /requests")
+    service_name: str
+    description: str
+    metadata: bool = Field(description="always false: no extra attributes are asked for")
+    type: Literal["realtime", "batch", "blackbox"]
+    keywords: str = Field(description="comma-separated")
+    group: str = Field(description="the domain: public_security, traffic or city_management")
+
+
+class ServiceAttributes(BaseModel):
+    service_code: str
+    attributes: list[dict[str, Any]]
+
+
+class ServiceRequestIn(BaseModel):
+    """The fields of an Open311 POST (form-encoded or JSON); unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    service_code: str = Field(min_length=1, max_length=128, description="a service_code from GET /services")
+    lat: float = Field(ge=-90.0, le=90.0, allow_inf_nan=False, description="WGS-84 latitude, inside the served area")
+    long: float = Field(ge=-180.0, le=180.0, allow_inf_nan=False, description="WGS-84 longitude")
+    address_string: str | None = Field(default=None, max_length=400, description="human-readable address")
+    description: str | None = Field(default=None, max_length=4000)
+    first_name: str | None = Field(default=None, max_length=190, description="kept in the incident record only")
+    last_name: str | None = Field(default=None, max_length=190, description="kept in the incident record only")
+    phone: str | None = Field(default=None, max_length=40, description="kept in the incident record only")
+    email: str | None = Field(default=None, max_length=320, description="accepted and not kept")
+    media_url: str | None = Field(default=None, max_length=2000, description="accepted and ignored")
+    device_id: str | None = Field(default=None, max_length=200, description="accepted and ignored")
+    account_id: str | None = Field(default=None, max_length=200, description="accepted and ignored")
+    api_key: str | None = Field(default=None, max_length=200, description="accepted and ignored")
+    jurisdiction_id: str | None = Field(default=None, max_length=200, description="accepted and ignored")
+    client_token: str | None = Field(
+        default=None, min_length=1, max_length=TOKEN_MAX,
+        description="idempotency token (or header Idempotency-Key): a resend with the same token is the same request")
+
+
+class ServiceRequestCreated(BaseModel):
+    service_request_id: str
+    service_notice: str | None = None
+    account_id: None = None
+
+
+class ServiceRequestOut(BaseModel):
+    service_request_id: str = Field(description="the id POST answered")
+    incident_id: str = Field(description="the incident this request is handled under (extension); several "
+                                         "requests about one matter share one incident")
+    status: Literal["open", "closed"]
+    status_notes: str | None = None
+    service_name: str | None = None
+    service_code: str
+    agency_responsible: str | None = Field(default=None, description="the catalogue's agencies, comma-separated")
+    service_notice: str | None = None
+    requested_datetime: datetime
+    updated_datetime: datetime
+    expected_datetime: datetime | None = Field(default=None, description="when it is to be closed: the "
+                                               "category's resolution limit from registration")
+    address: str | None = None
+    address_id: str | None = None
+    zipcode: str | None = None
+    lat: float
+    long: float
+    media_url: str | None = None
+
+
+ERRORS = {"model": list[Open311Error]}
