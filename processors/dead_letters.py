@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from processors.messages import DeadLetter, Provenance
+from processors.messages import DeadLetter, Provenance, WorkItem
 from processors.privacy import mask_bytes
 
 # Enough to recognise a message and see what was wrong at its start; a dead letter stays a few KiB.
@@ -132,3 +132,9 @@ def _cut(value: bytes, limit: int) -> bytes:
             width = 1 if lead < 0x80 else 2 if lead >> 5 == 0b110 else 3 if lead >> 4 == 0b1110 else 4
             return cut if width <= back else cut[:-back]
     return cut
+
+
+def reject_item(item: WorkItem, reason: str, error: str, out: list) -> None:
+    """A work-log entry a district core cannot act on: its dead letter goes to `out` (none without provenance)."""
+    if item.provenance is not None:
+        out.append(dead_letter(item.provenance, Rejected(reason, error), item.at))

@@ -14,7 +14,8 @@ from dataclasses import asdict
 from datetime import datetime
 
 from processors.catalogue import Catalogue, Category
-from processors.district import DispatchPolicy, DistrictCore, Incident
+from processors.district import DispatchPolicy, DistrictCore
+from processors.incidents import Incident
 from processors.units import Assignment, Unit
 
 FORMAT = 1

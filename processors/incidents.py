@@ -1,0 +1,96 @@
+"""Incidents as the district core holds them: what was reported, who is on it, which limits run, and the
+events that tell its story.
+
+Ids are derived, never counted: an incident's from its first report, an order's from its incident and its
+number, so that replaying a district's log gives every id again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from processors.catalogue import Category
+from processors.messages import IncidentEvent, Message
+from processors.units import Assignment
+
+# How long a closed incident is kept in memory: for the day's late field events to be told apart from
+# mistakes. After that the core forgets it (and its orders), so that its memory holds a day, not its whole
+# history; its report ids are kept longer (RESENDS_KEPT), so that a report resent later never opens it again.
+CLOSED_KEPT = timedelta(hours=24)
+
+
+def seconds(span) -> float:
+    return round(span.total_seconds(), 3)
+
+
+def order_id(incident: "Incident", n: int) -> str:
+    """The id of an incident's n-th order (from 1)."""
+    return f"{incident.incident_id}-O{n}"
+
+
+def incident_id_for(district: str, report_id: str) -> str:
+    """Derived from the first report, not from a counter: report ids are unique for good, while a
+    counter restarts with a new log and would reuse ids already in the audit trail."""
+    digest = hashlib.sha256(report_id.encode()).hexdigest()[:12].upper()
+    return f"INC-{district}-{digest}"
+
+
+@dataclass
+class Incident:
+    incident_id: str
+    report_id: str
+    category: Category
+    priority: int
+    street: str
+    lat: float
+    lon: float
+    address: str | None
+    created_at: datetime
+    last_report_at: datetime
+    status: str = "created"
+    seq: int = 0
+    orders_issued: int = 0
+    # agency place -> the assignment filling it, while the unit is working on it
+    active: dict[str, Assignment] = field(default_factory=dict)
+    resolved: dict[str, Assignment] = field(default_factory=dict)
+    # units that declined, dropped or were pulled off: never chosen again for this incident
+    excluded: set[str] = field(default_factory=set)
+    first_dispatched_at: datetime | None = None
+    arrive_by: datetime | None = None
+    # arrive_s counted from the report: when the citizen was promised someone on scene
+    due_by: datetime | None = None
+    resolve_by: datetime | None = None
+    # since when the incident has had no unit at all (None while someone is on it)
+    waiting_since: datetime | None = None
+    arrived: bool = False
+    # (level, reason) pairs already escalated: each is raised once per incident
+    raised: set[tuple[int, str]] = field(default_factory=set)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status not in ("closed", "cancelled")
+
+    def missing(self) -> list[str]:
+        return [a for a in self.category.agencies if a not in self.active and a not in self.resolved]
+
+    def role_of(self, agency: str) -> str:
+        return "lead" if agency == self.category.agencies[0] else "support"
+
+
+def record_event(incident: Incident, type_: str, at: datetime, out: list[Message], data: dict) -> None:
+    """Append the incident's next event to `out`; every type but a merge, a queueing or an escalation is its new status."""
+    incident.seq += 1
+    if type_ not in ("report_merged", "queued", "escalated"):
+        incident.status = type_
+    out.append(IncidentEvent(
+        schema_version=1, event_id=f"{incident.incident_id}:{incident.seq}", incident_id=incident.incident_id,
+        seq=incident.seq, type=type_, at=at, data=data,
+    ))
+
+
+def timing(incident: Incident, at: datetime) -> dict:
+    """The figures every SLA event carries: what the incident is and how long it has been open."""
+    return {"category": incident.category.code, "domain": incident.category.domain,
+            "priority": incident.priority, "since_created_s": seconds(at - incident.created_at)}
