@@ -89,7 +89,7 @@ def recovery_benchmark(base: Settings, catalogue: Catalogue, geography: Geograph
 
 
 def measure_takeover(base: Settings, history: History, workdir: Path, with_snapshot: bool) -> Takeover:
-    from streams.embedded import EmbeddedBroker, spawn_child, stop_child
+    from streams.embedded import EmbeddedBroker, client_settings, spawn_child, stop_child
     from streams.topics import ensure_topics
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -98,10 +98,9 @@ def measure_takeover(base: Settings, history: History, workdir: Path, with_snaps
     try:
         # one partition a topic: two workers, one owns the district, the other stands by. No sink runs, so no
         # database is used (the URL keeps the worker from starting an embedded one it would not need)
-        live = base.with_overrides(kafka_bootstrap=broker.bootstrap, database_url="postgresql://unused@127.0.0.1:9/x",
-                                   app_id=f"patrol-recovery-{uuid.uuid4().hex[:8]}", data_dir=workdir,
-                                   topic_partitions=1, kafka_security_protocol="PLAINTEXT", sink_in_worker=False,
-                                   metrics_port=0, kafka_idempotence=broker.idempotence)
+        live = client_settings(base, broker).with_overrides(
+            database_url="postgresql://unused@127.0.0.1:9/x", app_id=f"patrol-recovery-{uuid.uuid4().hex[:8]}",
+            data_dir=workdir, topic_partitions=1, sink_in_worker=False, metrics_port=0)
         if not with_snapshot:
             # no snapshot at all, also none the owner would take of a log this long as soon as it has replayed it
             live = live.with_overrides(snapshot_interval_s=1e9, snapshot_every_entries=10**12,

@@ -223,6 +223,13 @@ def _open_path_to(path: Path) -> None:
                 os.chmod(part, mode | 0o011)
 
 
+def client_settings(settings: "Settings", broker) -> "Settings":
+    """`settings` pointed at an embedded `broker` we started (Tansu, Kafka, a Kafka cluster): its address, in
+    plaintext, and idempotent producers only where the broker grants producer ids (Tansu does not)."""
+    return settings.with_overrides(kafka_bootstrap=broker.bootstrap, kafka_security_protocol="PLAINTEXT",
+                                   kafka_idempotence=settings.kafka_idempotence and broker.idempotence)
+
+
 def embedded_broker(settings: "Settings", workdir: Path):
     """The embedded broker PATROL_EMBEDDED_BROKER chooses (EmbeddedKafka or EmbeddedBroker), not yet started."""
     from streams.embedded_kafka import EmbeddedKafka, choose_broker
@@ -250,17 +257,16 @@ def embedded_infrastructure(settings: "Settings", workdir: Path | None = None) -
     workdir = Path(workdir or settings.data_dir).resolve()
     started: list = []
     try:
-        overrides = {}
+        live = settings
         if settings.uses_embedded_broker:
             broker = embedded_broker(settings, workdir).start()
             started.append(broker)
-            overrides["kafka_bootstrap"] = broker.bootstrap
-            overrides["kafka_idempotence"] = settings.kafka_idempotence and broker.idempotence
+            live = client_settings(live, broker)
         if settings.uses_embedded_database:
             database = EmbeddedDatabase(workdir).start()
             started.append(database)
-            overrides["database_url"] = database.url
-        yield settings.with_overrides(**overrides)
+            live = live.with_overrides(database_url=database.url)
+        yield live
     finally:
         for part in reversed(started):
             part.stop()

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from streams.access import ADMIN, principals
-from streams.embedded import free_port, spawn_child, stop_child, wait_for_port
+from streams.embedded import client_settings, free_port, spawn_child, stop_child, wait_for_port
 from streams.maven import copy_dependencies, fill_once, pom_property
 
 if TYPE_CHECKING:
@@ -173,9 +173,8 @@ class EmbeddedKafka:
     def client_settings(self, settings: "Settings", principal: str = ADMIN) -> "Settings":
         """`settings` pointed at this broker, connecting as `principal` (a name of streams.access) when it is
         secured."""
-        if self.security is None:
-            return settings.with_overrides(kafka_bootstrap=self.bootstrap)
-        return settings.with_overrides(kafka_bootstrap=self.bootstrap, **self.security.client_options(principal))
+        plain = client_settings(settings, self)
+        return plain if self.security is None else plain.with_overrides(**self.security.client_options(principal))
 
     def start(self) -> "EmbeddedKafka":
         libs = fetch_libs(self.cache_dir)

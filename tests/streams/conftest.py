@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from streams.consumer_loop import partitions_of
-from streams.embedded import broker_name, embedded_broker, embedded_infrastructure, free_port, spawn_child, stop_child
+from streams.embedded import broker_name, client_settings, embedded_broker, embedded_infrastructure, free_port, spawn_child, stop_child
 from streams.migrate import migrate
 from streams.publish import Outgoing, publish
 from streams.settings import Settings
@@ -185,8 +185,8 @@ def second_site(infrastructure: Settings, tmp_path):
     broker = embedded_broker(infrastructure, tmp_path).start()
     name = f"patrol_site_{uuid.uuid4().hex[:10]}"
     asyncio.run(_admin(infrastructure.database_url, f'CREATE DATABASE "{name}"'))
-    site = infrastructure.with_overrides(
-        kafka_bootstrap=broker.bootstrap, database_url=_with_database(infrastructure.database_url, name),
+    site = client_settings(infrastructure, broker).with_overrides(
+        database_url=_with_database(infrastructure.database_url, name),
         app_id=f"patrol-site-{uuid.uuid4().hex[:8]}", data_dir=tmp_path, metrics_port=0)
     try:
         asyncio.run(migrate(site.database_url))

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
+from streams.embedded import client_settings
 from streams.embedded_kafka import choose_broker
 from streams.kafka_cluster import KafkaCluster
 from streams.migrate import migrate
@@ -38,10 +39,9 @@ def cluster_site(infrastructure, tmp_path_factory):
     cluster = KafkaCluster(workdir, infrastructure.cache_dir, partitions=infrastructure.topic_partitions).start()
     name = f"patrol_cluster_{uuid.uuid4().hex[:10]}"
     asyncio.run(_admin(infrastructure.database_url, f'CREATE DATABASE "{name}"'))
-    site = infrastructure.with_overrides(
-        kafka_bootstrap=cluster.bootstrap, database_url=_with_database(infrastructure.database_url, name),
-        app_id=f"patrol-cluster-{uuid.uuid4().hex[:8]}", data_dir=workdir, metrics_port=0, topic_replication=3,
-        kafka_idempotence=cluster.idempotence)
+    site = client_settings(infrastructure, cluster).with_overrides(
+        database_url=_with_database(infrastructure.database_url, name),
+        app_id=f"patrol-cluster-{uuid.uuid4().hex[:8]}", data_dir=workdir, metrics_port=0, topic_replication=3)
     worker = None
     try:
         asyncio.run(migrate(site.database_url))
