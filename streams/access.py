@@ -27,7 +27,7 @@ What each service does on Kafka, read off the code:
 - **command centre**: reads the district core's outputs, nothing else; its consoles may read in consumer groups
   named `<app id>-command-centre…`.
 - **reporter** (hotline and sensor systems, `patrol publish` of reports): may only write `incident.reports`.
-- **field unit** (`patrol unit`, streams/field_unit.py): writes `unit.events`, reads `dispatch.orders`, and reads
+- **field unit** (`patrol unit`, streams/field_unit/): writes `unit.events`, reads `dispatch.orders`, and reads
   `unit.events` back to restore its progress after a restart (so it sees other units' events too); no group.
 - **gateway** (streams/gateway/): writes `incident.reports`.
 
