@@ -3,7 +3,7 @@
 Apache Kafka is what production runs (deploy/), so its figures come first and the targets are judged on it; Tansu
 is the embedded default on a machine without a JDK, and its row shows what such a machine measures. Each broker
 gets the same phases (the burst, each offered rate, the broker-growth blocks), each phase on a new broker of that
-kind (streams/bench.py, stream_benchmarks).
+kind (streams/bench_streams.py, stream_benchmarks).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from streams.embedded_kafka import choose_broker, kafka_version
 from streams.settings import Settings
 
 if TYPE_CHECKING:
-    from streams.bench import GrowthStep, LatencyStep, Throughput
+    from streams.bench_results import GrowthStep, LatencyStep, Throughput
 
 # Targets on Apache Kafka on the benchmark's machine (issue 18)
 TARGET_RATE = 500  # reports/s offered for the latency targets
