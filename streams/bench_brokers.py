@@ -78,13 +78,10 @@ def broker_targets(run: BrokerRun) -> list[tuple[str, str, bool | None]]:
     return out
 
 
-def _p50(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2]
-
-
 def side_by_side(runs: list[BrokerRun]) -> list[str]:
     """The section comparing the brokers: one row each, Kafka first."""
+    from streams.bench_results import _quantile  # (at call time: bench_results imports this module)
+
     if not runs:
         return []
     rates = sorted({s.rate for r in runs for s in r.latency})
@@ -112,6 +109,7 @@ def side_by_side(runs: list[BrokerRun]) -> list[str]:
             s = run.step(rate)
             cells.append(f"{s.quantile(0.5):,.1f} / {s.quantile(0.99):,.1f}" if s and s.latencies_ms else "–")
         blocks = [g for g in run.growth if g.latencies_ms]
-        cells.append(f"{_p50(blocks[0].latencies_ms):,.1f} → {_p50(blocks[-1].latencies_ms):,.1f}" if blocks else "–")
+        cells.append(f"{_quantile(blocks[0].latencies_ms, 0.5):,.1f} → {_quantile(blocks[-1].latencies_ms, 0.5):,.1f}"
+                     if blocks else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]

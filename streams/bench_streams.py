@@ -329,15 +329,14 @@ def broker_floor(base: Settings, step: LatencyStep, steps: Steps) -> GrowthStep:
 
 def _pipe_on_new_broker(base: Settings, name: str, rate: int, seconds: float, blocks: int,
                         steps: Steps) -> list[GrowthStep]:
-    from streams.embedded import embedded_broker
+    from streams.embedded import client_settings, embedded_broker
 
     workdir = Path(base.data_dir).resolve() / "bench" / base.embedded_broker / name
     workdir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         broker = embedded_broker(base, workdir).start()
         stack.callback(broker.stop)
-        live = base.with_overrides(kafka_bootstrap=broker.bootstrap, app_id=f"patrol-growth-{uuid.uuid4().hex[:8]}",
-                                   kafka_security_protocol="PLAINTEXT", kafka_idempotence=broker.idempotence)
+        live = client_settings(base, broker).with_overrides(app_id=f"patrol-growth-{uuid.uuid4().hex[:8]}")
         asyncio.run(_create_topics(live, list(_pipe_topics(live))))
         raw = _RawPipe(live, workdir, {k: v for k, v in os.environ.items() if not k.startswith("PATROL_")})
         stack.callback(raw.stop)
@@ -346,7 +345,7 @@ def _pipe_on_new_broker(base: Settings, name: str, rate: int, seconds: float, bl
 
 def _phase_on_new_broker(base: Settings, database_url: str, workdir: Path, sizes: Sizes, catalogue: Catalogue,
                          geography: Geography, steps: Steps, rate: int | None):
-    from streams.embedded import embedded_broker, free_port, spawn_child, stop_child
+    from streams.embedded import client_settings, embedded_broker, free_port, spawn_child, stop_child
     from streams.topics import ensure_topics
 
     phase = "burst" if rate is None else f"rate-{rate}"
@@ -358,9 +357,8 @@ def _phase_on_new_broker(base: Settings, database_url: str, workdir: Path, sizes
             stack.callback(broker.stop)
             advance()
         # always our own broker and database: a benchmark publishes made-up reports
-        live = base.with_overrides(kafka_bootstrap=broker.bootstrap, database_url=database_url,
-                                   app_id=f"patrol-bench-{uuid.uuid4().hex[:8]}", data_dir=phase_dir,
-                                   kafka_security_protocol="PLAINTEXT", kafka_idempotence=broker.idempotence)
+        live = client_settings(base, broker).with_overrides(database_url=database_url, data_dir=phase_dir,
+                                                           app_id=f"patrol-bench-{uuid.uuid4().hex[:8]}")
         asyncio.run(ensure_topics(live))
         asyncio.run(_create_topics(live, list(_pipe_topics(live))))
         # the sink in a process of its own, as deploy/ runs it: the audit writes stay off the dispatch path
