@@ -34,7 +34,7 @@ HELP = "a acknowledge  e en route  s on scene  r resolved  d decline  l log off 
 class _Action:
     event_type: str
     verb: str
-    # The unit's lifecycle is ack → en route → on scene → resolved (DESIGN.md);
+    # The unit's lifecycle is ack → en route → on scene → resolved (docs/contracts.md);
     # the terminal refuses steps out of that order so the district core never
     # has to guess what a skipped step meant. Walking up to an incident one is
     # already at (no en route) is real, so on scene may follow ack directly.

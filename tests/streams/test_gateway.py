@@ -326,6 +326,7 @@ async def test_openapi_document_and_operations_endpoints(gateway):
     assert "422" not in json.dumps(document["paths"])
     assert (await gateway.get("/healthz")).status_code == 200
     assert (await gateway.get("/readyz")).status_code == 200
+    assert (await gateway.get("/services.json")).status_code == 200  # a request of its own, counted below
     metrics = (await gateway.get("/metrics")).text
     assert 'patrol_gateway_requests_total{code="200",operation="list_services_json"}' in metrics
     assert "patrol_gateway_rejections_total" in metrics
