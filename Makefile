@@ -22,7 +22,7 @@ run: $(STAMP)
 ## when that broker was Apache Kafka, the smoke subset once more on Tansu, the broker of a machine without a JDK
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
-	@if [ "$$($(BIN)/python -m streams.embedded_kafka)" = kafka ]; then \
+	@if [ "$$($(BIN)/python -m streams.operations.embedded_kafka)" = kafka ]; then \
 	  echo "the smoke subset on the embedded Tansu broker:"; \
 	  PATROL_EMBEDDED_BROKER=tansu $(BIN)/python -m pytest -q -m smoke; fi
 
@@ -32,7 +32,7 @@ bench: $(STAMP)
 
 ## minutes of twice the peak load: lag bounded, memory flat
 soak: $(STAMP)
-	$(BIN)/python -m pytest -q -s -m soak tests/streams/test_soak.py
+	$(BIN)/python -m pytest -q -s -m soak tests/streams/pipeline/test_soak.py
 
 clean:
 	rm -rf $(VENV) run .pytest_cache .hypothesis

@@ -2,7 +2,7 @@
 
 They live in the core because the core's vocabulary *is* these messages: it is
 handed one and returns others. Pydantic does no I/O, so the core stays pure;
-``streams.schemas`` exports their JSON Schema for producers in other languages.
+``streams.operations.schemas`` exports their JSON Schema for producers in other languages.
 """
 
 from __future__ import annotations

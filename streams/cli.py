@@ -28,7 +28,7 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _settings() -> Settings:
-    from streams.logs import configure_logging
+    from streams.runtime.logs import configure_logging
 
     settings = Settings()
     configure_logging(settings.log_level)
@@ -44,7 +44,7 @@ def up(
     timeout: float = typer.Option(120.0, help="seconds to wait for the worker to settle (--sample)"),
 ) -> None:
     """The main job: embedded broker and database (unless configured), a worker, a simulated day, the report."""
-    from streams.up import DayOptions, run_up
+    from streams.simulation.up import DayOptions, run_up
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
@@ -69,10 +69,10 @@ def up(
 @app.command()
 def worker() -> None:
     """Run a worker: intake, district cores and (unless PATROL_SINK_IN_WORKER=false) the PostgreSQL sink."""
-    from streams.embedded import embedded_infrastructure
-    from streams.migrate import migrate
-    from streams.topics import ensure_topics
-    from streams.worker import ShutdownBoundWorker, build_app
+    from streams.operations.embedded import embedded_infrastructure
+    from streams.sink.migrate import migrate
+    from streams.runtime.topics import ensure_topics
+    from streams.pipeline.worker import ShutdownBoundWorker, build_app
 
     settings = _settings()
     catalogue, geography = _reference_or_exit(settings)
@@ -99,9 +99,9 @@ def worker() -> None:
 @app.command()
 def sink() -> None:
     """Run the PostgreSQL sink on its own (the workers then run with PATROL_SINK_IN_WORKER=false)."""
-    from streams import health
-    from streams.consumer_loop import SHUTDOWN_GRACE_S, exit_if_not_stopped_in
-    from streams.sink import Sink
+    from streams.runtime import health
+    from streams.runtime.consumer_loop import SHUTDOWN_GRACE_S, exit_if_not_stopped_in
+    from streams.sink.sink import Sink
 
     settings = _settings()
     if settings.uses_embedded_broker or settings.uses_embedded_database:
@@ -133,7 +133,7 @@ def sink() -> None:
 @app.command("migrate")
 def migrate_command() -> None:
     """Apply the database migrations that have not been applied (PATROL_DATABASE_URL)."""
-    from streams.migrate import migrate
+    from streams.sink.migrate import migrate
 
     settings = _settings()
     if not settings.database_url:
@@ -149,8 +149,8 @@ def publish_command(
     topic: Optional[str] = typer.Option(None, help="send every line to this topic as it is (incident.reports or unit.events)"),
 ) -> None:
     """Publish JSON lines to incident.reports (lines with report_id) or unit.events (lines with unit_id)."""
-    from streams.publish import UnroutableLine, publish, read_lines
-    from streams.topics import INBOUND_TOPICS
+    from streams.operations.publish import UnroutableLine, publish, read_lines
+    from streams.runtime.topics import INBOUND_TOPICS
 
     settings = _settings()
     if not settings.kafka_bootstrap:
@@ -222,8 +222,8 @@ def unit_command(
 @app.command()
 def dashboards(out: Optional[Path] = typer.Option(
         None, help="where to write the JSON (default: grafana/dashboards of the source tree, else the current directory)")) -> None:
-    """Write the Grafana dashboards (generated from streams/dashboards.py) as JSON files."""
-    from streams.dashboards import write_dashboards
+    """Write the Grafana dashboards (generated from streams/operations/dashboards.py) as JSON files."""
+    from streams.operations.dashboards import write_dashboards
 
     if out is None:
         committed = Path(__file__).resolve().parent.parent / "grafana" / "dashboards"
@@ -246,9 +246,9 @@ def simulate(
 
     from rich.live import Live
 
-    from streams.day_run import play_day
+    from streams.simulation.day_run import play_day
     from streams.reference import catalogue_text, load_roster
-    from streams.simulator import FieldCrew, plan_day, scaled_catalogue
+    from streams.simulation.simulator import FieldCrew, plan_day, scaled_catalogue
 
     settings = _settings()
     catalogue, geography = _reference_or_exit(settings)
@@ -306,7 +306,7 @@ def bench(
     """Benchmarks: throughput, latency, decision cost, dispatch quality and memory; writes BENCHMARKS.md and plots."""
     import shlex
 
-    from streams.bench import run_bench
+    from streams.bench.suite import run_bench
 
     settings = _settings()
     run_bench(settings, console, quick=quick, out=out, command="patrol " + shlex.join(sys.argv[1:]))
@@ -315,7 +315,7 @@ def bench(
 @app.command()
 def schemas(out: Optional[Path] = typer.Option(None, help="write one <Message>.schema.json per message here")) -> None:
     """The JSON Schema of every contract message, for producers written in other languages."""
-    from streams.schemas import json_schemas
+    from streams.operations.schemas import json_schemas
 
     documents = json_schemas()
     if out is None:

@@ -11,9 +11,9 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from processors.messages import DispatchOrder, UnitEvent, unit_event_adapter
-from streams.consumer_loop import partitions_of
+from streams.runtime.consumer_loop import partitions_of
 from streams.field_unit.model import FieldUnit, _first_error
-from streams.topics import DISPATCH_ORDERS, UNIT_EVENTS
+from streams.runtime.topics import DISPATCH_ORDERS, UNIT_EVENTS
 
 
 async def _assign_all_partitions(consumer: AIOKafkaConsumer, state: FieldUnit, redraw: Callable[[], None]):

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from streams.gateway.models import PROBE_TIMEOUT_S
-from streams.topics import INCIDENT_REPORTS
+from streams.runtime.topics import INCIDENT_REPORTS
 
 
 class _Metrics:

@@ -38,7 +38,7 @@ from streams.gateway.models import (
     ServiceRequestOut,
 )
 from streams.gateway.store import _INCIDENT_COLUMNS, _lookup
-from streams.topics import INCIDENT_REPORTS
+from streams.runtime.topics import INCIDENT_REPORTS
 
 log = structlog.get_logger("patrol.gateway")
 

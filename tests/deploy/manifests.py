@@ -1,5 +1,5 @@
 """What the tests of deploy/ share (no tests here): where the deployment files are, the table of who may do what on
-the Kafka cluster as streams/access.py defines it (`ACLS`, in Strimzi's words) with Kafka's reading of allow rules
+the Kafka cluster as streams/operations/access.py defines it (`ACLS`, in Strimzi's words) with Kafka's reading of allow rules
 (`allowed`), Compose's variable interpolation, and the Kubernetes manifests of deploy/kubernetes/ with the means to
 find one. The `compose` fixture (the compose file as written) is in conftest.py.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from streams.access import principals
+from streams.operations.access import principals
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ PATROL_SERVICES = ("migrate", "worker-1", "worker-2", "sink", "gateway", "simula
 # ----------------------------------------------------------------------------- who may do what on the Kafka cluster
 
 # The app id both deployments run with (PATROL_APP_ID of kubernetes/10-config.yaml; compose leaves the default): it
-# names our internal topics (streams/topics.py) and consumer groups.
+# names our internal topics (streams/runtime/topics.py) and consumer groups.
 APP = Settings(app_id="patrol-dispatch")
 Acl = tuple[str, str, str, str]  # (resource type, name, pattern type, operation), in Strimzi's words
 
@@ -34,7 +34,7 @@ def _allow(kind: str, name: str, pattern: str, *operations: str) -> set[Acl]:
     return {(kind, name, pattern, operation) for operation in operations}
 
 
-# The table of principals and their ACLs is streams/access.py; deploy/kubernetes/22-users.yaml (KafkaUsers) and the
+# The table of principals and their ACLs is streams/operations/access.py; deploy/kubernetes/22-users.yaml (KafkaUsers) and the
 # compose `topics` job (kafka-acls.sh) are checked against it, in Strimzi's words: topic/group, literal/prefix,
 # Read/DescribeConfigs/...
 _PATTERNS = {"LITERAL": "literal", "PREFIXED": "prefix"}
@@ -49,7 +49,7 @@ ACLS: dict[str, set[Acl]] = {
                 for acl in acls for operation in acl.operations}
     for principal, acls in principals(APP.app_id).items()
 }
-# compose only: `patrol simulate` plays the hotlines and the field units at once (streams/day_run.py)
+# compose only: `patrol simulate` plays the hotlines and the field units at once (streams/simulation/day_run.py)
 COMPOSE_ONLY_ACLS: dict[str, set[Acl]] = {"simulator": ACLS["reporter"] | ACLS["field-unit"]}
 
 

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from streams.maven import FETCH_TIMEOUT_S, copy_dependencies, fill_once, pom_property
+from streams.operations.maven import FETCH_TIMEOUT_S, copy_dependencies, fill_once, pom_property
 
 ROOT = Path(__file__).resolve().parents[2]
 POM = ROOT / "deploy" / "strimzi" / "pom.xml"
@@ -74,7 +74,7 @@ def _complete(directory: Path) -> bool:
 
 def fetch_crds(cache: Path | None = None, pom: Path = POM) -> Path:
     """The directory of the release's CRD files, made on first use: `<cache>/strimzi-<version>/crds` (once, whoever
-    else asks at the same time: streams.maven.fill_once)."""
+    else asks at the same time: streams.operations.maven.fill_once)."""
     version = strimzi_version(pom)
 
     def generate(out: Path) -> None:

@@ -1,6 +1,6 @@
 """Who may do what on the Kafka cluster, and who logs in as whom, in the code and in both deployments.
 
-- The table of principals and their ACLs (streams/access.py) grants each process what its code reads, writes and
+- The table of principals and their ACLs (streams/operations/access.py) grants each process what its code reads, writes and
   creates, and no more.
 - Compose: the `topics` job grants each principal exactly its ACLs (kafka-acls.sh); Kafka speaks only SASL_SSL with
   SCRAM-SHA-512 and authorizes with ACLs; kafka-setup makes a SCRAM user per principal (and the CA and the broker's
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.sink import AUDITED
-from streams.topics import (
+from streams.sink.sink import AUDITED
+from streams.runtime.topics import (
     CONTRACT_TOPICS,
     DISPATCH_ORDERS,
     INBOUND_TOPICS,
@@ -32,7 +32,7 @@ from streams.topics import (
     internal_topics,
     reporters_topic,
 )
-from streams.worker import pipeline_group
+from streams.pipeline.worker import pipeline_group
 from tests.deploy.manifests import (
     ACLS,
     APP,

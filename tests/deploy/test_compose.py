@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from streams.settings import Settings
-from streams.topics import CONTRACT_TOPICS, internal_topics, topic_configs
+from streams.runtime.topics import CONTRACT_TOPICS, internal_topics, topic_configs
 from tests.deploy.manifests import COMPOSE_SPEC, DEPLOY, PATROL_SERVICES, ROOT, _mount_target, interpolate
 
 
@@ -99,7 +99,7 @@ def test_the_topic_init_creates_every_contract_topic_the_work_log_and_the_unit_m
     script = "\n".join(interpolate(compose, {})["services"]["topics"]["command"])
     for topic in CONTRACT_TOPICS:
         assert re.search(rf"(^|\s){re.escape(topic)}(\s|;|$)", script), topic
-    # each internal topic with exactly the configuration a worker would create it with (streams/topics.py): the
+    # each internal topic with exactly the configuration a worker would create it with (streams/runtime/topics.py): the
     # work log's retention (a takeover replays only what follows the newest snapshot), the snapshots and the
     # unit map compacted, the reporters' personal data kept no longer than the topic catalogue says
     settings = Settings(app_id="patrol-dispatch")
@@ -207,8 +207,8 @@ async def test_the_compose_health_check_passes_only_when_alive_and_ready(compose
     import asyncio
     import sys
 
-    from streams.embedded import free_port
-    from streams.health import Health, serve
+    from streams.operations.embedded import free_port
+    from streams.runtime.health import Health, serve
     from streams.settings import Settings
 
     code = _health_check_code(interpolate(compose, {})["services"]["worker-1"])

@@ -29,7 +29,7 @@ def _psql() -> str | None:
 def scratch_cluster(tmp_path_factory):
     """A throw-away PostgreSQL of our own: the script creates a cluster-wide role, which a shared server must not get."""
     try:
-        from streams.embedded import EmbeddedDatabase
+        from streams.operations.embedded import EmbeddedDatabase
 
         database = EmbeddedDatabase(tmp_path_factory.mktemp("pg")).start()
     except (ImportError, RuntimeError) as exc:
@@ -44,7 +44,7 @@ def scratch_cluster(tmp_path_factory):
 async def test_grafana_reader_sees_the_dashboard_views_and_no_personal_data(scratch_cluster):
     import asyncpg
 
-    from streams.migrate import migrate
+    from streams.sink.migrate import migrate
 
     psql = _psql()
     if psql is None:

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from streams.settings import Settings
-from streams.topics import CONTRACT_TOPICS, internal_topics, topic_configs
+from streams.runtime.topics import CONTRACT_TOPICS, internal_topics, topic_configs
 from tests.deploy.manifests import MANIFESTS, _METADATA, _of_kind, _one
 from tests.deploy.strimzi_crds import CRDS, fetch_crds, strimzi_version
 
@@ -170,7 +170,7 @@ def test_every_contract_topic_and_our_internal_ones_are_kafka_topics():
         assert topic["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"], name
         assert topic["spec"]["partitions"] == int(config["PATROL_TOPIC_PARTITIONS"]), name
         assert topic["spec"]["replicas"] == int(config["PATROL_TOPIC_REPLICATION"]) <= brokers, name
-    # each internal topic with the configuration a worker would create it with (streams/topics.py)
+    # each internal topic with the configuration a worker would create it with (streams/runtime/topics.py)
     for topic in internal_topics(settings):
         wanted = topic_configs(topic, settings)
         assert {name: str(topics[topic]["spec"]["config"].get(name)) for name in wanted} == wanted, topic

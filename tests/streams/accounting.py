@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.consumer_loop import partitions_of
-from streams.publish import Outgoing
+from streams.runtime.consumer_loop import partitions_of
+from streams.operations.publish import Outgoing
 from streams.settings import Settings
-from streams.topics import DISPATCH_ORDERS
+from streams.runtime.topics import DISPATCH_ORDERS
 
 
 def unit_log_on(run: str, d, i: int, rnd: random.Random) -> Outgoing:

@@ -25,12 +25,12 @@ import asyncpg
 import pytest
 import yaml
 
-from streams.consumer_loop import partitions_of
-from streams.embedded import broker_name, client_settings, embedded_broker, embedded_infrastructure, free_port, spawn_child, stop_child
-from streams.migrate import migrate
-from streams.publish import Outgoing, publish
+from streams.runtime.consumer_loop import partitions_of
+from streams.operations.embedded import broker_name, client_settings, embedded_broker, embedded_infrastructure, free_port, spawn_child, stop_child
+from streams.sink.migrate import migrate
+from streams.operations.publish import Outgoing, publish
 from streams.settings import Settings
-from streams.topics import INCIDENT_REPORTS, UNIT_EVENTS, ensure_topics
+from streams.runtime.topics import INCIDENT_REPORTS, UNIT_EVENTS, ensure_topics
 
 
 def _with_database(url: str, name: str) -> str:

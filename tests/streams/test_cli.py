@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from processors.messages import CONTRACT_MESSAGES
-from streams.embedded import free_port, spawn_child, stop_child
+from streams.operations.embedded import free_port, spawn_child, stop_child
 from tests.streams.conftest import eventually
 
 

@@ -1,0 +1,1 @@
+"""`patrol bench`: speed, cost and quality of decisions, written to BENCHMARKS.md."""

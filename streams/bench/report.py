@@ -1,0 +1,278 @@
+"""BENCHMARKS.md: the markdown report of a benchmark run.
+"""
+
+from __future__ import annotations
+
+from processors.district import CLOSED_KEPT
+from streams.bench.analysis import (
+    _brokers_in_words,
+    _cost_analysis,
+    _cpu_table,
+    _first_broker,
+    _growth_table,
+    _latency_analysis,
+    _quality_analysis,
+)
+from streams.bench.brokers import side_by_side
+from streams.bench.profile import profile_markdown
+from streams.bench.recovery import recovery_markdown
+from streams.bench.results import BenchResult, _kb, _met, _min, _ms, _pct, _quantile, _ratio
+
+
+def markdown(result: BenchResult) -> str:
+    m = result.machine
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `patrol bench` (`streams/bench/suite.py`); every figure below was measured in the run described here, "
+        "baselines included. Re-run with the command below; figures move with the machine and its load.",
+        "",
+        f"- **command:** `{result.command}`" + (" (quick mode: small sizes, not the recorded benchmark)" if result.quick else ""),
+        f"- **machine:** {m.cpu}, {m.cores} cores, {m.memory_gb:g} GiB memory; {m.system}; {m.python}",
+        f"- **date:** {m.date}; the whole run took {sum(result.seconds.values()):,.0f} s "
+        f"({', '.join(f'{k} {v:,.0f} s' for k, v in result.seconds.items())})",
+        f"- **infrastructure:** an embedded broker — {_brokers_in_words(result)} — and an embedded PostgreSQL "
+        "(fsync off), started by the benchmark on this machine, with one worker process (`patrol worker`) and the "
+        "clients on the same cores. Each streams phase (the burst, each offered rate) gets a new broker and a new "
+        "worker, because Tansu slows down as its topics fill up (measured in section 2). Sections 1 and 2 describe "
+        f"the first broker, {_first_broker(result)}; the section *Brokers side by side* compares them.",
+        "",
+        "## Targets (issues 6 and 18)",
+        "",
+        "| target | measured | |",
+        "|---|---|---|",
+    ]
+    for target, measured, met in result.targets():
+        lines.append(f"| {target} | {measured} | {_met(met)} |")
+    lines.append("")
+    lines += side_by_side(result.brokers)
+
+    t = result.throughput
+    if t is not None:
+        lines += [
+            "## 1. Throughput",
+            "",
+            f"A burst of {t.reports:,} valid reports (single-agency categories, spread over a 450 m lattice of the "
+            "sample district so that none is a duplicate of another) is published at once; the clock stops when the "
+            "last of them is a row in PostgreSQL (`incidents`, or a `report_merged` event). Enough units are logged "
+            "on that every report gets a unit; the benchmark's field units hold their answers during the burst, so "
+            "this is the report path alone: intake → work log → district core → orders and events → sink → "
+            "PostgreSQL. The worker runs as deploy/ runs it: intake and the district core in `patrol worker`, the "
+            "sink in a `patrol sink` process of its own (`PATROL_SINK_IN_WORKER=false`). The baseline is a plain aiokafka consumer group that reads a topic and produces each record "
+            "to another (acks=all, commits once a second, the same fetch wait), in its own process on the same "
+            "broker, fed the same payloads.",
+            "",
+            "| | records | seconds | per second |",
+            "|---|---:|---:|---:|",
+            f"| reports → rows in PostgreSQL (one worker) | {t.reports:,} | {t.seconds:,.2f} | **{t.rate:,.0f}** |",
+            f"| reports → orders read (the core's decisions) | {t.orders:,} | {t.orders_seconds:,.2f} | {t.orders_rate:,.0f} |",
+            f"| raw consume → produce pipe | {t.pipe_records:,} | {t.pipe_seconds:,.2f} | **{t.pipe_rate:,.0f}** |",
+            f"| **ratio** (reports/s ÷ pipe records/s) | | | **{t.ratio:.3f}** |",
+            "",
+            f"Counted in what the broker took in instead: the burst put {t.broker_records:,} records on the broker "
+            f"({t.broker_records / max(1, t.reports):.1f} per report), {_ratio(t.broker_records, t.seconds):,.0f} "
+            f"records/s, against the pipe's {2 * t.pipe_rate:,.0f} (each piped record is taken in twice): "
+            f"{_ratio(t.broker_records / max(t.seconds, 1e-9), 2 * t.pipe_rate):.2f} ×.",
+            "",
+            f"During the burst the worker used **{t.worker_cores:.2f} cores** of CPU, the sink "
+            f"{t.cores.get('sink', float('nan')):.2f}, and the whole machine "
+            f"{t.machine_cores:.2f} of its {result.machine.cores} (broker, PostgreSQL, the benchmark's clients and "
+            f"anything else running) — {1000 * t.worker_cores * t.seconds / max(1, t.reports):.2f} ms of worker CPU "
+            "per report.",
+            "",
+            "Per report the worker consumes and produces about five times what the pipe does for a record: intake "
+            "reads the report and writes a work-log entry; the district core reads that and writes a `created` and "
+            "a `dispatched` event and the order; the sink reads those three and writes them to PostgreSQL (an "
+            "incident row, two event rows, an order row) — with JSON and pydantic validation at every step, in "
+            "Python.",
+            "",
+        ]
+        if t.merged:
+            lines += [f"{t.merged} of the reports were merged into another incident as duplicates.", ""]
+        lines += profile_markdown(t.profile)
+
+    if result.latency:
+        lines += [
+            "## 2. Latency",
+            "",
+            "Reports are published at a fixed offered rate; a group-less consumer on `dispatch.orders` notes when "
+            "each report's first order arrives (matched by incident id). Every order is answered at once by a "
+            "`resolved` unit event, so units come free as fast as they are taken and the district stays in a steady "
+            "state (each report then costs the worker a second inbound message, the resolution). *Worker* is the "
+            "worker's own histogram `patrol_dispatch_decision_seconds` (intake → order published, interpolated "
+            "within its buckets); *waiting for intake* is its `patrol_intake_wait_seconds` (report published, by "
+            "the record's timestamp → taken by intake: the first hop and the queue in front of the worker); *pipe* "
+            "is the raw pipe's publish → read latency at the same offered rate (two Kafka fetches, as on the "
+            "report → order path, whose work-log entry is taken when the broker acknowledges it).",
+            "",
+            "| offered /s | sent | achieved /s | orders | merged | unanswered | p50 ms | p95 ms | p99 ms | max ms "
+            "| waiting for intake p50 / p99 ms | worker p50 / p99 ms | pipe p50 / p99 ms | worker / machine cores |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for s in result.latency:
+            if s.skipped:
+                lines.append(f"| {s.rate:,} | {s.skipped} | | | | | | | | | | | {_ms(s.quantile(0.5, s.pipe_ms))} / "
+                             f"{_ms(s.quantile(0.99, s.pipe_ms))} | |")
+                continue
+            lines.append(
+                f"| {s.rate:,} | {s.sent:,} | {s.achieved_rate:,.0f} | {len(s.latencies_ms):,} | {s.merged} "
+                f"| {s.unanswered:,} | {_ms(s.quantile(0.5))} | {_ms(s.quantile(0.95))} | **{_ms(s.quantile(0.99))}** "
+                f"| {_ms(max(s.latencies_ms) if s.latencies_ms else float('nan'))} "
+                f"| {_ms(s.intake_ms.get('p50'))} / {_ms(s.intake_ms.get('p99'))} "
+                f"| {_ms(s.worker_ms.get('p50'))} / {_ms(s.worker_ms.get('p99'))} "
+                f"| {_ms(s.quantile(0.5, s.pipe_ms))} / {_ms(s.quantile(0.99, s.pipe_ms))} "
+                f"| {s.worker_cores:.2f} / {s.machine_cores:.2f} |")
+        lines += ["", "![latency](benchmarks/latency.png)", ""]
+        lines += _growth_table(result)
+        lines += _cpu_table(result)
+        lines += _latency_analysis(result)
+
+    c = result.cost
+    if c is not None:
+        lines += [
+            "## 3. Decision cost",
+            "",
+            "The district core fed directly (no Kafka, no I/O): N officers spread uniformly over the sample "
+            "district's streets, then one report at a time applied to the core (timed: the whole `apply`, which "
+            "builds the incident, ranks the units through the grid and emits the events and the order as pydantic "
+            "models), each then resolved by its unit (not timed), so every sample meets N free units. *Grid search* "
+            "times the same ranking query alone; the baseline *full scan* answers that query by looking at every "
+            "unit.",
+            "",
+            "| units | samples | apply mean µs | apply p50 µs | apply p99 µs | grid search mean µs "
+            "| full scan mean µs | full scan ÷ grid |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in c.rows:
+            ratio = r.mean("brute_us") / r.mean("search_us") if r.mean("search_us") else float("nan")
+            lines.append(
+                f"| {r.units:,} | {r.samples:,} | **{r.mean('apply_us'):,.0f}** | {_quantile(r.apply_us, 0.5):,.0f} "
+                f"| {_quantile(r.apply_us, 0.99):,.0f} | {r.mean('search_us'):,.0f} | {r.mean('brute_us'):,.0f} "
+                f"| {ratio:,.1f}× |")
+        lines += [
+            "",
+            f"Growth, fitted on log-log: apply time ∝ units^**{c.exponent():.2f}** over all sizes, "
+            f"^**{c.tail_exponent():.2f}** between the two largest sizes (grid search alone ^{c.exponent('search_us'):.2f}; "
+            f"full scan ^{c.exponent('brute_us'):.2f}). 1 is linear.",
+            "",
+            "![decision cost](benchmarks/decision_cost.png)",
+            "",
+        ]
+        lines += _cost_analysis(c)
+
+    if result.quality:
+        lines += [
+            "## 4. Dispatch quality",
+            "",
+            "The simulator's day (`plan_day`: the shipped roster on two shifts, reports by time-of-day profile, "
+            "hotspots, repeat calls, resends, malformed input) played offline through the district core in simulated "
+            "time: every message goes through the real intake, clock ticks every 5 simulated seconds (so every "
+            "time limit fires), and simulated officers answer the orders as `patrol simulate`'s do (acknowledge "
+            "after ~25 s, 2 % never, 3 % decline, 0.5 % walk away; handling ~¼ of the resolve limit), travelling at "
+            "their mode's speed × the core's detour factor from where they really are (they report their position "
+            "on reaching a scene). Every random draw is keyed by the order or the incident, so both policies meet "
+            "the same officers. Played for the day plus two hours.",
+            "",
+            "*closest-idle* is `CLOSEST_IDLE` (no street balancing, no pre-emption). *hindsight* knows the whole "
+            "day: every 5 minutes it matches the window's incidents (and those left over) to units with scipy's "
+            "`linear_sum_assignment`, minimising time to arrival plus an hour's penalty per late arrival, may book a "
+            "busy unit for when it comes free, and meets no declines, silent radios or walk-outs: a reference point "
+            "for what better decisions could reach, not a strict bound.",
+            "",
+            "*Late (SLA)* is the core's rule: nobody on scene within `arrive_s` of the first dispatch (or, never "
+            "dispatched, of the report); *late from report* counts `arrive_s` from the report, as the citizen does. "
+            "Both are shares of incidents whose limit ran its course. *Arrival* is report → first unit on scene, "
+            "over the incidents reached. *Spread* is the coefficient of variation across streets of incidents "
+            "handled per unit of the street (lower is more even).",
+            "",
+        ]
+        for day in result.quality:
+            lines += [
+                f"### The {'sample' if day.intensity == 1 else f'{day.intensity:g}× busier'} day "
+                f"({day.hours:g} h, seed {day.seed}, {day.reports:,} matters reported, {day.messages:,} messages, "
+                f"{day.units} units)",
+                "",
+                "| policy | incidents | reached | mean wait for dispatch min | mean arrival min | p90 arrival min "
+                "| late (SLA) | late from report | P1 reached ≤ 15 min | spread (CV) | reassigned | escalations |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            ]
+            for r in day.rows:
+                simulated = r.policy != "hindsight"  # the hindsight plan has no ladder and no reassignments
+                lines.append(
+                    f"| {r.policy} | {r.incidents:,} | {r.reached:,} | {_min(r.mean_wait_s)} | {_min(r.mean_arrival_s)} "
+                    f"| {_min(r.p90_arrival_s)} | **{_pct(r.late_share)}** ({r.late_sla}/{r.judged}) "
+                    f"| {_pct(r.late_report_share)} | {r.p1_within_15min}/{r.p1} | {r.workload_cv:.3f} "
+                    f"| {r.reassigned if simulated else '–'} "
+                    f"| {f'{sum(r.escalations.values()):,}' if simulated else '–'} |")
+            lines.append("")
+            if day.sweep:
+                ours = sum(r.late["ours"] for r in day.sweep)
+                closest = sum(r.late["closest-idle"] for r in day.sweep)
+                ours_r = sum(r.late_report["ours"] for r in day.sweep)
+                closest_r = sum(r.late_report["closest-idle"] for r in day.sweep)
+                judged = sum(r.judged for r in day.sweep)
+                wins = sum(1 for r in day.sweep if r.late["ours"] < r.late["closest-idle"])
+                lines += [
+                    f"Over {len(day.sweep)} days of this kind (seeds "
+                    f"{', '.join(str(r.seed) for r in day.sweep)}): late (SLA) ours {ours:,} vs closest-idle "
+                    f"{closest:,} of {judged:,} ({_pct(ours / judged if judged else 0)} vs "
+                    f"{_pct(closest / judged if judged else 0)}); ours fewer on {wins} of {len(day.sweep)} days. "
+                    f"Late from report: ours {ours_r:,} vs {closest_r:,}.",
+                    "",
+                    "| seed | judged | late (SLA) ours | closest-idle | late from report ours | closest-idle |",
+                    "|---:|---:|---:|---:|---:|---:|",
+                ]
+                for r in day.sweep:
+                    lines.append(f"| {r.seed} | {r.judged} | {r.late['ours']} | {r.late['closest-idle']} "
+                                 f"| {r.late_report['ours']} | {r.late_report['closest-idle']} |")
+                lines.append("")
+        lines += ["![dispatch quality](benchmarks/quality.png)", ""]
+        lines += _quality_analysis(result)
+
+    mem = result.memory
+    if mem is not None:
+        lines += [
+            "## 5. Memory",
+            "",
+            f"A district core in a fresh interpreter with {mem.units:,} units, then {mem.incidents:,} reports "
+            "(each dispatched: open incidents), then every one resolved (closed incidents), then the clock moved on "
+            f"a day ({CLOSED_KEPT.total_seconds() / 3600:g} h, after which a closed incident is forgotten). *Traced* is "
+            "tracemalloc's count of live Python allocations (exact); *resident* is the growth of VmRSS (what the "
+            "operating system sees, allocator slack included). The baseline is the same interpreter before the "
+            "core existed.",
+            "",
+            "| per | traced | resident |",
+            "|---|---:|---:|",
+            f"| unit | {_kb(mem.traced['per_unit'])} | {_kb(mem.resident['per_unit'])} |",
+            f"| open incident | {_kb(mem.traced['per_open_incident'])} | {_kb(mem.resident['per_open_incident'])} |",
+            f"| closed incident (held for a day) | {_kb(mem.traced['per_closed_incident'])} "
+            f"| {_kb(mem.resident['per_closed_incident'])} |",
+            f"| closed incident a day later (its report id) | {_kb(mem.traced['per_forgotten_incident'])} "
+            f"| {_kb(mem.resident['per_forgotten_incident'])} |",
+            "",
+        ]
+        w = mem.worker
+        if w:
+            per_unit = (w["rss_units"] - w["rss_ready"]) / max(1, w["units"])
+            per_incident = (w["rss_end"] - w["rss_units"]) / max(1, w["incidents"])
+            lines += [
+                f"The real worker of the streams benchmarks: {w['rss_ready'] / 2**20:,.0f} MiB resident once "
+                f"ready, {w['rss_units'] / 2**20:,.0f} MiB with {int(w['units']):,} units logged on "
+                f"(≈ {_kb(per_unit)} per unit), {w['rss_end'] / 2**20:,.0f} MiB after {int(w['incidents']):,} "
+                f"incidents ({int(w['open_incidents']):,} still open; ≈ {_kb(per_incident)} per incident, "
+                "Kafka client buffers and metrics included).",
+                "",
+            ]
+        lines += [
+            "A closed incident is kept for a day, to tell its late field events apart from mistakes, and then "
+            "forgotten with its orders; its report ids stay a week (`DistrictState.reports`, `RESENDS_KEPT`), so "
+            "that a report resent later is still a resend. A worker's memory holds a day of incidents and a week of "
+            "its districts' report ids. Resident memory seldom shrinks: Python keeps what it freed for what comes "
+            "next.",
+            "",
+        ]
+    if result.recovery is not None:
+        lines += recovery_markdown(result.recovery)
+    if result.notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in result.notes] + [""]
+    return "\n".join(lines)

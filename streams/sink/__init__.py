@@ -1,0 +1,1 @@
+"""The PostgreSQL sink and the database's migrations."""

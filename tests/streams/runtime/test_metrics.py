@@ -1,0 +1,101 @@
+"""The worker's /metrics as Prometheus reads it: the figures follow what happened, and no label carries an id."""
+
+import urllib.request
+import uuid
+from types import SimpleNamespace
+
+import pytest
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.runtime import metrics
+from streams.runtime.topics import DISPATCH_ORDERS
+from tests.streams.conftest import Field, TopicReader, eventually, send
+
+pytestmark = pytest.mark.integration
+
+
+def scrape(port: int) -> dict[str, list]:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {family.name: family.samples for family in text_string_to_metric_families(body)}
+
+
+def value(samples, name: str, **labels) -> float:
+    return sum(s.value for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+async def test_the_worker_exports_what_the_command_centre_watches(infrastructure, worker, db, isolated_district):
+    f = Field(isolated_district)
+    busy, idle = f"{f.run}-P1", f"{f.run}-T1"
+    await f.log_on_all(infrastructure, db, [(busy, "police", isolated_district.point(east_m=100)),
+                                           (idle, "traffic", isolated_district.point(east_m=400))])
+    await send(infrastructure, [f.report(f"{f.run}-r", "PS-FIGHT", isolated_district.point())])
+    async with TopicReader(infrastructure, DISPATCH_ORDERS, {busy}) as orders:
+        [order] = await orders.wait_for(lambda r: len(r) >= 1)
+    await send(infrastructure, [f.status(busy, "ack", order["order_id"])])
+
+    district = isolated_district.district
+    street = isolated_district.streets[0]
+
+    async def described():
+        families = scrape(worker.settings.metrics_port)
+        units = families.get("patrol_units", [])
+        ready = (value(units, "patrol_units", district=district, status="busy") == 1
+                 and value(families.get("patrol_response_seconds", []), "patrol_response_seconds_count",
+                           stage="acknowledge", domain="public_security") >= 1)
+        return families if ready else None
+
+    families = await eventually(described, timeout=30)
+    assert value(families["patrol_units"], "patrol_units", district=district, street=street, agency="traffic",
+                 status="free") == 1
+    assert value(families["patrol_open_incidents"], "patrol_open_incidents", district=district,
+                 domain="public_security", priority="1") == 1
+    assert value(families["patrol_dispatch_orders"], "patrol_dispatch_orders_total", kind="assign",
+                 agency="police") >= 1
+    assert value(families["patrol_dispatch_decision_seconds"], "patrol_dispatch_decision_seconds_count") >= 1
+    # the report's wait between its publication and intake, by the publisher's timestamp
+    assert value(families["patrol_intake_wait_seconds"], "patrol_intake_wait_seconds_count") >= 1
+    assert value(families["patrol_sla_outcomes"], "patrol_sla_outcomes_total", stage="acknowledge",
+                 outcome="met") >= 1
+    assert value(families["patrol_worker_info"], "patrol_worker_info", app_id=infrastructure.app_id) == 1
+    assert any(s.name == "patrol_consumer_lag" for s in families["patrol_consumer_lag"])
+
+    # bounded labels only: no incident, order, unit or report id anywhere
+    for samples in families.values():
+        for sample in samples:
+            for label in sample.labels.values():
+                assert f.run not in label and not label.startswith("INC-"), (sample.name, sample.labels)
+
+
+def _core(district: str, units: list[tuple[str, str]]):
+    """A stand-in district core with free units (home street, agency) and nothing else."""
+    state = SimpleNamespace(
+        district=district, open_incidents=[], incidents={}, queue=[],
+        units={f"{district}-{i}": SimpleNamespace(on_duty=True, free=True, order_id=None, home_street=street,
+                                                  agency=agency) for i, (street, agency) in enumerate(units)},
+        load=SimpleNamespace(open_incidents={}, free_units={}))
+    return SimpleNamespace(state=state)
+
+
+def test_a_scrape_during_an_update_finds_every_unit_series_and_gone_ones_are_dropped(monkeypatch):
+    district = f"GAUGE-{uuid.uuid4().hex[:6]}"
+    series = f'patrol_units{{agency="police",district="{district}",status="free",street="S1"}} 1.0'
+    metrics.describe_districts([_core(district, [("S1", "police"), ("S2", "traffic")])])
+    assert series in generate_latest(REGISTRY).decode()
+
+    # the exposition thread may scrape at any point of the next update: here, at each series it sets
+    seen_mid_update = []
+    labels = metrics.UNITS.labels
+
+    def scraping_labels(*values):
+        seen_mid_update.append(series in generate_latest(REGISTRY).decode())
+        return labels(*values)
+
+    monkeypatch.setattr(metrics.UNITS, "labels", scraping_labels)
+    metrics.describe_districts([_core(district, [("S1", "police")])])
+    monkeypatch.undo()
+
+    assert seen_mid_update and all(seen_mid_update), "a scrape during the update found the series missing"
+    after = generate_latest(REGISTRY).decode()
+    assert series in after
+    assert f'district="{district}",status="free",street="S2"' not in after  # the traffic unit went off duty

@@ -1,0 +1,107 @@
+"""The city simulator: a deterministic, realistic day, and field units that answer like people."""
+
+import json
+from collections import Counter
+
+import pytest
+
+from processors.catalogue import parse_catalogue
+from processors.intake import Inbound, Limits, Rejected, admit_report
+from processors.geography import distance_m
+from streams.settings import Settings
+from streams.reference import load_catalogue, load_geography
+from streams.simulation.simulator import FieldCrew, plan_day, scaled_catalogue
+from importlib import resources
+
+
+@pytest.fixture(scope="module")
+def world():
+    settings = Settings()
+    roster = [json.loads(line) for line in
+              resources.files("processors.data").joinpath("roster.jsonl").read_text().splitlines()]
+    return load_catalogue(settings), load_geography(settings), roster
+
+
+def test_the_same_seed_plays_the_same_day(world):
+    one, two, other = (plan_day(*world, seed=s) for s in (7, 7, 8))
+    assert [m.value for m in one.messages] == [m.value for m in two.messages]
+    assert [m.value for m in one.messages] != [m.value for m in other.messages]
+
+
+def test_the_day_has_rush_hours_night_noise_and_uneven_streets(world):
+    catalogue, geography, roster = world
+    plan = plan_day(catalogue, geography, roster, seed=3)
+    reports = [json.loads(m.value) for m in plan.messages if m.what == "report"]
+    hour = lambda m: int(m.at_s // 3600)  # noqa: E731
+    by_hour_domain = Counter((hour(m), catalogue.get(json.loads(m.value)["category"]).domain)
+                             for m in plan.messages if m.what == "report")
+    traffic = lambda h: by_hour_domain[(h, "traffic")]  # noqa: E731
+    assert traffic(8) + traffic(18) > 3 * (traffic(3) + traffic(4))
+    night = sum(1 for m in plan.messages if m.what == "report" and hour(m) in (22, 23, 0, 1)
+                and json.loads(m.value)["category"] in ("PS-NOISE", "CM-NOISE"))
+    morning = sum(1 for m in plan.messages if m.what == "report" and hour(m) in (9, 10, 11, 12)
+                  and json.loads(m.value)["category"] in ("PS-NOISE", "CM-NOISE"))
+    assert night > morning
+    streets = Counter(geography.locate(r["lat"], r["lon"]).street for r in reports)
+    assert max(streets.values()) > 3 * min(streets.values())
+    assert {r["source"] for r in reports} == {"sensor", "hotline", "patrol", "app"}
+
+
+def test_repeat_calls_are_about_the_same_matter_and_bad_input_is_mixed_in(world):
+    catalogue, geography, roster = world
+    plan = plan_day(catalogue, geography, roster, seed=5)
+    first = {m.key: json.loads(m.value) for m in plan.messages if m.what == "report"}
+    for m in (m for m in plan.messages if m.what == "duplicate"):
+        doc = json.loads(m.value)
+        origin = first[doc["report_id"].rsplit("-D", 1)[0]]
+        assert doc["category"] == origin["category"]
+        assert distance_m(doc["lat"], doc["lon"], origin["lat"], origin["lon"]) <= catalogue.get(
+            doc["category"]).dedup.radius_m
+    assert plan.count("duplicate") > 50 and plan.count("resend") > 0
+    from datetime import datetime, timezone
+
+    late = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    verdicts = Counter(
+        isinstance(admit_report(Inbound("incident.reports", 0, i, None, m.value, late), catalogue, geography,
+                                Limits()), Rejected)
+        for i, m in enumerate(plan.messages) if m.what == "malformed")
+    assert verdicts[True] == plan.count("malformed") > 0
+
+
+def test_units_log_on_and_off_by_shift(world):
+    plan = plan_day(*world, seed=1, hours=24)
+    on = Counter(m.key for m in plan.messages if m.what == "log_on")
+    off = Counter(m.key for m in plan.messages if m.what == "log_off")
+    assert len(on) == len(world[2])
+    assert sum(off.values()) >= len(world[2]) // 2
+
+
+def test_the_crew_answers_an_order_step_by_step_and_drops_cancelled_ones(world):
+    catalogue, _, roster = world
+    crew = FieldCrew(roster, catalogue, seed=1, speedup=60)
+    unit = roster[0]["unit_id"]
+    order = {"kind": "assign", "order_id": "O-1", "unit_id": unit, "category": "PS-FIGHT", "eta_s": 120,
+             "lat": 30.65, "lon": 104.07}
+    from datetime import datetime, timezone
+
+    now = datetime(2026, 11, 25, tzinfo=timezone.utc)
+    types = []
+    for seed in range(40):
+        crew = FieldCrew(roster, catalogue, seed=seed, speedup=60)
+        crew.on_order(order, now=0.0)
+        types.append([json.loads(v)["type"] for _, v in crew.due(10_000.0, now)])
+    assert ["ack", "en_route", "on_scene", "resolved"] in types
+    assert all(t[:1] in (["ack"], ["decline"], ["available"], []) for t in types)
+    crew = FieldCrew(roster, catalogue, seed=0, speedup=60)
+    crew.on_order(order, now=0.0)
+    crew.on_order({**order, "kind": "cancel"}, now=0.1)
+    assert [json.loads(v)["type"] for _, v in crew.due(10_000.0, now)] in ([], ["available"])
+
+
+def test_a_compressed_day_compresses_the_limits():
+    text = resources.files("processors.data").joinpath("catalogue.yaml").read_text()
+    fast = parse_catalogue(scaled_catalogue(text, 60))
+    slow = parse_catalogue(text)
+    assert fast.get("PS-FIGHT").sla.ack_s == slow.get("PS-FIGHT").sla.ack_s / 60
+    assert fast.get("PS-FIGHT").dedup.window_s == slow.get("PS-FIGHT").dedup.window_s / 60
+    assert fast.get("PS-FIGHT").dedup.radius_m == slow.get("PS-FIGHT").dedup.radius_m
