@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test venv bench soak clean
+.PHONY: run test venv bench soak clean prerequisites
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,17 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/patrol up
 
+## what the tests drive besides Python: Debian's prometheus, stunnel4, openssl and tmux, and the AsyncAPI parser
+## (npm, pinned in tools/asyncapi/package-lock.json); the tests themselves install nothing
+prerequisites: tools/asyncapi/node_modules/.package-lock.json
+	@tools/prerequisites.sh
+
+tools/asyncapi/node_modules/.package-lock.json: tools/asyncapi/package-lock.json
+	cd tools/asyncapi && npm ci --no-audit --no-fund --silent
+
 ## the whole suite, against a real broker (PATROL_EMBEDDED_BROKER: auto, kafka or tansu) and a real PostgreSQL;
 ## when that broker was Apache Kafka, the smoke subset once more on Tansu, the broker of a machine without a JDK
-test: $(STAMP)
+test: $(STAMP) prerequisites
 	$(BIN)/python -m pytest -q
 	@if [ "$$($(BIN)/python -m streams.operations.embedded_kafka)" = kafka ]; then \
 	  echo "the smoke subset on the embedded Tansu broker:"; \

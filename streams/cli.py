@@ -313,19 +313,26 @@ def bench(
 
 
 @app.command()
-def schemas(out: Optional[Path] = typer.Option(None, help="write one <Message>.schema.json per message here")) -> None:
-    """The JSON Schema of every contract message, for producers written in other languages."""
+def schemas(
+    out: Optional[Path] = typer.Option(
+        None, help="write one <Message>.schema.json per message and asyncapi.json here (docs/schemas in the source tree)"),
+    asyncapi: bool = typer.Option(False, "--asyncapi", help="print the AsyncAPI 3.0 document of the topics instead"),
+) -> None:
+    """The JSON Schema of every contract message and the AsyncAPI document of the topics, for other languages."""
+    from streams.operations.asyncapi import asyncapi_document
     from streams.operations.schemas import json_schemas
 
     documents = json_schemas()
     if out is None:
-        json.dump(documents, sys.stdout, indent=2, ensure_ascii=False)
+        json.dump(asyncapi_document() if asyncapi else documents, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")
         return
     out.mkdir(parents=True, exist_ok=True)
-    for name, schema in documents.items():
-        (out / f"{name}.schema.json").write_text(json.dumps(schema, indent=2, ensure_ascii=False) + "\n")
-    console.print(f"wrote {len(documents)} schemas to {out}")
+    documents = {f"{name}.schema.json": schema for name, schema in documents.items()}
+    documents["asyncapi.json"] = asyncapi_document()
+    for name, document in documents.items():
+        (out / name).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    console.print(f"wrote {len(documents)} documents to {out}")
 
 
 @app.command()

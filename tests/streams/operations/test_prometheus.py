@@ -10,17 +10,14 @@
    `and`/`unless`).
 3. Every SQL query of the PostgreSQL panels runs against the real, migrated schema.
 
-Prometheus comes from Debian's `prometheus` package; the session fixture installs it (as root, with
-apt-get) when /usr/bin/prometheus is missing.
+Prometheus comes from Debian's `prometheus` package, which `make prerequisites` installs when it is missing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -76,52 +73,12 @@ METRICS = {
 SCRAPE_JOB = "patrol-workers"  # the alert rules select on it
 
 
-# --------------------------------------------------------------------------- installing Prometheus
-
-
-def _apt_get(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    return subprocess.run(["apt-get", *args], env=env, capture_output=True, text=True, timeout=600)
-
-
-def install_prometheus() -> None:
-    """`apt-get install prometheus` (Debian's package: prometheus and promtool), with `apt-get update` first
-    if the package lists do not know it yet. The package's service is not started: a policy-rc.d that
-    denies service starts is put in place for the install when the system has none (containers usually do)."""
-    if shutil.which("apt-get") is None:
-        pytest.fail("Prometheus is not installed (/usr/bin/prometheus missing) and there is no apt-get to "
-                    "install it: install Debian's `prometheus` package (or put prometheus and promtool in /usr/bin)")
-    if os.geteuid() != 0:
-        pytest.fail("Prometheus is not installed (/usr/bin/prometheus missing) and the tests do not run as root, "
-                    "so they cannot install it: run `sudo apt-get install -y prometheus` once")
-    policy = Path("/usr/sbin/policy-rc.d")
-    ours = not policy.exists()
-    if ours:
-        policy.write_text("#!/bin/sh\n# written by tests/streams/operations/test_prometheus.py during apt-get install\nexit 101\n")
-        policy.chmod(0o755)
-    try:
-        install = ("install", "-y", "--no-install-recommends", "prometheus")
-        result = _apt_get(*install)
-        if result.returncode != 0:
-            update = _apt_get("update")
-            if update.returncode != 0:
-                pytest.fail(f"cannot install Prometheus: `apt-get update` failed:\n{update.stderr[-2000:]}")
-            result = _apt_get(*install)
-        if result.returncode != 0:
-            pytest.fail(f"cannot install Prometheus: `apt-get install -y prometheus` failed:\n"
-                        f"{result.stdout[-1500:]}\n{result.stderr[-1500:]}")
-    finally:
-        if ours:
-            policy.unlink(missing_ok=True)
-    if not (PROMETHEUS_BIN.exists() and PROMTOOL_BIN.exists()):
-        pytest.fail(f"`apt-get install prometheus` succeeded but {PROMETHEUS_BIN} or {PROMTOOL_BIN} is missing")
-
-
 @pytest.fixture(scope="session")
 def prometheus_binaries() -> tuple[Path, Path]:
-    """Debian's prometheus and promtool, installed once per session when missing."""
+    """Debian's prometheus and promtool (`make prerequisites` installs them; the tests install nothing)."""
     if not (PROMETHEUS_BIN.exists() and PROMTOOL_BIN.exists()):
-        install_prometheus()
+        pytest.fail(f"{PROMETHEUS_BIN} or {PROMTOOL_BIN} is missing: `make prerequisites` installs Debian's "
+                    "`prometheus` package (as `make test` does)")
     return PROMETHEUS_BIN, PROMTOOL_BIN
 
 
