@@ -8,10 +8,10 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 # only what the wheel is built from: a change to tests or deploy files does not rebuild it
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY processors ./processors
 COPY streams ./streams
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -19,8 +19,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATROL_DATA_DIR=/tmp/patrol
 COPY --from=build /wheels /wheels
-# the dependencies are pinned in pyproject.toml; no extras: the embedded broker and database are for development
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
+COPY requirements.lock /tmp/requirements.lock
+# exactly the resolved versions of requirements.lock (`make lock`), checked against their hashes; no extras: the
+# embedded broker and database are for development, the bench's and the dashboards' libraries for their verbs
+RUN pip install --no-cache-dir --require-hashes -r /tmp/requirements.lock \
+    && pip install --no-cache-dir --no-deps /wheels/*.whl && rm -rf /wheels /tmp/requirements.lock \
     && useradd --system --uid 10001 --no-create-home --home-dir /nonexistent patrol
 # an unprivileged user; the worker writes nothing in the working directory (faust's directory, which stays
 # empty, is a fresh one in the system temp dir), the embedded broker and database only under PATROL_DATA_DIR

@@ -4,12 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test venv bench soak clean prerequisites
+.PHONY: run test venv bench soak clean prerequisites lock
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[embedded,dev]'
+	$(BIN)/pip install --quiet -e '.[embedded,dev,bench,dashboards]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -41,6 +41,11 @@ bench: $(STAMP)
 ## minutes of twice the peak load: lag bounded, memory flat
 soak: $(STAMP)
 	$(BIN)/python -m pytest -q -s -m soak tests/streams/pipeline/test_soak.py
+
+## the resolved versions of the image's dependencies (no extras), with hashes: the Dockerfile installs exactly these
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 --python-platform linux \
+	  --no-header --output-file requirements.lock
 
 clean:
 	rm -rf $(VENV) run .pytest_cache .hypothesis

@@ -27,11 +27,25 @@ console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from streams import __version__
+
+        console.print(f"patrol-dispatch {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                          help="print the version and exit")) -> None:
+    """patrol-dispatch: intake, dispatch and SLA tracking for an integrated 24-hour patrol brigade."""
+
+
 def _settings() -> Settings:
     from streams.runtime.logs import configure_logging
 
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return settings
 
 
@@ -223,6 +237,7 @@ def unit_command(
 def dashboards(out: Optional[Path] = typer.Option(
         None, help="where to write the JSON (default: grafana/dashboards of the source tree, else the current directory)")) -> None:
     """Write the Grafana dashboards (generated from streams/operations/dashboards.py) as JSON files."""
+    _extra_or_exit("dashboards", "grafana_foundation_sdk")
     from streams.operations.dashboards import write_dashboards
 
     if out is None:
@@ -306,6 +321,7 @@ def bench(
     """Benchmarks: throughput, latency, decision cost, dispatch quality and memory; writes BENCHMARKS.md and plots."""
     import shlex
 
+    _extra_or_exit("bench", "scipy", "matplotlib")
     from streams.bench.suite import run_bench
 
     settings = _settings()
@@ -357,6 +373,16 @@ def catalogue() -> None:
     console.print(table)
 
 
+def _extra_or_exit(extra: str, *modules: str) -> None:
+    """Exit saying which extra to install when a verb's libraries are not (a worker's install leaves them out)."""
+    import importlib.util
+
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        err_console.print(f"this verb needs {', '.join(missing)}: pip install 'patrol-dispatch[{extra}]'")
+        raise typer.Exit(2)
+
+
 def _data_dir_or_exit(settings: Settings) -> None:
     """Create PATROL_DATA_DIR with its parents (the embedded broker's and database's logs go there), or exit
     saying why it cannot be: a traceback from deep inside the broker's start would not."""
@@ -393,7 +419,7 @@ def _duration(seconds: float) -> str:
 
 
 def main() -> None:
-    app()
+    app(prog_name="patrol")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     kafka_ssl_keyfile: Path | None = None
     kafka_ssl_key_password: SecretStr | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["console", "json"] = Field(
+        default="console",
+        description="console: key=value lines for people; json: one JSON object per line for a log collector",
+    )
 
     # --- our own additions ---
     app_id: str = Field(

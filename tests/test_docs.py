@@ -33,3 +33,28 @@ def test_relative_links_in_the_documents_reach_files_of_the_repository():
             if not resolved.exists() or ROOT not in resolved.parents and resolved != ROOT:
                 broken.append(f"{doc.relative_to(ROOT)} -> {target}")
     assert broken == []
+
+
+def test_the_contract_lists_every_setting_and_every_verb():
+    from typer.main import get_command
+
+    from streams.cli import app
+    from streams.settings import Settings
+
+    contract = (ROOT / "docs" / "contracts.md").read_text()
+    missing = [f"PATROL_{name.upper()}" for name in Settings.model_fields if f"PATROL_{name.upper()}`" not in contract]
+    assert not missing, f"docs/contracts.md (Settings: every one) lacks {missing}"
+    verbs = sorted(get_command(app).commands)
+    undocumented = [verb for verb in verbs if f"`patrol {verb}" not in contract]
+    assert not undocumented, f"docs/contracts.md (CLI: every verb) lacks {undocumented}"
+
+
+def test_no_issue_number_or_commit_is_cited_as_a_source():
+    cited = []
+    for path in tracked():
+        if path.suffix not in {".md", ".py", ".yaml", ".yml"} or "schemas" in path.parts:
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        cited += [f"{path.relative_to(ROOT)}: {m.group(0)}"
+                  for m in re.finditer(r"\bissues? #?\d+(?: and \d+)?\b|\bas of commit [0-9a-f]{7,}", text, re.I)]
+    assert not cited, cited

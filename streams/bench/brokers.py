@@ -17,7 +17,7 @@ from streams.settings import Settings
 if TYPE_CHECKING:
     from streams.bench.results import GrowthStep, LatencyStep, Throughput
 
-# Targets on Apache Kafka on the benchmark's machine (issue 18)
+# Targets on Apache Kafka on the benchmark's machine
 TARGET_RATE = 500  # reports/s offered for the latency targets
 TARGET_P50_MS = 15.0
 TARGET_P99_MS = 50.0

@@ -37,7 +37,7 @@ def markdown(result: BenchResult) -> str:
         "worker, because Tansu slows down as its topics fill up (measured in section 2). Sections 1 and 2 describe "
         f"the first broker, {_first_broker(result)}; the section *Brokers side by side* compares them.",
         "",
-        "## Targets (issues 6 and 18)",
+        "## Targets",
         "",
         "| target | measured | |",
         "|---|---|---|",

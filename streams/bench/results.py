@@ -51,7 +51,7 @@ QUICK = Sizes(stream_units=600, throughput_reports=300, pipe_records=2000, rates
               day_intensities=(1.0,), memory_units=2000, memory_incidents=1000, growth_rate=200, growth_seconds=1.0,
               growth_blocks=2, recovery_days=(0.05,), recovery_baseline=False)
 
-# Targets of issue 6, recorded next to what was measured.
+# The targets set for the pipeline, recorded next to what was measured.
 TARGET_THROUGHPUT_RATIO = 0.5
 TARGET_P99_RATE = 500
 TARGET_P99_MS = 50.0

@@ -67,13 +67,52 @@ def test_help_shows_each_verb_with_its_own_description():
     assert sorted(table) == sorted(VERBS), result.stdout
     for verb, words in VERBS.items():
         assert words in table[verb], (verb, table[verb])
+        # the words tell this verb from the others: no other verb's line has them
+        assert [other for other, text in table.items() if words in text] == [verb]
+
+
+@pytest.mark.parametrize("verb", sorted(VERBS))
+def test_each_verb_prints_its_own_usage(verb):
+    result = patrol(verb, "--help", env={"COLUMNS": "200", "PYTHONIOENCODING": "utf-8"})
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.replace("│", " ").split())
+    assert f"Usage: patrol {verb} [OPTIONS]" in text
+    assert VERBS[verb] in text
+    assert [other for other, words in VERBS.items() if words in text] == [verb]
+
+
+def test_version_and_module_entry_point():
+    from streams import __version__
+
+    result = patrol("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"patrol-dispatch {__version__}"
+    assert __version__ != "0.0.0"  # read from the installed distribution's metadata
+    as_module = subprocess.run([sys.executable, "-m", "streams", "--help"], capture_output=True, text=True,
+                               env={**os.environ, "COLUMNS": "100"}, timeout=60)
+    assert as_module.returncode == 0 and "Usage: patrol" in as_module.stdout
+    assert sorted(command_table(as_module.stdout)) == sorted(VERBS)
+
+
+def test_logs_are_json_lines_when_the_settings_say_so():
+    # a logged failure, as a worker logs one: one JSON object per line, its traceback without frame variables
+    program = ("import structlog; from streams.cli import _settings; _settings()\n"
+               "def handle(payload):\n    raise ValueError('unreadable')\n"
+               "try:\n    handle({'phone': '13800138000'})\n"
+               "except ValueError as exc:\n    structlog.get_logger('patrol.test').error('failed', exc_info=exc, n=1)\n")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PATROL_")}
+    result = subprocess.run([sys.executable, "-c", program], env={**clean, "PATROL_LOG_FORMAT": "json"},
+                            capture_output=True, text=True, timeout=60)
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    entry = json.loads(line)
+    assert entry["event"] == "failed" and entry["level"] == "error" and entry["n"] == 1
+    assert "ValueError: unreadable" in entry["exception"] and "13800138000" not in line
 
 
 def test_schemas_are_written_for_every_contract_message(tmp_path):
     result = patrol("schemas", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     written = {p.name for p in tmp_path.iterdir()}
-    assert written == {f"{name}.schema.json" for name in CONTRACT_MESSAGES}
+    assert written == {f"{name}.schema.json" for name in CONTRACT_MESSAGES} | {"asyncapi.json"}
     report = json.loads((tmp_path / "IncidentReport.schema.json").read_text())
     assert {"report_id", "source", "category", "lat", "lon", "reported_at"} <= set(report["required"])
     unit_event = json.loads((tmp_path / "UnitEvent.schema.json").read_text())

@@ -73,7 +73,7 @@ OWN = internal_topics(BASE)
 TOPICS = [*CONTRACT_TOPICS, *OWN]
 TIMEOUT_MS = 5000  # per request: a refusal is answered at once, so this bounds only a broker that says nothing
 
-# The rule (issue 18): what each service must write and read. Everything else is refused.
+# The rule: what each service must write and read. Everything else is refused.
 MAY_WRITE = {
     WORKER: {DISPATCH_ORDERS, INCIDENT_EVENTS, SLA_ESCALATIONS, INCIDENT_REPORTS_DLQ, *OWN},
     SINK: {INCIDENT_REPORTS_DLQ},
