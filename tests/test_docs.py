@@ -58,3 +58,12 @@ def test_no_issue_number_or_commit_is_cited_as_a_source():
         cited += [f"{path.relative_to(ROOT)}: {m.group(0)}"
                   for m in re.finditer(r"\bissues? #?\d+(?: and \d+)?\b|\bas of commit [0-9a-f]{7,}", text, re.I)]
     assert not cited, cited
+
+
+def test_the_readme_architecture_names_every_package_of_the_shell():
+    readme = (ROOT / "README.md").read_text()
+    architecture = readme[readme.index("## Architecture"):readme.index("\n## ", readme.index("## Architecture") + 3)]
+    packages = sorted(p.parent.name for p in (ROOT / "streams").glob("*/__init__.py")
+                      if p.parent.name not in {"samples"} and "migrations" not in p.parts)
+    missing = [name for name in packages if f"`streams/{name}/`" not in architecture]
+    assert not missing, f"README's architecture section does not describe {missing}"
