@@ -37,6 +37,24 @@ def incident_id_for(district: str, report_id: str) -> str:
     return f"INC-{district}-{digest}"
 
 
+# The status each incident event leaves its incident in: the status its record shows (the sink), Open311's
+# open/closed (the gateway) and whether the core still works on it all read it from here. An event of another
+# type (a merge, an escalation) leaves the status as it was.
+STATUS_AFTER = {
+    "created": "created",
+    "dispatched": "dispatched",
+    "reassigned": "dispatched",
+    "queued": "queued",
+    "acknowledged": "acknowledged",
+    "en_route": "en_route",
+    "on_scene": "on_scene",
+    "resolved": "resolved",
+    "closed": "closed",
+    "cancelled": "cancelled",
+}
+CLOSED_STATUSES = frozenset({"closed", "cancelled"})
+
+
 @dataclass
 class Incident:
     incident_id: str
@@ -70,7 +88,7 @@ class Incident:
 
     @property
     def is_open(self) -> bool:
-        return self.status not in ("closed", "cancelled")
+        return self.status not in CLOSED_STATUSES
 
     def missing(self) -> list[str]:
         return [a for a in self.category.agencies if a not in self.active and a not in self.resolved]
@@ -80,10 +98,9 @@ class Incident:
 
 
 def record_event(incident: Incident, type_: str, at: datetime, out: list[Message], data: dict) -> None:
-    """Append the incident's next event to `out`; every type but a merge, a queueing or an escalation is its new status."""
+    """Append the incident's next event to `out`, and give the incident the status that event leaves it in."""
     incident.seq += 1
-    if type_ not in ("report_merged", "queued", "escalated"):
-        incident.status = type_
+    incident.status = STATUS_AFTER.get(type_, incident.status)
     out.append(IncidentEvent(
         schema_version=1, event_id=f"{incident.incident_id}:{incident.seq}", incident_id=incident.incident_id,
         seq=incident.seq, type=type_, at=at, data=data,

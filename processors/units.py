@@ -91,6 +91,8 @@ class StreetLoad:
     free_units: dict[str, int] = field(default_factory=dict)
 
     def pressure(self, street: str) -> float:
+        """Open incidents per free unit, plus one (a street with none free still compares): the one formula
+        of a street's workload, for balancing and for the gauge the command centre watches."""
         return self.open_incidents.get(street, 0) / (self.free_units.get(street, 0) + 1)
 
     def add(self, table: dict[str, int], street: str, n: int) -> None:

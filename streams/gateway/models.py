@@ -8,8 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# What the district core and the sink write to `incidents.status`, as Open311's two states.
-CLOSED_STATUSES = ("closed", "cancelled")
+from processors.incidents import CLOSED_STATUSES  # noqa: F401 - the gateway's word for it; one rule for all
 STATUS_NOTES = {
     "created": "Registered (立案); a unit is being assigned.",
     "queued": "Registered; waiting for a free unit of the responsible agency.",

@@ -213,7 +213,7 @@ async def list_requests(
                   AND ($2::boolean IS NULL OR (i.status = ANY($3::text[])) = $2)
                   AND i.created_at >= $4 AND i.created_at <= $5
                 ORDER BY i.created_at DESC, i.incident_id LIMIT $6""",
-            codes, closed, list(CLOSED_STATUSES), start, end, limit)
+            codes, closed, sorted(CLOSED_STATUSES), start, end, limit)
     return [_out(r, catalogue) for r in rows]
 
 

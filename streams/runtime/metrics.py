@@ -71,7 +71,7 @@ UNITS = Gauge(
     "patrol_units", "Logged-on units by status (free, busy, unavailable)", ["district", "street", "agency", "status"]
 )
 STREET_WORKLOAD = Gauge(
-    "patrol_street_workload", "Open incidents per free unit of the street (what balancing evens out)",
+    "patrol_street_workload", "Open incidents per free unit of the street, plus one: the pressure balancing evens out",
     ["district", "street"],
 )
 CONSUMER_LAG = Gauge(
@@ -181,8 +181,7 @@ def describe_districts(cores) -> None:
                 units[(district, unit.home_street, unit.agency, status)] += 1
         streets = set(state.load.open_incidents) | set(state.load.free_units)
         for street in streets:
-            workload[(district, street)] = state.load.open_incidents.get(street, 0) / max(
-                1, state.load.free_units.get(street, 0))
+            workload[(district, street)] = state.load.pressure(street)
     for gauge, values in ((OPEN_INCIDENTS, open_), (QUEUED_INCIDENTS, queued), (UNITS, units),
                           (STREET_WORKLOAD, workload)):
         # Set in place, then only the label sets that disappeared (a street whose last incident closed) removed,

@@ -25,6 +25,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
+from processors.incidents import STATUS_AFTER
 from processors.messages import DeadLetter, DispatchOrder, Escalation, IncidentEvent, ReporterRecord
 from processors.dead_letters import Rejected, dead_letter
 from streams.runtime import health, metrics
@@ -34,20 +35,6 @@ from streams.settings import Settings
 from streams.runtime.topics import DISPATCH_ORDERS, INCIDENT_EVENTS, INCIDENT_REPORTS_DLQ, SLA_ESCALATIONS, reporters_topic
 
 log = structlog.get_logger("patrol.sink")
-
-# What each event type does to the incident record's status; other types leave it as it is.
-STATUS_AFTER = {
-    "created": "created",
-    "dispatched": "dispatched",
-    "reassigned": "dispatched",
-    "queued": "queued",
-    "acknowledged": "acknowledged",
-    "en_route": "en_route",
-    "on_scene": "on_scene",
-    "resolved": "resolved",
-    "closed": "closed",
-    "cancelled": "cancelled",
-}
 
 
 @dataclass
