@@ -19,6 +19,7 @@ from processors.catalogue import Catalogue
 from processors.dead_letters import Rejected, bare_provenance, provenance
 from processors.geography import Geography
 from processors.messages import IncidentReport, LogOn, ReporterRecord, WorkItem, unit_event_adapter
+from processors.register import UnitRegister, check_log_on
 
 REASONS = {
     "oversize": "the message is larger than the configured limit",
@@ -32,6 +33,12 @@ REASONS = {
     "reported_in_future": "reported_at is later than arrival plus the allowed clock skew",
     "unknown_district": "a unit logs on to a district the geography does not have",
     "unknown_unit": "an event for a unit that has not logged on",
+    "unregistered_unit": "a unit logs on that the unit register does not list",
+    "register_mismatch": "a log-on contradicts the unit register (agency, kind, home street, mode or a delegation "
+                         "not granted or expired)",
+    "implausible_location": "a location further from the unit's last one than its mode of travel can cover in the "
+                            "time between them",
+    "register_change_invalid": "a change of the unit register that cannot be read or applied",
     "key_mismatch": "a unit event whose message key is not its unit_id",
     "unit_not_assigned": "a status event for an order the unit does not hold",
     "invalid_work_item": "an unreadable entry in a district work log",
@@ -108,9 +115,10 @@ def reporter_of(report: IncidentReport, received_at: datetime) -> ReporterRecord
 
 
 def admit_unit_event(
-    record: Inbound, geography: Geography, limits: Limits, unit_district: str | None
+    record: Inbound, geography: Geography, limits: Limits, unit_district: str | None, register: UnitRegister
 ) -> WorkItem | Rejected:
-    """`unit_district` is the district the unit last logged on to (None if it never did)."""
+    """`unit_district` is the district the unit last logged on to (None if it never did); a log-on must agree
+    with the unit `register` (processors/register.py), whoever published it."""
     parsed = _parse_object(record, limits)
     if isinstance(parsed, Rejected):
         return parsed
@@ -121,6 +129,9 @@ def admit_unit_event(
     if isinstance(event, LogOn):
         if event.district not in geography.districts:
             return Rejected("unknown_district", f"district {event.district!r} is not served")
+        refused = check_log_on(register, event, record.received_at)
+        if refused is not None:
+            return refused
         district = event.district
     elif unit_district is None:
         return Rejected("unknown_unit", f"unit {event.unit_id!r} has not logged on")

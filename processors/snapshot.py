@@ -111,11 +111,13 @@ def _assignment(doc: dict) -> Assignment:
 
 
 def _unit_doc(unit: Unit) -> dict:
-    return {**asdict(unit), "delegations": sorted(unit.delegations)}
+    return {**asdict(unit), "delegations": sorted(unit.delegations), "located_at": _time(unit.located_at)}
 
 
 def _unit(doc: dict) -> Unit:
-    return Unit(**{**doc, "delegations": frozenset(doc["delegations"])})
+    # a snapshot from before located_at was kept has none: the unit's next location is then taken as it comes
+    return Unit(**{**doc, "delegations": frozenset(doc["delegations"]),
+                   "located_at": _parse_time(doc.get("located_at"))})
 
 
 def _time(at: datetime | None) -> str | None:

@@ -11,7 +11,7 @@ from processors.dispatch import offer, replace
 from processors.district_state import changing, refile, release
 from processors.incidents import CLOSED_KEPT, Incident, record_event, seconds, timing
 from processors.messages import Availability, Location, LogOff, LogOn, Message, OrderStatus, Resolved, WorkItem
-from processors.units import STAGE_OF_EVENT, STAGES, Unit
+from processors.units import STAGE_OF_EVENT, STAGES, Unit, implausible_move
 
 if TYPE_CHECKING:
     from processors.district import DistrictCore
@@ -33,7 +33,10 @@ def on_unit_event(core: DistrictCore, item: WorkItem, out: list[Message]) -> Non
         changing(state, unit, lambda: setattr(unit, "on_duty", False))
         state.grid.remove(unit.unit_id)
     elif isinstance(event, Location):
-        unit.lat, unit.lon = event.lat, event.lon
+        if (why := implausible_move(unit, event.lat, event.lon, item.at)) is not None:
+            reject_item(item, "implausible_location", why, out)
+            return
+        unit.lat, unit.lon, unit.located_at = event.lat, event.lon, item.at
         if unit.on_duty:
             state.grid.place(unit.unit_id, event.lat, event.lon, unit.seconds_per_m)
         refile(state, unit)
@@ -57,7 +60,7 @@ def log_on(core: DistrictCore, event: LogOn, at: datetime, out: list[Message]) -
     def update() -> None:
         unit.agency, unit.kind, unit.mode = event.agency, event.kind, event.mode
         unit.delegations = frozenset(event.delegations)
-        unit.lat, unit.lon = event.lat, event.lon
+        unit.lat, unit.lon, unit.located_at = event.lat, event.lon, at
         unit.on_duty = unit.available = True
 
     if unit.home_street != event.home_street:

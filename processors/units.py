@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from processors.catalogue import Category
+from processors.geography import distance_m
 
 # Urban speeds, door to door: walking, cycling, and a patrol car in city traffic.
 SPEED_M_S = {"foot": 1.4, "bike": 4.2, "car": 8.3}
@@ -13,6 +14,11 @@ FASTEST_M_S = max(SPEED_M_S.values())
 # Streets are not straight lines; a typical urban grid adds about a third to the crow-fly distance.
 DETOUR_FACTOR = 1.3
 FEWEST_SECONDS_PER_M = DETOUR_FACTOR / FASTEST_M_S
+# The fastest a unit can really move in each mode (a sprint, a bike downhill, a car on an arterial road with its
+# lights on), and the jitter of a phone's position fix: a location further from the last one than these allow in
+# the time between them is not believed (`implausible_location`).
+TOP_SPEED_M_S = {"foot": 7.0, "bike": 15.0, "car": 40.0}
+FIX_JITTER_M = 250.0
 
 
 @dataclass
@@ -31,6 +37,7 @@ class Unit:
     incident_id: str | None = None
     priority: int | None = None  # of the incident it is on
     stage: str | None = None  # assigned | acknowledged | en_route | on_scene
+    located_at: datetime | None = None  # when the platform received the position lat/lon (its clock)
 
     @property
     def free(self) -> bool:
@@ -57,6 +64,20 @@ class Unit:
             return True
         # delegated enforcement (委托执法): the unit carries the category in its log-on
         return category.code in self.delegations
+
+
+def implausible_move(unit: Unit, lat: float, lon: float, at: datetime) -> str | None:
+    """Why a move of `unit` to (lat, lon), received at `at`, cannot be true; None if it can. Timed by the platform's
+    clock (receipt), not the device's, which whoever sends the location sets."""
+    if unit.located_at is None:
+        return None
+    elapsed = max(0.0, (at - unit.located_at).total_seconds())
+    moved = distance_m(unit.lat, unit.lon, lat, lon)
+    reach = FIX_JITTER_M + TOP_SPEED_M_S[unit.mode] * elapsed
+    if moved <= reach:
+        return None
+    return (f"unit {unit.unit_id} ({unit.mode}) moved {moved:.0f} m in {elapsed:.1f} s; at most {reach:.0f} m "
+            f"is plausible")
 
 
 def places_for(category: Category, agency: str) -> tuple[tuple[str, str], ...]:

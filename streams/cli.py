@@ -101,7 +101,7 @@ def worker() -> None:
             # an embedded database is ours alone; a real one is migrated by `patrol migrate`
             asyncio.run(migrate(live.database_url))
         asyncio.run(ensure_topics(live))
-        faust_app = build_app(live, catalogue, geography, datadir=Path(scratch))
+        faust_app = build_app(live, catalogue, geography, datadir=Path(scratch), register=_register_or_exit(settings))
         # What is loaded by now (modules, the catalogue, the streets) lives as long as the process. Frozen, it
         # is no longer walked by every full collection (46 ms each, measured), which reports would wait for.
         gc.collect()
@@ -404,6 +404,17 @@ def _reference_or_exit(settings: Settings, geography: bool = True):
     try:
         return load_catalogue(settings), (load_geography(settings) if geography else None)
     except (CatalogueError, GeographyError, OSError) as exc:
+        err_console.print(f"[red]refusing to start:[/] {exc}")
+        raise typer.Exit(2)
+
+
+def _register_or_exit(settings: Settings):
+    from processors.register import RegisterError
+    from streams.reference import load_register
+
+    try:
+        return load_register(settings)
+    except (RegisterError, OSError) as exc:
         err_console.print(f"[red]refusing to start:[/] {exc}")
         raise typer.Exit(2)
 

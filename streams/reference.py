@@ -8,6 +8,7 @@ from pathlib import Path
 
 from processors.catalogue import Catalogue, parse_catalogue
 from processors.geography import Geography, GeographyError, parse_geography
+from processors.register import UnitRegister, parse_register
 from streams.settings import Settings
 
 
@@ -41,3 +42,9 @@ def load_geography(settings: Settings) -> Geography:
     except ValueError as exc:
         raise GeographyError(f"{source}: not valid JSON: {exc}") from exc
     return parse_geography(doc, source)
+
+
+def load_register(settings: Settings) -> UnitRegister:
+    """The unit register file in force (before the run-time changes on unit.register: streams/pipeline/register.py)."""
+    text, source = _read(settings.unit_register, "units.yaml")
+    return parse_register(text, source)

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     )
     catalogue: Path | None = Field(default=None, description="catalogue YAML; unset uses the shipped one")
     geography: Path | None = Field(default=None, description="district GeoJSON; unset uses the shipped one")
+    unit_register: Path | None = Field(
+        default=None, description="the unit register YAML (processors/register.py); unset uses the shipped one")
     metrics_port: int = Field(default=9464, description="Prometheus exposition port; 0 disables")
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None

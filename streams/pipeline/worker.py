@@ -39,7 +39,9 @@ from streams import __version__
 from streams.runtime import health, metrics
 from streams.runtime.consumer_loop import SHUTDOWN_GRACE_S, ConsumerLoop, Outgoing, exit_if_not_stopped_in
 from streams.runtime.error_policy import describe, is_transient, unpublishable
+from processors.register import UnitRegister
 from streams.pipeline.district_log import DistrictLog
+from streams.pipeline.register import RegisterFollower
 from streams.pipeline.snapshots import SnapshotStore
 from streams.pipeline.unit_districts import UnitDistricts
 from streams.settings import Settings
@@ -131,9 +133,11 @@ class CaughtUp:
         return True, f"caught up with work-log partitions {sorted(self.ends)}"
 
 
-def build_app(settings: Settings, catalogue: Catalogue, geography: Geography, datadir: Path) -> faust.App:
+def build_app(settings: Settings, catalogue: Catalogue, geography: Geography, datadir: Path,
+              register: UnitRegister) -> faust.App:
     """The worker's faust app; `datadir` is the directory faust insists on having (it keeps nothing in it:
-    tables are in memory), which must exist."""
+    tables are in memory), which must exist. `register` is the unit register file's, before the changes on
+    unit.register (followed here: streams/pipeline/register.py)."""
     # faust's own consumer carries nothing on the dispatch path (the consumer loop does), so it keeps
     # faust's long fetch wait: polling the broker every few milliseconds for nothing costs both CPU
     app = faust.App(
@@ -159,6 +163,9 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography, da
     districts = DistrictLog(settings, worklog_name, catalogue, snapshots, group_id=pipeline_group(settings),
                             loop=PIPELINE)
     caught_up = CaughtUp(districts, worklog_name)
+    units_register = RegisterFollower(settings, register)
+    known_streets = frozenset(geography.by_code)
+    known_agencies = frozenset(a for c in catalogue.categories for a in c.agencies)
 
     def domain_of(code: str) -> str:
         category = catalogue.get(code)
@@ -220,7 +227,11 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography, da
     async def take_unit_event(record) -> list[Outgoing]:
         inbound = _inbound(record)
         key = (inbound.key or b"").decode("utf-8", "replace")
-        admitted = admit_unit_event(inbound, geography, limits, unit_districts.get(key) if key else None)
+        if not units_register.ready.is_set():
+            # a log-on is judged by the register with every change made at run time, not by the file alone
+            await units_register.ready.wait()
+        admitted = admit_unit_event(inbound, geography, limits, unit_districts.get(key) if key else None,
+                                    units_register.register)
         if isinstance(admitted, Rejected):
             metrics.UNIT_EVENTS.labels("unknown", "rejected").inc()
             return [reject(inbound, admitted, "intake")]
@@ -296,6 +307,10 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography, da
     health.set_readiness(lambda: caught_up(pipeline.consumer))
 
     @app.task
+    async def follow_register():
+        await units_register.run_forever()
+
+    @app.task
     async def run_pipeline():
         await pipeline.run_forever()
 
@@ -303,7 +318,8 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography, da
     async def describe():
         # the district log holds exactly the partitions the core loop owns (revoked ones are forgotten)
         metrics.describe_districts(
-            core for cores in list(districts.partitions.values()) for core in cores.cores.values())
+            (core for cores in list(districts.partitions.values()) for core in cores.cores.values()),
+            streets=known_streets, agencies=known_agencies)
 
     @app.timer(interval=30.0)
     async def report_progress():

@@ -9,6 +9,7 @@ serves them, beside the liveness and readiness probes, from the worker's event l
 from __future__ import annotations
 
 from collections import Counter as Tally
+from collections.abc import Collection
 from datetime import datetime
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -22,6 +23,8 @@ REPORTS = Counter(
     "patrol_reports_total", "Inbound incident reports by source and intake outcome", ["source", "outcome"]
 )
 UNIT_EVENTS = Counter("patrol_unit_events_total", "Inbound unit events by type and intake outcome", ["type", "outcome"])
+REGISTER_CHANGES = Counter("patrol_register_changes_total", "Unit register changes read, by action (set, remove) "
+                           "or invalid", ["outcome"])
 DEAD_LETTERS = Counter("patrol_dead_letters_total", "Messages dead-lettered, by stage and reason", ["stage", "reason"])
 INCIDENT_EVENTS = Counter(
     "patrol_incident_events_total", "Incident events emitted by the district core", ["type", "district"]
@@ -163,8 +166,19 @@ def observe_intake_wait(published_ms: int, now: datetime) -> None:
         INTAKE_WAIT_SECONDS.observe(max(0.0, now.timestamp() - published_ms / 1000))
 
 
-def describe_districts(cores) -> None:
-    """Set the gauges from the district cores this worker owns (an iterable of DistrictCore)."""
+UNKNOWN = "unknown"
+
+
+def bounded(value: str, known: Collection[str] | None) -> str:
+    """A label value from a closed set: `value` if it is `known` (a street of the geography, an agency of the
+    catalogue), else "unknown", so that invented values in messages cannot multiply the series. None: any."""
+    return value if known is None or value in known else UNKNOWN
+
+
+def describe_districts(cores, streets: Collection[str] | None = None, agencies: Collection[str] | None = None) -> None:
+    """Set the gauges from the district cores this worker owns (an iterable of DistrictCore). A unit's home street
+    and agency become labels only if they are among `streets` and `agencies` (the worker passes the geography's
+    and the catalogue's), else "unknown"."""
     open_, queued, units, workload = Tally(), Tally(), Tally(), {}
     for core in cores:
         state = core.state
@@ -178,10 +192,10 @@ def describe_districts(cores) -> None:
         for unit in state.units.values():
             if unit.on_duty:
                 status = "free" if unit.free else ("busy" if unit.order_id else "unavailable")
-                units[(district, unit.home_street, unit.agency, status)] += 1
-        streets = set(state.load.open_incidents) | set(state.load.free_units)
-        for street in streets:
-            workload[(district, street)] = state.load.pressure(street)
+                units[(district, bounded(unit.home_street, streets), bounded(unit.agency, agencies), status)] += 1
+        for street in set(state.load.open_incidents) | set(state.load.free_units):
+            key = (district, bounded(street, streets))
+            workload[key] = max(state.load.pressure(street), workload.get(key, 0.0))
     for gauge, values in ((OPEN_INCIDENTS, open_), (QUEUED_INCIDENTS, queued), (UNITS, units),
                           (STREET_WORKLOAD, workload)):
         # Set in place, then only the label sets that disappeared (a street whose last incident closed) removed,

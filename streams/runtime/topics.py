@@ -21,6 +21,9 @@ UNIT_EVENTS = "unit.events"
 DISPATCH_ORDERS = "dispatch.orders"
 INCIDENT_EVENTS = "incident.events"
 SLA_ESCALATIONS = "sla.escalations"
+# changes of the unit register by the command centre (processors/register.py), keyed by unit_id; kept for ever:
+# it is the register's audit trail, and every reader of the register replays it over the file
+UNIT_REGISTER = "unit.register"
 
 CONTRACT_TOPICS = (
     INCIDENT_REPORTS,
@@ -29,6 +32,7 @@ CONTRACT_TOPICS = (
     DISPATCH_ORDERS,
     INCIDENT_EVENTS,
     SLA_ESCALATIONS,
+    UNIT_REGISTER,
 )
 
 # Topics that producers outside the platform write to, and so what `patrol publish` accepts.
@@ -153,6 +157,8 @@ def topic_configs(name: str, settings: Settings) -> dict[str, str]:
     if name == snapshots_topic(settings):
         # of each slot only the last snapshot counts; the active segment is never compacted, so it rolls hourly
         return {"cleanup.policy": "compact", "segment.ms": str(3600 * 1000)}
+    if name == UNIT_REGISTER:
+        return {"retention.ms": "-1"}
     if name == reporters_topic(settings):
         return {"retention.ms": str(REPORTERS_RETENTION_MS)}
     return {}

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from processors.dead_letters import EXCERPT_BYTES, Rejected, bare_dead_letter, dead_letter
 from processors.intake import Limits, admit_report, admit_unit_event
+from processors.register import UnitRegister
 from tests.processors.conftest import NOW, inbound, report
 
 # the producer's default limit on one record (aiokafka's max_request_size): a dead letter must stay far below it
@@ -93,7 +94,7 @@ def test_a_bare_dead_letter_keeps_only_where_the_record_is():
 def test_any_bytes_give_a_small_dead_letter_or_a_work_item(value, topic, catalogue, geography):
     record = inbound(value, topic=topic)
     if topic == "unit.events":
-        verdict = admit_unit_event(record, geography, Limits(), "JINJIANG")
+        verdict = admit_unit_event(record, geography, Limits(), "JINJIANG", UnitRegister(unlisted="admit"))
     else:
         verdict = admit_report(record, catalogue, geography, Limits())
     if isinstance(verdict, Rejected):

@@ -242,6 +242,7 @@ def test_unavailable_units_are_not_sent_and_available_ones_take_the_queue(s):
 def test_location_updates_move_the_unit(s):
     s.log_on("P1", "police", *near(SS, east_m=100))
     s.log_on("P2", "police", *near(CXL, east_m=100))
+    s.tick(600)  # the drive over takes time: an instant jump would be refused as implausible
     s.unit_event("P2", "location", lat=SS[0], lon=SS[1] + 0.0001)
     s.report("R1", "PS-FIGHT", *SS)
     assert s.orders()[0].unit_id == "P2"

@@ -5,9 +5,12 @@ import pytest
 
 from processors.dead_letters import dead_letter
 from processors.intake import REASONS, Limits, Rejected, admit_report, admit_unit_event
+from processors.register import UnitRegister
 from tests.processors.conftest import NOW, inbound, report
 
 LIMITS = Limits()
+# a register that takes any unlisted unit at its word: these tests are about intake, not the register
+OPEN_REGISTER = UnitRegister(unlisted="admit")
 
 
 def admit(value, catalogue, geography, limits=LIMITS):
@@ -116,22 +119,22 @@ def log_on(**overrides):
 
 
 def test_a_log_on_routes_the_unit_to_its_district(geography):
-    item = admit_unit_event(inbound(log_on(), topic="unit.events", key=b"U-1"), geography, LIMITS, None)
+    item = admit_unit_event(inbound(log_on(), topic="unit.events", key=b"U-1"), geography, LIMITS, None, OPEN_REGISTER)
     assert not isinstance(item, Rejected)
     assert (item.kind, item.district, item.unit_event.type) == ("unit_event", "JINJIANG", "log_on")
 
 
 def test_an_admitted_unit_event_keeps_its_excerpt_as_it_holds_no_personal_data(geography):
-    item = admit_unit_event(inbound(log_on(), topic="unit.events", key=b"U-1"), geography, LIMITS, None)
+    item = admit_unit_event(inbound(log_on(), topic="unit.events", key=b"U-1"), geography, LIMITS, None, OPEN_REGISTER)
     assert json.loads(item.provenance.raw) == log_on() and not item.provenance.raw_truncated
 
 
 def test_later_events_follow_the_district_of_the_last_log_on(geography):
     event = {"schema_version": 1, "event_id": "E-2", "unit_id": "U-1", "at": "2026-11-25T07:01:00Z",
              "type": "ack", "order_id": "O-1"}
-    item = admit_unit_event(inbound(event, topic="unit.events", key=b"U-1"), geography, LIMITS, "JINJIANG")
+    item = admit_unit_event(inbound(event, topic="unit.events", key=b"U-1"), geography, LIMITS, "JINJIANG", OPEN_REGISTER)
     assert item.district == "JINJIANG" and item.unit_event.order_id == "O-1"
-    rejected = admit_unit_event(inbound(event, topic="unit.events", key=b"U-1"), geography, LIMITS, None)
+    rejected = admit_unit_event(inbound(event, topic="unit.events", key=b"U-1"), geography, LIMITS, None, OPEN_REGISTER)
     assert isinstance(rejected, Rejected) and rejected.reason == "unknown_unit"
 
 
@@ -146,7 +149,7 @@ def test_later_events_follow_the_district_of_the_last_log_on(geography):
     ],
 )
 def test_bad_unit_events_are_rejected(event, reason, geography):
-    result = admit_unit_event(inbound(event, topic="unit.events", key=b"U-1"), geography, LIMITS, "JINJIANG")
+    result = admit_unit_event(inbound(event, topic="unit.events", key=b"U-1"), geography, LIMITS, "JINJIANG", OPEN_REGISTER)
     assert isinstance(result, Rejected) and result.reason == reason
 
 

@@ -99,6 +99,15 @@ def session_catalogue(path: Path) -> Path:
     return path
 
 
+def session_register(path: Path) -> Path:
+    """The shipped unit register, admitting unlisted units at their word: the session's tests make up their units'
+    ids; a test of the register adds its units at run time (a RegisterChange on unit.register)."""
+    doc = yaml.safe_load(resources.files("processors.data").joinpath("units.yaml").read_text())
+    doc["unlisted"] = "admit"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    return path
+
+
 _handed_out = itertools.count()
 
 
@@ -126,7 +135,8 @@ def infrastructure(tmp_path_factory, pytestconfig) -> Settings:
     workdir = tmp_path_factory.mktemp("infra")
     settings = Settings(metrics_port=0, app_id=f"patrol-test-{uuid.uuid4().hex[:8]}",
                         geography=session_geography(workdir / "geography.geojson"),
-                        catalogue=session_catalogue(workdir / "catalogue.yaml"))
+                        catalogue=session_catalogue(workdir / "catalogue.yaml"),
+                        unit_register=session_register(workdir / "units.yaml"))
     _tell(pytestconfig, f"\nbroker: {broker_name(settings)} (PATROL_EMBEDDED_BROKER={settings.embedded_broker})")
     with embedded_infrastructure(settings, workdir) as live:
         scratch = None
