@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from streams.field_api.commands import add_commands as add_field_commands
 from streams.settings import Settings
 
 app = typer.Typer(
@@ -427,6 +428,10 @@ def _duration(seconds: float) -> str:
     if seconds < 172800:
         return f"{seconds / 3600:.0f} h"
     return f"{seconds / 86400:.0f} d"
+
+
+# the field API's verbs: `patrol field`, `patrol field-credentials issue|revoke`
+add_field_commands(app)
 
 
 def main() -> None:

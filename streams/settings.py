@@ -112,6 +112,15 @@ class Settings(BaseSettings):
         description="/healthz fails when a loop (the district pipeline, the sink) has had work waiting and made no "
                     "progress for this long; an idle loop is alive")
 
+    field_token_key: SecretStr | None = Field(
+        default=None,
+        description="the key the field API signs device tokens with (HS256; at least 32 random bytes); every "
+                    "instance of the field API needs the same. Unset: a random key per process, so that tokens "
+                    "end with the process (development only)")
+    field_token_ttl_s: float = Field(
+        default=12 * 3600.0, gt=0, le=7 * 86400,
+        description="how long a device token lasts: one shift. Revoking a device ends its tokens at once")
+
     @model_validator(mode="after")
     def _retention_outlasts_snapshots(self) -> "Settings":
         if self.worklog_retention_s < 2 * self.snapshot_interval_s:

@@ -99,3 +99,16 @@ def test_a_scrape_during_an_update_finds_every_unit_series_and_gone_ones_are_dro
     after = generate_latest(REGISTRY).decode()
     assert series in after
     assert f'district="{district}",status="free",street="S2"' not in after  # the traffic unit went off duty
+
+
+def test_invented_streets_and_agencies_never_become_labels():
+    district = f"GAUGE-{uuid.uuid4().hex[:6]}"
+    invented = [(f"STREET-{uuid.uuid4().hex}", f"agency-{uuid.uuid4().hex}") for _ in range(5000)]
+    core = _core(district, invented + [("S1", "police")])
+    core.state.load.free_units.update({street: 1 for street, _ in invented})
+    metrics.describe_districts([core], streets={"S1"}, agencies={"police"})
+    exposition = generate_latest(REGISTRY).decode()
+    ours = [line for line in exposition.splitlines() if f'district="{district}"' in line]
+    # free units on S1 for police, and the 5,000 others under one "unknown" street and agency; one workload series
+    assert len(ours) <= 4, ours
+    assert f'patrol_units{{agency="unknown",district="{district}",status="free",street="unknown"}} 5000.0' in exposition

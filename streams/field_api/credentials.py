@@ -1,0 +1,86 @@
+"""Device credentials of field units: a secret per device, bound to one unit, kept as an argon2 hash in
+PostgreSQL (unit_credentials), and the signed tokens (JWT, HS256) a device gets for it, each bound to its unit.
+
+A token says which unit and which device; the field API checks at every request that the device's credential is
+not revoked, so revoking takes effect at once, not when the token expires.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import asyncpg
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+ALGORITHM = "HS256"
+ISSUER = "patrol-field"
+_hasher = PasswordHasher()
+# compared against when the device is unknown, so that an unknown device takes as long as a wrong secret
+_DUMMY_HASH = _hasher.hash("no such device")
+
+
+@dataclass(frozen=True)
+class Issued:
+    device_id: str
+    unit_id: str
+    secret: str
+
+
+@dataclass(frozen=True)
+class Identity:
+    unit_id: str
+    device_id: str
+
+
+async def issue(pool: asyncpg.Pool, unit_id: str, issued_by: str) -> Issued:
+    """A new device credential for `unit_id`; the secret is shown once and only its hash is kept."""
+    device_id = f"dev-{secrets.token_hex(8)}"
+    secret = secrets.token_urlsafe(24)
+    await pool.execute("INSERT INTO unit_credentials (device_id, unit_id, secret_hash, issued_by) "
+                       "VALUES ($1, $2, $3, $4)", device_id, unit_id, _hasher.hash(secret), issued_by)
+    return Issued(device_id, unit_id, secret)
+
+
+async def revoke(pool: asyncpg.Pool, revoked_by: str, *, device_id: str | None = None,
+                 unit_id: str | None = None) -> list[str]:
+    """Revoke one device's credential, or every device of a unit; the devices revoked."""
+    rows = await pool.fetch(
+        "UPDATE unit_credentials SET revoked_at = now(), revoked_by = $3 WHERE revoked_at IS NULL "
+        "AND (device_id = $1 OR unit_id = $2) RETURNING device_id", device_id, unit_id, revoked_by)
+    return [r["device_id"] for r in rows]
+
+
+async def verify_secret(pool: asyncpg.Pool, device_id: str, secret: str) -> Identity | None:
+    row = await pool.fetchrow("SELECT unit_id, secret_hash FROM unit_credentials WHERE device_id = $1 "
+                              "AND revoked_at IS NULL", device_id)
+    try:
+        _hasher.verify(row["secret_hash"] if row else _DUMMY_HASH, secret)
+    except (VerificationError, InvalidHashError):
+        return None
+    return Identity(row["unit_id"], device_id) if row else None
+
+
+async def active(pool: asyncpg.Pool, identity: Identity) -> bool:
+    return bool(await pool.fetchval("SELECT 1 FROM unit_credentials WHERE device_id = $1 AND unit_id = $2 "
+                                    "AND revoked_at IS NULL", identity.device_id, identity.unit_id))
+
+
+def make_token(key: str, identity: Identity, ttl_s: float, now: datetime | None = None) -> tuple[str, datetime]:
+    now = now or datetime.now(timezone.utc)
+    expires = now + timedelta(seconds=ttl_s)
+    claims = {"sub": identity.unit_id, "dev": identity.device_id, "iss": ISSUER, "iat": now, "exp": expires}
+    return jwt.encode(claims, key, algorithm=ALGORITHM), expires
+
+
+def read_token(key: str, token: str) -> Identity | None:
+    """The identity a token carries, if it is ours, intact and unexpired."""
+    try:
+        claims = jwt.decode(token, key, algorithms=[ALGORITHM], issuer=ISSUER,
+                            options={"require": ["sub", "dev", "exp", "iss"]})
+    except jwt.PyJWTError:
+        return None
+    return Identity(str(claims["sub"]), str(claims["dev"]))
