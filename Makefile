@@ -18,7 +18,7 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/patrol up
 
-## what the tests drive besides Python: Debian's prometheus, stunnel4, openssl and tmux, and the AsyncAPI parser
+## what the tests drive besides Python: Debian's prometheus, stunnel4, openssl, tmux and chromium, and the AsyncAPI parser
 ## (npm, pinned in tools/asyncapi/package-lock.json); the tests themselves install nothing
 prerequisites: tools/asyncapi/node_modules/.package-lock.json
 	@tools/prerequisites.sh

@@ -5,6 +5,8 @@
 #   stunnel4             - TLS in front of the embedded Tansu broker (tests/streams/operations/test_security.py)
 #   openssl              - the security tests' throwaway certificates
 #   tmux                 - the field-unit terminal driven as a user would (tests/streams/field_unit)
+#   chromium             - the field-unit web app in a real browser, through Playwright (which cannot download
+#                          its own browser here): tests/streams/field_unit/test_web_app.py
 set -eu
 missing=""
 need() { command -v "$2" >/dev/null 2>&1 || [ -x "$2" ] || missing="$missing $1"; }
@@ -12,6 +14,7 @@ need prometheus /usr/bin/prometheus
 need stunnel4 stunnel4
 need openssl openssl
 need tmux tmux
+need chromium /usr/bin/chromium
 [ -z "$missing" ] && exit 0
 echo "installing Debian packages:$missing"
 if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else

@@ -65,7 +65,10 @@ function current() {
   open.sort((a, b) => (a.order.issued_at < b.order.issued_at ? 1 : -1));
   return open[0];
 }
+// when each order reached this page (ms since the epoch): what the end-to-end test measures its latency by
+window.orderSeenAt = {};
 function take(order) {
+  if (!window.orderSeenAt[order.order_id]) window.orderSeenAt[order.order_id] = Date.now();
   if (order.kind === "cancel") { delete orders[order.order_id]; note(`order ${order.order_id} cancelled`); }
   else if (!orders[order.order_id]) { orders[order.order_id] = { order, stage: "assigned" }; note(`new order ${order.order_id}`); }
   else orders[order.order_id].order = order;
