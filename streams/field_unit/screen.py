@@ -51,7 +51,8 @@ def _current_panel(state: FieldUnit, now: datetime) -> Panel:
     grid.add_row("order", Text.assemble((o.order_id, "bold"), f"   incident {o.incident_id}"))
     grid.add_row("task", Text.assemble((o.category, "bold"), f"   P{o.priority}   agency {o.agency}   role ",
                                        (o.role.upper(), "bold magenta" if o.role == "lead" else "magenta")))
-    grid.add_row("where", f"{o.address + '   ' if o.address else ''}({o.lat:.5f}, {o.lon:.5f})")
+    # citizens' text is plain text: a plain str would be read as rich markup (`[/]` in an address kills the painter)
+    grid.add_row("where", Text(f"{o.address + '   ' if o.address else ''}({o.lat:.5f}, {o.lon:.5f})"))
     grid.add_row("eta", _span(o.eta_s) if o.eta_s is not None else "—")
     if o.ack_by is not None:
         deadline = o.ack_by if o.ack_by.tzinfo else o.ack_by.replace(tzinfo=timezone.utc)
@@ -63,7 +64,7 @@ def _current_panel(state: FieldUnit, now: datetime) -> Panel:
         else:
             ack = Text(f"{_clock(deadline)} (OVERDUE by {_span(left)})", style="bold red")
         grid.add_row("ack by", ack)
-    grid.add_row("joint with", ", ".join(o.joint_with) if o.joint_with else "—")
+    grid.add_row("joint with", Text(", ".join(o.joint_with) if o.joint_with else "—"))
     grid.add_row("issued", _clock(o.issued_at if o.issued_at.tzinfo else o.issued_at.replace(tzinfo=timezone.utc)))
     grid.add_row("progress", _progress(held.stage))
     return Panel(grid, title=f"Current order — {STAGE_LABEL[held.stage].upper()}", title_align="left",
@@ -86,8 +87,8 @@ def render(state: FieldUnit, now: datetime | None = None, log_lines: int = 8) ->
         table = Table.grid(padding=(0, 2))
         for held in others[:5]:
             o = held.order
-            table.add_row(o.order_id, o.category, f"P{o.priority}", o.role, STAGE_LABEL[held.stage],
-                          o.address or f"{o.lat:.4f}, {o.lon:.4f}")
+            table.add_row(*(Text(cell) for cell in (o.order_id, o.category, f"P{o.priority}", o.role,
+                                                    STAGE_LABEL[held.stage], o.address or f"{o.lat:.4f}, {o.lon:.4f}")))
         if len(others) > 5:
             table.add_row(f"… and {len(others) - 5} more", "", "", "", "", "")
         held_panel = Panel(table, title=f"Other orders held ({len(others)})", title_align="left")

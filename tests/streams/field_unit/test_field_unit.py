@@ -252,6 +252,19 @@ def test_the_screen_shows_the_current_order_and_its_deadline():
     assert "OVERDUE by 15 s" in console.export_text()
 
 
+@pytest.mark.parametrize("address", ["[/] Chunxi Rd", "[blink bold red]x[/] Chunxi Rd", "[bold]1[/bold] Rd [/"])
+def test_citizens_text_is_shown_as_plain_text_and_does_not_kill_the_painter(address):
+    unit = FieldUnit("U1")
+    unit.apply_order(order("O1", address=address))  # held, in the table of others
+    unit.apply_order(order("O2", address=address))  # current
+    console = Console(record=True, width=160, color_system="truecolor")
+    console.print(render(unit, now=T0))
+    screen = console.export_text(styles=False)
+    assert screen.count(address) >= 2, screen  # the current order, the table of others (and the log)
+    # the markup was not applied: nothing on the screen blinks
+    assert "\x1b[5m" not in console.export_text(styles=True)
+
+
 # --- the real terminal: `patrol unit` in tmux on the session's broker ---
 
 
