@@ -15,6 +15,7 @@ from typing import Literal, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from streams.field_api.commands import add_commands as add_field_commands
 from streams.settings import Settings
@@ -201,15 +202,12 @@ def unit_command(
     delegation: Optional[list[str]] = typer.Option(
         None, "--delegation", help="a catalogue code it may act on under delegated authority; repeatable"),
 ) -> None:
-    """Field-unit terminal: this unit's dispatch orders on screen; single keys report its progress to unit.events."""
+    """Field-unit terminal, a client of the field API: this unit's orders on screen; single keys report its progress."""
     from streams.field_unit import TerminalError, build_log_on, run_terminal, validate_unit_id
 
     # Not _settings(): its log lines on stderr would tear the live screen; the
     # terminal shows library warnings in its own log panel instead.
     settings = Settings()
-    if not settings.kafka_bootstrap:
-        err_console.print("PATROL_KAFKA_BOOTSTRAP is not set: the unit terminal needs a running broker")
-        raise typer.Exit(2)
     try:
         validate_unit_id(unit_id)
         if log_on:
@@ -227,7 +225,7 @@ def unit_command(
     try:
         code = asyncio.run(run_terminal(settings, unit_id, profile, console))
     except TerminalError as exc:
-        err_console.print(f"[red]{exc}[/]")
+        err_console.print(Text(str(exc), style="red"))  # the API's reasons quote what was sent: plain text
         code = 1
     except KeyboardInterrupt:
         code = 130

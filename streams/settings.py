@@ -121,6 +121,12 @@ class Settings(BaseSettings):
         default=12 * 3600.0, gt=0, le=7 * 86400,
         description="how long a device token lasts: one shift. Revoking a device ends its tokens at once")
 
+    field_api_url: str = Field(default="http://127.0.0.1:8090",
+                               description="where the field unit terminal (`patrol unit`) finds the field API")
+    field_device_id: str | None = Field(default=None, description="the terminal's device credential: its id")
+    field_device_secret: SecretStr | None = Field(default=None, description="the terminal's device credential: "
+                                                  "its secret (`patrol field-credentials issue`)")
+
     @model_validator(mode="after")
     def _retention_outlasts_snapshots(self) -> "Settings":
         if self.worklog_retention_s < 2 * self.snapshot_interval_s:

@@ -125,9 +125,13 @@ def _phase_on_new_broker(base: Settings, database_url: str, workdir: Path, sizes
             broker = embedded_broker(base, phase_dir).start()
             stack.callback(broker.stop)
             advance()
-        # always our own broker and database: a benchmark publishes made-up reports
+        # always our own broker and database: a benchmark publishes made-up reports, and logs on made-up units,
+        # which a register of its own admits at their word
+        register = phase_dir / "units.yaml"
+        register.write_text("unlisted: admit\nunits: []\n")
         live = client_settings(base, broker).with_overrides(database_url=database_url, data_dir=phase_dir,
-                                                           app_id=f"patrol-bench-{uuid.uuid4().hex[:8]}")
+                                                           app_id=f"patrol-bench-{uuid.uuid4().hex[:8]}",
+                                                           unit_register=register)
         asyncio.run(ensure_topics(live))
         asyncio.run(_create_topics(live, list(_pipe_topics(live))))
         # the sink in a process of its own, as deploy/ runs it: the audit writes stay off the dispatch path

@@ -6,7 +6,7 @@ The package, by role:
 - `model`     the unit's state and what a key means (no I/O): `FieldUnit`, `build_log_on`, `validate_unit_id`
 - `screen`    the screen painted with rich: `render`
 - `keys`      the keyboard (cbreak stdin, `keys_in`) and the key loop that publishes each key's event
-- `client`    the Kafka client: following dispatch.orders and unit.events, sending events
+- `client`    the field API's client: signing the device in, following the unit's orders, sending its events
 - `terminal`  `run_terminal`: the clients, the live screen and the loops put together
 """
 

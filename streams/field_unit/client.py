@@ -1,69 +1,92 @@
-"""The terminal's Kafka client: following dispatch.orders (and, to restore progress after a restart, the unit's own
-events on unit.events) from the beginning without a consumer group, and publishing the unit's events."""
+"""The terminal's client of the field API (`patrol field`): it signs the device in, publishes the unit's events
+through the API (which refuses what the unit may not do, with a reason), and follows the unit's own orders as
+server-sent events. The terminal holds no Kafka credential and sees no other unit's orders."""
 
 from __future__ import annotations
 
 import asyncio
+
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
+import httpx
 from pydantic import ValidationError
 
-from processors.messages import DispatchOrder, UnitEvent, unit_event_adapter
-from streams.runtime.consumer_loop import partitions_of
+from processors.messages import DispatchOrder, UnitEvent
 from streams.field_unit.model import FieldUnit, _first_error
-from streams.runtime.topics import DISPATCH_ORDERS, UNIT_EVENTS
 
 
-async def _assign_all_partitions(consumer: AIOKafkaConsumer, state: FieldUnit, redraw: Callable[[], None]):
-    # No consumer group: every terminal reads every order from the beginning on
-    # its own, and Tansu's slow group joins would delay the first screen by seconds.
-    warned = False
-    while True:
-        partitions = await partitions_of(consumer, DISPATCH_ORDERS, UNIT_EVENTS)
-        if any(tp.topic == DISPATCH_ORDERS for tp in partitions):
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            return
-        if not warned:
-            state.note(f"waiting for topic {DISPATCH_ORDERS} to exist (is a worker running?)", "warning")
-            redraw()
-            warned = True
-        await asyncio.sleep(2.0)
+class NotSent(RuntimeError):
+    """The field API did not take an event; the message says why, for the officer."""
 
 
-async def _follow(consumer: AIOKafkaConsumer, state: FieldUnit, redraw: Callable[[], None]) -> None:
-    """Read this unit's orders (and, to restore progress after a restart, its own events) from the beginning."""
-    key = state.unit_id.encode()
-    await _assign_all_partitions(consumer, state, redraw)
-    while True:
+class FieldApiClient:
+    def __init__(self, url: str, device_id: str, secret: str):
+        self.url = url.rstrip("/")
+        self.device_id, self.secret = device_id, secret
+        self.token: str | None = None
+        self.http = httpx.AsyncClient(base_url=self.url, timeout=httpx.Timeout(10.0, read=None))
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def sign_in(self) -> dict:
+        """A session for the device (its unit and register profile); NotSent if the API refuses or is away."""
         try:
-            batches = await consumer.getmany(timeout_ms=1000)
-        except KafkaError as exc:
-            state.note(f"reading orders failed: {exc}; retrying", "warning")
-            redraw()
+            response = await self.http.post("/field/v1/session", json={"device_id": self.device_id,
+                                                                       "secret": self.secret})
+        except httpx.HTTPError as exc:
+            raise NotSent(f"cannot reach the field API at {self.url}: {exc}") from None
+        if response.status_code != 200:
+            raise NotSent(f"sign-in refused: {_reason(response)}")
+        session = response.json()
+        self.token = session["token"]
+        return session
+
+    @property
+    def _auth(self) -> dict:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    async def send(self, event: UnitEvent) -> None:
+        try:
+            response = await self.http.post("/field/v1/events", content=event.to_json_bytes(),
+                                            headers={**self._auth, "Content-Type": "application/json"})
+        except httpx.HTTPError as exc:
+            raise NotSent(f"{type(exc).__name__}: {exc}") from None
+        if response.status_code not in (200, 202):  # 200: sent before, published once
+            raise NotSent(_reason(response))
+
+    async def follow(self, state: FieldUnit, redraw: Callable[[], None]) -> None:
+        """The unit's orders, for ever: its open ones first, then each new one; reconnects when cut."""
+        while True:
+            try:
+                async with self.http.stream("GET", "/field/v1/orders", headers=self._auth) as response:
+                    if response.status_code != 200:
+                        raise NotSent(_reason(response))
+                    async for line in response.aiter_lines():
+                        if line.startswith("data: "):
+                            _take(state, line[6:])
+                            redraw()
+            except (httpx.HTTPError, NotSent) as exc:
+                state.note(f"orders feed cut ({exc}); reconnecting", "warning")
+                redraw()
             await asyncio.sleep(1.0)
-            continue
-        for tp, records in batches.items():
-            for record in records:
-                if record.key != key:
-                    continue
-                where = f"{tp.topic}[{tp.partition}]@{record.offset}"
-                try:
-                    if record.value is None:
-                        raise ValueError("empty record")
-                    if tp.topic == DISPATCH_ORDERS:
-                        state.apply_order(DispatchOrder.model_validate_json(record.value))
-                    else:
-                        state.read_back(unit_event_adapter.validate_json(record.value))
-                except ValidationError as exc:
-                    state.note(f"skipped unreadable record {where}: {_first_error(exc)}", "warning")
-                except ValueError as exc:
-                    state.note(f"skipped unreadable record {where}: {exc}", "warning")
-        if batches:
-            redraw()
 
 
-async def _send(producer: AIOKafkaProducer, event: UnitEvent) -> None:
-    await producer.send_and_wait(UNIT_EVENTS, event.to_json_bytes(), key=event.unit_id.encode())
+def _take(state: FieldUnit, data: str) -> None:
+    try:
+        state.apply_order(DispatchOrder.model_validate_json(data))
+    except ValidationError as exc:
+        state.note(f"skipped unreadable order: {_first_error(exc)}", "warning")
+
+
+def _reason(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    if isinstance(detail, dict):
+        return f"{detail.get('reason')}: {detail.get('error')}"
+    return f"HTTP {response.status_code}"
+
+
+

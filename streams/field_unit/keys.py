@@ -10,10 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
-
-from streams.field_unit.client import _send
+from streams.field_unit.client import FieldApiClient, NotSent
 from streams.field_unit.model import FieldUnit
 
 
@@ -74,9 +71,9 @@ def _keyboard(queue: asyncio.Queue, state: FieldUnit) -> Iterator[None]:
             termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-async def _keys(queue: asyncio.Queue, state: FieldUnit, producer: AIOKafkaProducer,
+async def _keys(queue: asyncio.Queue, state: FieldUnit, client: FieldApiClient,
                 redraw: Callable[[], None]) -> int:
-    # One key at a time, each published before the next is read: the events
+    # One key at a time, each taken by the field API before the next is read: the events
     # reach unit.events in the order they were pressed.
     while True:
         key = await queue.get()
@@ -86,9 +83,9 @@ async def _keys(queue: asyncio.Queue, state: FieldUnit, producer: AIOKafkaProduc
         if press.event is not None:
             state.own_event_ids.add(press.event.event_id)
             try:
-                await _send(producer, press.event)
-            except KafkaError as exc:
-                state.note(f"NOT SENT ({type(exc).__name__}: {exc}) — press {key!r} again", "warning")
+                await client.send(press.event)
+            except NotSent as exc:
+                state.note(f"NOT SENT ({exc}) — press {key!r} again", "warning")
                 redraw()
                 continue
             state.apply_event(press.event)

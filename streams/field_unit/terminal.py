@@ -1,5 +1,5 @@
-"""The terminal itself (`run_terminal`): the Kafka clients started (and the log_on sent), library logging moved to
-the on-screen log, the live screen repainted from the event loop, the follower and the key loop run until the
+"""The terminal itself (`run_terminal`): the device signed in to the field API (and the log_on sent), library
+logging moved to the on-screen log, the live screen repainted from the event loop, the follower and the key loop run until the
 officer leaves, and a farewell line once the screen is gone."""
 
 from __future__ import annotations
@@ -11,13 +11,11 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.live import Live
 
 from processors.messages import LogOn
-from streams.field_unit.client import _follow, _send
+from streams.field_unit.client import FieldApiClient, NotSent
 from streams.field_unit.keys import _STOP, _keyboard, _keys
 from streams.field_unit.model import FieldUnit
 from streams.field_unit.screen import render
@@ -25,11 +23,12 @@ from streams.settings import Settings
 
 
 class TerminalError(RuntimeError):
-    """The terminal cannot run (e.g. the broker is unreachable); the message is for the officer."""
+    """The terminal cannot run (e.g. the field API is unreachable, or refuses the device or its log-on); the
+    message is for the officer."""
 
 
 class _ScreenLog(logging.Handler):
-    """Library warnings (aiokafka reconnects, …) go to the on-screen log: stderr would tear the live screen."""
+    """Library warnings (httpx, …) go to the on-screen log: stderr would tear the live screen."""
 
     def __init__(self, state: FieldUnit, level: int):
         super().__init__(level)
@@ -60,24 +59,25 @@ async def run_terminal(settings: Settings, unit_id: str, log_on: LogOn | None = 
     """Run the terminal until `q`, `l`, SIGTERM or SIGHUP; returns the exit code. Raises TerminalError."""
     console = console or Console()
     state = FieldUnit(unit_id)
-    options = settings.kafka_client_options()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, **settings.producer_options())
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest",
-                                fetch_max_wait_ms=settings.fetch_max_wait_ms, **options)
+    if not (settings.field_device_id and settings.field_device_secret):
+        raise TerminalError("this device has no credential: set PATROL_FIELD_DEVICE_ID and PATROL_FIELD_DEVICE_SECRET "
+                            "(`patrol field-credentials issue`)")
+    client = FieldApiClient(settings.field_api_url, settings.field_device_id,
+                            settings.field_device_secret.get_secret_value())
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue = asyncio.Queue()
     on_screen = False
     try:
         with _screen_logging(state, settings.log_level):
             try:
-                await producer.start()
-                await consumer.start()
+                session = await client.sign_in()
+                if session["unit_id"] != unit_id:
+                    raise NotSent(f"this device is bound to unit {session['unit_id']}, not {unit_id}")
                 if log_on is not None:
                     state.own_event_ids.add(log_on.event_id)
-                    await _send(producer, log_on)
-            except KafkaError as exc:
-                raise TerminalError(f"cannot reach the broker at {settings.kafka_bootstrap}: {exc}") from None
+                    await client.send(log_on)
+            except NotSent as exc:
+                raise TerminalError(str(exc)) from None
             if log_on is not None:
                 state.apply_event(log_on)
                 state.note(f"logged on as {log_on.agency} {log_on.kind} ({log_on.mode}), home street {log_on.home_street}")
@@ -103,9 +103,9 @@ async def run_terminal(settings: Settings, unit_id: str, log_on: LogOn | None = 
                         dirty.clear()
                         live.update(render(state), refresh=True)
 
-                tasks = [asyncio.create_task(_follow(consumer, state, redraw)), asyncio.create_task(painter())]
+                tasks = [asyncio.create_task(client.follow(state, redraw)), asyncio.create_task(painter())]
                 try:
-                    return await _keys(queue, state, producer, redraw)
+                    return await _keys(queue, state, client, redraw)
                 finally:
                     for task in tasks:
                         task.cancel()
@@ -113,11 +113,7 @@ async def run_terminal(settings: Settings, unit_id: str, log_on: LogOn | None = 
     finally:
         for signum in (signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(signum)
-        for client in (consumer, producer):  # also after a failed start, which leaves connections behind
-            try:
-                await client.stop()
-            except Exception:
-                pass
+        await client.close()
         if on_screen:  # the live screen is gone with its alternate buffer: say where the unit was left
             console.print(_farewell(state))
 

@@ -14,7 +14,8 @@ needed, although Kafka implies it from READ and WRITE, so that the table reads w
 
 What each service does on Kafka, read off the code:
 
-- **worker** (`patrol worker`, streams/pipeline/worker.py): intake reads `incident.reports` and `unit.events`; the district
+- **worker** (`patrol worker`, streams/pipeline/worker.py): intake reads `incident.reports`, `unit.events` and
+  `unit.register` (the unit register's changes); the district
   core writes `dispatch.orders`, `incident.events`, `sla.escalations` and dead letters to `incident.reports.dlq`.
   Its own topics all start with `<app id>-`: the district work log, the unit map, the district snapshots, the
   reporters (streams/runtime/topics.py) and faust's leader topic (`<app id>-__assignor-__leader`, which faust creates at
@@ -24,11 +25,13 @@ What each service does on Kafka, read off the code:
   positions: no further right.
 - **sink** (`patrol sink`, streams/sink/sink.py): reads the audit topics and `<app id>-reporters` in its group
   `<app id>-sink`, and dead-letters a record it cannot write to `incident.reports.dlq`.
-- **command centre**: reads the district core's outputs, nothing else; its consoles may read in consumer groups
-  named `<app id>-command-centre…`.
+- **command centre**: reads the district core's outputs and writes `unit.register` (audited changes of the unit
+  register); its consoles may read in consumer groups named `<app id>-command-centre…`.
 - **reporter** (hotline and sensor systems, `patrol publish` of reports): may only write `incident.reports`.
-- **field unit** (`patrol unit`, streams/field_unit/): writes `unit.events`, reads `dispatch.orders`, and reads
-  `unit.events` back to restore its progress after a restart (so it sees other units' events too); no group.
+- **field API** (`patrol field`, streams/field_api/): the only writer of `unit.events`, each event in the name of
+  the unit whose device token it holds; reads `dispatch.orders` (to push each unit its own orders) and
+  `unit.register`; no group. Field devices (the web app, `patrol unit`) are its HTTP clients and hold no Kafka
+  credential.
 - **gateway** (streams/gateway/): writes `incident.reports`.
 
 Who creates topics: the contract topics (and, in production, ours too) are created by an administrator — on the
@@ -52,6 +55,7 @@ from streams.runtime.topics import (
     INCIDENT_REPORTS_DLQ,
     SLA_ESCALATIONS,
     UNIT_EVENTS,
+    UNIT_REGISTER,
 )
 
 # The set-up principal of the embedded broker: a super user (super.users), so it holds no ACLs of its own.
@@ -61,7 +65,7 @@ WORKER = "worker"
 SINK = "sink"
 COMMAND_CENTRE = "command-centre"
 REPORTER = "reporter"
-FIELD_UNIT = "field-unit"
+FIELD_API = "field-api"
 GATEWAY = "gateway"
 
 
@@ -89,7 +93,7 @@ def principals(app_id: str) -> dict[str, tuple[Acl, ...]]:
     own = f"{app_id}-"
     return {
         WORKER: (
-            *_topics(READ, INCIDENT_REPORTS, UNIT_EVENTS),
+            *_topics(READ, INCIDENT_REPORTS, UNIT_EVENTS, UNIT_REGISTER),
             *_topics(WRITE, DISPATCH_ORDERS, INCIDENT_EVENTS, SLA_ESCALATIONS, INCIDENT_REPORTS_DLQ),
             Acl("TOPIC", own, "PREFIXED",
                 ("CREATE", "READ", "WRITE", "DESCRIBE", "DESCRIBE_CONFIGS", "ALTER_CONFIGS")),
@@ -103,12 +107,13 @@ def principals(app_id: str) -> dict[str, tuple[Acl, ...]]:
         ),
         COMMAND_CENTRE: (
             *_topics(READ, SLA_ESCALATIONS, INCIDENT_EVENTS, DISPATCH_ORDERS),
+            *_topics(WRITE, UNIT_REGISTER),
             Acl("GROUP", f"{app_id}-command-centre", "PREFIXED", READ),
         ),
         REPORTER: _topics(WRITE, INCIDENT_REPORTS),
-        FIELD_UNIT: (
-            *_topics(("READ", "WRITE", "DESCRIBE"), UNIT_EVENTS),
-            *_topics(READ, DISPATCH_ORDERS),
+        FIELD_API: (
+            *_topics(WRITE, UNIT_EVENTS),
+            *_topics(READ, DISPATCH_ORDERS, UNIT_REGISTER),
         ),
         GATEWAY: _topics(WRITE, INCIDENT_REPORTS),
     }

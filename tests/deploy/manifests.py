@@ -50,7 +50,7 @@ ACLS: dict[str, set[Acl]] = {
     for principal, acls in principals(APP.app_id).items()
 }
 # compose only: `patrol simulate` plays the hotlines and the field units at once (streams/simulation/day_run.py)
-COMPOSE_ONLY_ACLS: dict[str, set[Acl]] = {"simulator": ACLS["reporter"] | ACLS["field-unit"]}
+COMPOSE_ONLY_ACLS: dict[str, set[Acl]] = {"simulator": ACLS["reporter"] | ACLS["field-api"]}
 
 
 def allowed(acls: set[Acl], kind: str, name: str, operation: str) -> bool:

@@ -29,6 +29,7 @@ from streams.runtime.topics import (
     INCIDENT_REPORTS_DLQ,
     SLA_ESCALATIONS,
     UNIT_EVENTS,
+    UNIT_REGISTER,
     internal_topics,
     reporters_topic,
 )
@@ -67,8 +68,11 @@ def test_the_acls_grant_each_process_what_its_code_does_and_no_more():
     # what writes where, outside the worker and the sink
     writes = {p: {name for kind, name, _, op in acls if kind == "topic" and op == "Write"} for p, acls in ACLS.items()}
     assert writes["gateway"] == writes["reporter"] == {INCIDENT_REPORTS}
-    assert writes["field-unit"] == {UNIT_EVENTS} and writes["command-centre"] == set()
-    assert allowed(ACLS["field-unit"], "topic", DISPATCH_ORDERS, "Read")
+    # unit.events: the field API only (the simulator of the compose stack plays field units)
+    assert writes["field-api"] == {UNIT_EVENTS} and writes["command-centre"] == {UNIT_REGISTER}
+    assert {p for p, acls in ACLS.items() if allowed(acls, "topic", UNIT_EVENTS, "Write")} == {"field-api"}
+    assert allowed(ACLS["field-api"], "topic", DISPATCH_ORDERS, "Read")
+    assert allowed(ACLS["field-api"], "topic", UNIT_REGISTER, "Read") and allowed(worker, "topic", UNIT_REGISTER, "Read")
     # nobody administers the cluster, and every named topic exists
     topics = {*CONTRACT_TOPICS, *internal}
     for principal, acls in {**ACLS, **COMPOSE_ONLY_ACLS}.items():

@@ -265,7 +265,7 @@ def test_citizens_text_is_shown_as_plain_text_and_does_not_kill_the_painter(addr
     assert "\x1b[5m" not in console.export_text(styles=True)
 
 
-# --- the real terminal: `patrol unit` in tmux on the session's broker ---
+# --- the real terminal: `patrol unit` in tmux, a client of the session's field API ---
 
 
 class Tmux:
@@ -336,7 +336,8 @@ class UnitEventsReader:
 
 @pytest.mark.integration
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
-async def test_the_terminal_in_tmux_reports_each_key_on_unit_events(infrastructure, tmp_path, isolated_district):
+async def test_the_terminal_in_tmux_reports_each_key_on_unit_events(infrastructure, field_api, tmp_path,
+                                                                    isolated_district):
     run = uuid.uuid4().hex[:10]
     # a district of its own: in the sample one, any report another test published (the gateway's schema-driven
     # examples, say) could be dispatched to this unit before the screen shows "No current order"
@@ -345,7 +346,10 @@ async def test_the_terminal_in_tmux_reports_each_key_on_unit_events(infrastructu
     unit_id, order_id, cancelled_id = f"U-{run}", f"ORD-{run}", f"ORD-{run}-x"
     stderr = tmp_path / "unit.stderr"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PATROL_")}
-    env.update(infrastructure.to_env())
+    device = await field_api.device(unit_id)
+    # the terminal knows no broker: only the field API, and its device's credential
+    env.update(PATROL_FIELD_API_URL=field_api.url, PATROL_FIELD_DEVICE_ID=device.device_id,
+               PATROL_FIELD_DEVICE_SECRET=device.secret, PATROL_LOG_LEVEL=infrastructure.log_level)
     env.update(TERM="xterm-256color", LANG="C.UTF-8")
     command = shlex.join([sys.executable, "-m", "streams.cli", "unit", unit_id, "--log-on", "--agency", "police",
                           "--street", street, "--lat", str(lat), "--lon", str(lon), "--mode", "bike"])
@@ -362,9 +366,9 @@ async def test_the_terminal_in_tmux_reports_each_key_on_unit_events(infrastructu
         return await until(lambda: (s := tmux.screen()) and all(t in s for t in texts) and s,
                            f"screen shows {texts}", explain)
 
-    def dispatch(o: DispatchOrder | bytes) -> Outgoing:
+    def dispatch(o: DispatchOrder | bytes, to: str = unit_id) -> Outgoing:
         value = o if isinstance(o, bytes) else o.to_json_bytes()
-        return Outgoing(DISPATCH_ORDERS, unit_id.encode(), value)
+        return Outgoing(DISPATCH_ORDERS, to.encode(), value)
 
     try:
         tmux.start(f"cd {shlex.quote(str(Path(__file__).parents[3]))} && {command} 2>{shlex.quote(str(stderr))}")
@@ -375,14 +379,17 @@ async def test_the_terminal_in_tmux_reports_each_key_on_unit_events(infrastructu
 
         now = datetime.now(timezone.utc)
         issued = dict(unit_id=unit_id, issued_at=now, ack_by=now + timedelta(seconds=90))
+        others = f"ORD-{run}-someone-else"
         await send(infrastructure, [
             dispatch(b"{ not a dispatch order"),
+            dispatch(order(others, **{**issued, "unit_id": f"U-{run}-other"}), to=f"U-{run}-other"),
             dispatch(order(cancelled_id, **issued)),
             dispatch(order(cancelled_id, kind="cancel", **issued)),
             dispatch(order(order_id, joint_with=["U-other"], **issued)),
         ])
-        await shows(order_id, "Current order — ASSIGNED", "U-other", "skipped unreadable record",
-                    f"order {cancelled_id} cancelled by command centre")
+        screen = await shows(order_id, "Current order — ASSIGNED", "U-other",
+                             f"order {cancelled_id} cancelled by command centre")
+        assert others not in screen  # only its own unit's orders reach a terminal
 
         # an arrow key next to a letter (one read of the keyboard) is neither lost nor read as letters: Left
         # ends in "D", and that must not decline the order

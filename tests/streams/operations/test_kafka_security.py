@@ -8,7 +8,7 @@ streams/operations/access.py, on the secured embedded Kafka (EmbeddedKafka(secur
 * A wrong password is refused at authentication; a client trusting another CA refuses the broker at TLS; a
   plaintext client gets nowhere.
 * End to end: a real `patrol worker` and `patrol sink`, each as its own principal, dispatch a report that the
-  reporter principal published, to a unit logged on by the field-unit principal; the command centre reads it.
+  reporter principal published, to a unit logged on by the field API's principal; the command centre reads it.
 
 The broker tests need java and mvn (Tansu checks neither SCRAM nor ACLs: test_security.py keeps its TLS-terminator
 route for Tansu). Every probe waits for the broker's answer: a refusal is the broker's error, never a silence.
@@ -32,7 +32,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import GroupAuthorizationFailedError, KafkaConnectionError, TopicAuthorizationFailedError
 from pydantic import SecretStr
 
-from streams.operations.access import ADMIN, COMMAND_CENTRE, FIELD_UNIT, GATEWAY, REPORTER, SINK, WORKER, principals
+from streams.operations.access import ADMIN, COMMAND_CENTRE, FIELD_API, GATEWAY, REPORTER, SINK, WORKER, principals
 from streams.operations.embedded import EmbeddedDatabase, spawn_child, stop_child
 from streams.operations.embedded_kafka import EmbeddedKafka
 from streams.sink.migrate import migrate
@@ -46,6 +46,7 @@ from streams.runtime.topics import (
     INCIDENT_REPORTS_DLQ,
     SLA_ESCALATIONS,
     UNIT_EVENTS,
+    UNIT_REGISTER,
     ensure_topics,
     internal_topics,
     reporters_topic,
@@ -61,6 +62,7 @@ from tests.streams.conftest import (
     send,
     session_catalogue,
     session_geography,
+    session_register,
 )
 
 needs_kafka = pytest.mark.skipif(
@@ -77,17 +79,17 @@ TIMEOUT_MS = 5000  # per request: a refusal is answered at once, so this bounds 
 MAY_WRITE = {
     WORKER: {DISPATCH_ORDERS, INCIDENT_EVENTS, SLA_ESCALATIONS, INCIDENT_REPORTS_DLQ, *OWN},
     SINK: {INCIDENT_REPORTS_DLQ},
-    COMMAND_CENTRE: set(),
+    COMMAND_CENTRE: {UNIT_REGISTER},
     REPORTER: {INCIDENT_REPORTS},
-    FIELD_UNIT: {UNIT_EVENTS},
+    FIELD_API: {UNIT_EVENTS},
     GATEWAY: {INCIDENT_REPORTS},
 }
 MAY_READ = {
-    WORKER: {INCIDENT_REPORTS, UNIT_EVENTS, *OWN},
+    WORKER: {INCIDENT_REPORTS, UNIT_EVENTS, UNIT_REGISTER, *OWN},
     SINK: {INCIDENT_EVENTS, DISPATCH_ORDERS, SLA_ESCALATIONS, INCIDENT_REPORTS_DLQ, reporters_topic(BASE)},
     COMMAND_CENTRE: {SLA_ESCALATIONS, INCIDENT_EVENTS, DISPATCH_ORDERS},
     REPORTER: set(),
-    FIELD_UNIT: {UNIT_EVENTS, DISPATCH_ORDERS},  # its own events, read back after a restart
+    FIELD_API: {DISPATCH_ORDERS, UNIT_REGISTER},
     GATEWAY: set(),
 }
 
@@ -258,7 +260,8 @@ async def test_a_reporter_cannot_write_dispatch_orders(secured):
 async def test_the_command_centre_reads_but_cannot_write(secured):
     settings = secured.as_(COMMAND_CENTRE)
     assert await _reads(settings, SLA_ESCALATIONS) and await _reads(settings, INCIDENT_EVENTS)
-    assert await _writable(settings) == set()
+    # nothing but the unit register's changes, its audited way of changing who may do what
+    assert await _writable(settings) == {UNIT_REGISTER}
     # a console of its own may keep its offsets, in a group under its prefix, and in no other
     assert await _commits(settings, f"{APP}-command-centre-desk-1", SLA_ESCALATIONS)
     assert not await _commits(settings, pipeline_group(BASE), SLA_ESCALATIONS)
@@ -272,7 +275,7 @@ async def test_consumer_groups_are_each_services_own(secured):
     assert not await _commits(worker, f"{APP}-sink", INCIDENT_REPORTS)
     assert await _commits(sink, f"{APP}-sink", INCIDENT_EVENTS)
     assert not await _commits(sink, pipeline_group(BASE), INCIDENT_EVENTS)
-    assert not await _commits(secured.as_(FIELD_UNIT), f"{APP}-command-centre-x", DISPATCH_ORDERS)
+    assert not await _commits(secured.as_(FIELD_API), f"{APP}-command-centre-x", DISPATCH_ORDERS)
 
 
 @needs_kafka
@@ -280,7 +283,7 @@ async def test_only_the_worker_creates_topics_and_only_under_its_prefix(secured)
     run = uuid.uuid4().hex[:6]
     mine, contract_like = f"{APP}-scratch-{run}", f"incident.reports.{run}"
     assert await _creates(secured.as_(WORKER), mine, contract_like) == {mine: True, contract_like: False}
-    for principal in (SINK, COMMAND_CENTRE, REPORTER, FIELD_UNIT, GATEWAY):
+    for principal in (SINK, COMMAND_CENTRE, REPORTER, FIELD_API, GATEWAY):
         name = f"{APP}-by-{principal}-{run}"
         assert await _creates(secured.as_(principal), name) == {name: False}, principal
     # nor does writing to a missing topic make it (the broker auto-creates topics only for those who may create)
@@ -339,7 +342,8 @@ def secured_site(tmp_path):
     """A secured broker of its own (the probes above write what a worker could not read) and a database."""
     base = BASE.with_overrides(app_id=f"patrol-sec-e2e-{uuid.uuid4().hex[:6]}", sink_in_worker=False,
                                geography=session_geography(tmp_path / "geography.geojson"),
-                               catalogue=session_catalogue(tmp_path / "catalogue.yaml"))
+                               catalogue=session_catalogue(tmp_path / "catalogue.yaml"),
+                               unit_register=session_register(tmp_path / "units.yaml"))
     database = EmbeddedDatabase(tmp_path).start()
     try:
         asyncio.run(migrate(database.url))
@@ -365,7 +369,7 @@ async def test_a_worker_and_a_sink_as_their_own_principals_dispatch_a_reporters_
         district = fresh_district()
         f = Field(district)
         unit = f"{f.run}-P1"
-        field_unit, reporter = site.as_(FIELD_UNIT), site.as_(REPORTER)
+        field_unit, reporter = site.as_(FIELD_API), site.as_(REPORTER)
         # the field unit logs on; the worker admits it, the sink records the barrier's dead letters
         await f.log_on_all(field_unit, db, [(unit, "police", district.point(east_m=200))])
         report_id = f"{f.run}-fight"
