@@ -257,7 +257,7 @@ async def test_a_reporter_cannot_write_dispatch_orders(secured):
 
 
 @needs_kafka
-async def test_the_command_centre_reads_but_cannot_write(secured):
+async def test_the_command_centre_reads_and_writes_only_register_changes(secured):
     settings = secured.as_(COMMAND_CENTRE)
     assert await _reads(settings, SLA_ESCALATIONS) and await _reads(settings, INCIDENT_EVENTS)
     # nothing but the unit register's changes, its audited way of changing who may do what
