@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from processors.messages import CONTRACT_MESSAGES
+from streams.operations.schemas import ALL_MESSAGES
 from streams.operations.embedded import free_port, spawn_child, stop_child
 from tests.streams.conftest import eventually
 
@@ -30,6 +30,8 @@ VERBS = {
     "migrate": "Apply the database migrations",
     "publish": "Publish JSON lines to incident.reports",
     "unit": "Field-unit terminal",
+    "field": "The field API and the field-unit web app",
+    "field-credentials": "Device credentials of field units",
     "dashboards": "Write the Grafana dashboards",
     "simulate": "Play a simulated day",
     "gateway": "Open311 GeoReport v2 intake gateway",
@@ -112,7 +114,8 @@ def test_schemas_are_written_for_every_contract_message(tmp_path):
     result = patrol("schemas", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     written = {p.name for p in tmp_path.iterdir()}
-    assert written == {f"{name}.schema.json" for name in CONTRACT_MESSAGES} | {"asyncapi.json"}
+    assert written == {f"{name}.schema.json" for name in ALL_MESSAGES} | {"asyncapi.json"}
+    assert "RegisterChange.schema.json" in written
     report = json.loads((tmp_path / "IncidentReport.schema.json").read_text())
     assert {"report_id", "source", "category", "lat", "lon", "reported_at"} <= set(report["required"])
     unit_event = json.loads((tmp_path / "UnitEvent.schema.json").read_text())

@@ -6,6 +6,9 @@ publishes (dead letters)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import uuid
 from datetime import datetime, timezone
 
@@ -159,3 +162,27 @@ async def test_an_action_sent_twice_is_published_once(infrastructure, field_api)
     async with TopicReader(infrastructure, UNIT_EVENTS, {unit_id}) as reader:
         records = await reader.wait_for(lambda rs: any(r["event_id"] == marker["event_id"] for r in rs))
     assert [r["event_id"] for r in records].count(event["event_id"]) == 1
+
+
+def _patrol(*args: str, database_url: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATROL_")}
+    return subprocess.run([sys.executable, "-m", "streams.cli", *args], env={**env, "PATROL_DATABASE_URL": database_url},
+                          capture_output=True, text=True, timeout=120)
+
+
+async def test_credentials_are_issued_and_revoked_with_the_cli(infrastructure, field_api):
+    unit_id = f"FC-{uuid.uuid4().hex[:6]}"
+    issued = _patrol("field-credentials", "issue", unit_id, "--by", "duty-officer-test",
+                     database_url=infrastructure.database_url)
+    assert issued.returncode == 0, issued.stderr
+    fields = dict(line.split(":", 1) for line in issued.stdout.splitlines())
+    body = {"device_id": fields["device_id"].strip(), "secret": fields["secret"].strip()}
+    async with httpx.AsyncClient(base_url=field_api.url) as client:
+        session = await client.post("/field/v1/session", json=body)
+        assert session.status_code == 200 and session.json()["unit_id"] == unit_id
+        revoked = _patrol("field-credentials", "revoke", "--unit", unit_id, "--by", "duty-officer-test",
+                          database_url=infrastructure.database_url)
+        assert revoked.returncode == 0 and body["device_id"] in revoked.stdout, revoked.stderr
+        assert (await client.post("/field/v1/session", json=body)).status_code == 401
+        token = session.json()["token"]
+        assert (await field_api.send(token, Events(unit_id)("available"))).status_code == 401
