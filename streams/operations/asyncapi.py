@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from processors.messages import CONTRACT_MESSAGES
 from streams import __version__
+from streams.operations.schemas import ALL_MESSAGES
 from streams.runtime.topics import (
     DISPATCH_ORDERS,
     INCIDENT_EVENTS,
@@ -23,6 +23,7 @@ from streams.runtime.topics import (
     INCIDENT_REPORTS_DLQ,
     SLA_ESCALATIONS,
     UNIT_EVENTS,
+    UNIT_REGISTER,
 )
 from streams.settings import Settings
 
@@ -53,6 +54,9 @@ CHANNELS = (
             "Breaches of a time limit, once per incident, level and reason, written by the district cores."),
     Channel(INCIDENT_REPORTS_DLQ, "DeadLetter", "the key of the record refused, or none", "send",
             "Every record some stage refused, with a stable reason, a masked excerpt and the raw record's hash."),
+    Channel(UNIT_REGISTER, "RegisterChange", "unit_id", "receive",
+            "The command centre's changes of the unit register, each naming who and why: the register's audit "
+            "trail, read whole by intake and the field API."),
 )
 
 
@@ -88,7 +92,7 @@ def asyncapi_document() -> dict[str, Any]:
     partitions = defaults["topic_partitions"].default
     components: dict[str, Any] = {}
     messages: dict[str, Any] = {}
-    for name, model in CONTRACT_MESSAGES.items():
+    for name, model in ALL_MESSAGES.items():
         payload = _payload(model, components)
         title = payload.get("title", name)
         components[name] = payload
