@@ -8,6 +8,8 @@ import pytest
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from processors.units import StreetLoad
+
 from streams.runtime import metrics
 from streams.runtime.topics import DISPATCH_ORDERS
 from tests.streams.conftest import Field, TopicReader, eventually, send
@@ -105,7 +107,7 @@ def test_invented_streets_and_agencies_never_become_labels():
     district = f"GAUGE-{uuid.uuid4().hex[:6]}"
     invented = [(f"STREET-{uuid.uuid4().hex}", f"agency-{uuid.uuid4().hex}") for _ in range(5000)]
     core = _core(district, invented + [("S1", "police")])
-    core.state.load.free_units.update({street: 1 for street, _ in invented})
+    core.state.load = StreetLoad(free_units={street: 1 for street, _ in invented})
     metrics.describe_districts([core], streets={"S1"}, agencies={"police"})
     exposition = generate_latest(REGISTRY).decode()
     ours = [line for line in exposition.splitlines() if f'district="{district}"' in line]
