@@ -9,7 +9,6 @@ from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from processors.units import StreetLoad
-
 from streams.runtime import metrics
 from streams.runtime.topics import DISPATCH_ORDERS
 from tests.streams.conftest import Field, TopicReader, eventually, send
