@@ -3,7 +3,9 @@ live feed of each unit's new orders to its own subscribers only.
 
 It follows the whole topic from its beginning, outside any consumer group (every instance serves every unit), as
 the terminal did before it. An order leaves a unit's list when it is cancelled, or when the unit resolves or
-declines it through the field API (`settle`).
+declines it through the field API (`settle`). The latest progress on each open order that the unit reported through
+this instance (`progressed`) goes with it to a device that connects again, so that a restarted terminal shows how
+far the unit got; an instance that restarts forgets it (the orders stay, at their first stage).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import structlog
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from processors.messages import DispatchOrder
+from processors.messages import DispatchOrder, UnitEvent
 from streams.runtime.consumer_loop import partitions_of, standalone_consumer
 from streams.runtime.topics import DISPATCH_ORDERS
 from streams.settings import Settings
@@ -29,12 +31,20 @@ class OrdersHub:
         self.owner: dict[str, str] = {}  # order_id -> the unit it was given to
         self.open: dict[str, dict[str, DispatchOrder]] = defaultdict(dict)  # unit -> order_id -> order
         self.subscribers: dict[str, set[asyncio.Queue]] = defaultdict(set)
+        self.progress: dict[str, UnitEvent] = {}  # open order_id -> the latest progress its unit reported
 
     def held_by(self, order_id: str) -> str | None:
         return self.owner.get(order_id)
 
     def orders_of(self, unit_id: str) -> list[DispatchOrder]:
         return list(self.open.get(unit_id, {}).values())
+
+    def progress_of(self, unit_id: str) -> list[UnitEvent]:
+        return [self.progress[o] for o in self.open.get(unit_id, {}) if o in self.progress]
+
+    def progressed(self, event: UnitEvent) -> None:
+        """The unit reported progress on an order (ack, en route, on scene), published through this instance."""
+        self.progress[event.order_id] = event
 
     def subscribe(self, unit_id: str) -> asyncio.Queue:
         queue: asyncio.Queue = asyncio.Queue(maxsize=1000)
@@ -47,6 +57,7 @@ class OrdersHub:
     def settle(self, unit_id: str, order_id: str) -> None:
         """The unit resolved or declined the order: it is no longer among its open ones."""
         self.open.get(unit_id, {}).pop(order_id, None)
+        self.progress.pop(order_id, None)
 
     def take(self, order: DispatchOrder) -> None:
         if order.kind == "assign":
@@ -54,6 +65,7 @@ class OrdersHub:
             self.open[order.unit_id][order.order_id] = order
         else:
             self.open.get(order.unit_id, {}).pop(order.order_id, None)
+            self.progress.pop(order.order_id, None)
         for queue in list(self.subscribers.get(order.unit_id, ())):
             if queue.full():  # a subscriber that stopped reading: dropped, it reconnects and gets the list again
                 self.subscribers[order.unit_id].discard(queue)

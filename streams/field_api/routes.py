@@ -87,6 +87,8 @@ async def unit_event(request: Request, who: credentials.Identity = Depends(ident
     state.positions[who.unit_id] = moved(event, last, now)
     if isinstance(event, Resolved) or getattr(event, "type", None) == "decline":
         state.hub.settle(who.unit_id, event.order_id)
+    elif isinstance(event, OrderStatus):
+        state.hub.progressed(event)
     if isinstance(event, LogOff):
         state.positions.pop(who.unit_id, None)
     return {"event_id": event.event_id, "published": True}
@@ -105,7 +107,8 @@ async def one_order(order_id: str, request: Request, who: credentials.Identity =
 
 @router.get("/field/v1/orders")
 async def orders_stream(request: Request, who: credentials.Identity = Depends(identity)):
-    """Server-sent events: `order` for each of the unit's open orders now, then each new order or cancel."""
+    """Server-sent events: `order` for each of the unit's open orders now and `progress` for how far the unit
+    reported it got on them, then each new order or cancel."""
     hub = request.app.state.hub
     queue = hub.subscribe(who.unit_id)
 
@@ -113,6 +116,8 @@ async def orders_stream(request: Request, who: credentials.Identity = Depends(id
         try:
             for order in hub.orders_of(who.unit_id):
                 yield _sse(order)
+            for event in hub.progress_of(who.unit_id):
+                yield f"event: progress\ndata: {event.model_dump_json(exclude_none=True)}\n\n"
             yield ": caught up\n\n"
             while True:
                 try:

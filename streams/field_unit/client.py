@@ -11,7 +11,7 @@ from collections.abc import Callable
 import httpx
 from pydantic import ValidationError
 
-from processors.messages import DispatchOrder, UnitEvent
+from processors.messages import DispatchOrder, UnitEvent, unit_event_adapter
 from streams.field_unit.model import FieldUnit, _first_error
 
 
@@ -62,21 +62,30 @@ class FieldApiClient:
                 async with self.http.stream("GET", "/field/v1/orders", headers=self._auth) as response:
                     if response.status_code != 200:
                         raise NotSent(_reason(response))
+                    kind = "order"
                     async for line in response.aiter_lines():
-                        if line.startswith("data: "):
-                            _take(state, line[6:])
+                        if line.startswith("event: "):
+                            kind = line[7:]
+                        elif line.startswith("data: "):
+                            _take(state, kind, line[6:])
                             redraw()
+                        elif not line:
+                            kind = "order"
             except (httpx.HTTPError, NotSent) as exc:
                 state.note(f"orders feed cut ({exc}); reconnecting", "warning")
                 redraw()
             await asyncio.sleep(1.0)
 
 
-def _take(state: FieldUnit, data: str) -> None:
+def _take(state: FieldUnit, kind: str, data: str) -> None:
+    """An `order` of the feed, or the unit's `progress` on one (how far it got before this device connected)."""
     try:
-        state.apply_order(DispatchOrder.model_validate_json(data))
+        if kind == "progress":
+            state.read_back(unit_event_adapter.validate_json(data))
+        else:
+            state.apply_order(DispatchOrder.model_validate_json(data))
     except ValidationError as exc:
-        state.note(f"skipped unreadable order: {_first_error(exc)}", "warning")
+        state.note(f"skipped unreadable {kind}: {_first_error(exc)}", "warning")
 
 
 def _reason(response: httpx.Response) -> str:

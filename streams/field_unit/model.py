@@ -216,11 +216,12 @@ class FieldUnit:
                     self.early[event.order_id] = stage
 
     def read_back(self, event: UnitEvent) -> None:
-        """An event of this unit read from unit.events: ours from this session, or history to restore from."""
+        """An event of this unit read back (the field API's `progress`): ours from this session, or history to
+        restore from."""
         self.apply_event(event)
         if event.event_id not in self.own_event_ids:
             order = getattr(event, "order_id", None)
-            self.note(f"from unit.events: {event.type}" + (f" {order}" if order else ""))
+            self.note(f"restored: {event.type}" + (f" {order}" if order else ""))
 
 
 def build_log_on(unit_id: str, *, agency: str | None, kind: str, street: str | None, mode: str,

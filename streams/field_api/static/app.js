@@ -74,6 +74,13 @@ function take(order) {
   else orders[order.order_id].order = order;
   store.set("orders", orders); show();
 }
+// how far the unit got on an order before this page connected (reported from another device, or before a reload)
+const RANK = ["assigned", "acknowledged", "en_route", "on_scene"];
+function progressed(event) {
+  const held = orders[event.order_id];
+  const stage = { ack: "acknowledged" }[event.type] || event.type;
+  if (held && RANK.indexOf(stage) > RANK.indexOf(held.stage)) { held.stage = stage; store.set("orders", orders); show(); }
+}
 function show() {
   const held = current();
   $("order").hidden = !held; $("no-order").hidden = !!held;
@@ -112,8 +119,11 @@ async function follow() {
         let cut;
         while ((cut = buffer.indexOf("\n\n")) >= 0) {
           const block = buffer.slice(0, cut); buffer = buffer.slice(cut + 2);
-          const data = block.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
-          if (data) take(JSON.parse(data));
+          const lines = block.split("\n");
+          const kind = (lines.find((l) => l.startsWith("event: ")) || "event: order").slice(7);
+          const data = lines.filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\n");
+          if (data && kind === "progress") progressed(JSON.parse(data));
+          else if (data) take(JSON.parse(data));
         }
       }
     } catch (e) { /* dropped: try again */ }

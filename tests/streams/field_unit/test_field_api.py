@@ -186,3 +186,24 @@ async def test_credentials_are_issued_and_revoked_with_the_cli(infrastructure, f
         assert (await client.post("/field/v1/session", json=body)).status_code == 401
         token = session.json()["token"]
         assert (await field_api.send(token, Events(unit_id)("available"))).status_code == 401
+
+
+async def test_a_device_connecting_again_is_told_its_orders_and_how_far_it_got(infrastructure, db, field_api):
+    district = fresh_district()
+    unit_id = f"FP-{uuid.uuid4().hex[:6]}"
+    token, order_id = await dispatched_order(infrastructure, db, field_api, district, unit_id)
+    assert (await field_api.send(token, Events(unit_id)("ack", order_id=order_id))).status_code == 202
+    again = await field_api.token(unit_id)  # a restarted terminal: a new session, the same unit
+    seen: list[tuple[str, dict]] = []
+    async with httpx.AsyncClient(base_url=field_api.url, timeout=30) as client:
+        async with client.stream("GET", "/field/v1/orders", headers={"Authorization": f"Bearer {again}"}) as feed:
+            kind = "order"
+            async for line in feed.aiter_lines():
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    seen.append((kind, json.loads(line[6:])))
+                elif line.startswith(": caught up"):
+                    break
+    assert [(k, d["order_id"]) for k, d in seen] == [("order", order_id), ("progress", order_id)]
+    assert seen[1][1]["type"] == "ack"
