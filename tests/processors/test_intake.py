@@ -132,7 +132,8 @@ def test_an_admitted_unit_event_keeps_its_excerpt_as_it_holds_no_personal_data(g
 def test_later_events_follow_the_district_of_the_last_log_on(geography):
     event = {"schema_version": 1, "event_id": "E-2", "unit_id": "U-1", "at": "2026-11-25T07:01:00Z",
              "type": "ack", "order_id": "O-1"}
-    item = admit_unit_event(inbound(event, topic="unit.events", key=b"U-1"), geography, LIMITS, "JINJIANG", OPEN_REGISTER)
+    item = admit_unit_event(inbound(event, topic="unit.events", key=b"U-1"), geography, LIMITS, "JINJIANG",
+                            OPEN_REGISTER)
     assert item.district == "JINJIANG" and item.unit_event.order_id == "O-1"
     rejected = admit_unit_event(inbound(event, topic="unit.events", key=b"U-1"), geography, LIMITS, None, OPEN_REGISTER)
     assert isinstance(rejected, Rejected) and rejected.reason == "unknown_unit"
@@ -149,7 +150,8 @@ def test_later_events_follow_the_district_of_the_last_log_on(geography):
     ],
 )
 def test_bad_unit_events_are_rejected(event, reason, geography):
-    result = admit_unit_event(inbound(event, topic="unit.events", key=b"U-1"), geography, LIMITS, "JINJIANG", OPEN_REGISTER)
+    result = admit_unit_event(inbound(event, topic="unit.events", key=b"U-1"), geography, LIMITS, "JINJIANG",
+                              OPEN_REGISTER)
     assert isinstance(result, Rejected) and result.reason == reason
 
 

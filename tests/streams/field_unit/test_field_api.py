@@ -166,8 +166,8 @@ async def test_an_action_sent_twice_is_published_once(infrastructure, field_api)
 
 def _patrol(*args: str, database_url: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PATROL_")}
-    return subprocess.run([sys.executable, "-m", "streams.cli", *args], env={**env, "PATROL_DATABASE_URL": database_url},
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "streams.cli", *args],
+                          env={**env, "PATROL_DATABASE_URL": database_url}, capture_output=True, text=True, timeout=120)
 
 
 async def test_credentials_are_issued_and_revoked_with_the_cli(infrastructure, field_api):
