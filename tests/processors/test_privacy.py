@@ -51,3 +51,14 @@ def test_coordinates_and_ids_are_not_mistaken_for_phone_numbers():
     raw = json.dumps({"lat": 30.65432109876, "lon": 104.07651234567, "report_id": "R-20261125123"})
     assert mask_personal_data(raw) == (raw, False)
     assert mask_personal_data("landline 028-86541234")[0] == "landline ***-****1234"
+
+
+def test_the_created_event_holds_neither_reporter_nor_description_even_from_an_old_entry(catalogue, geography):
+    from processors.messages import IncidentReport, WorkItem
+
+    # as the intake of an earlier release wrote it to the work log: the report whole
+    old = WorkItem(kind="report", district="JINJIANG", street="JJ-SYJ", at=NOW, report=IncidentReport(
+        **report(reporter={"name": "Wang Fang", "phone": "13812345678"}, description="call me on 13812345678")))
+    [created] = [m for m in DistrictCore("JINJIANG", catalogue).apply(old) if getattr(m, "type", None) == "created"]
+    assert "reporter" not in created.data and "description" not in created.data
+    assert "5678" not in created.model_dump_json()

@@ -105,25 +105,26 @@ async def test_a_reporter_and_description_reach_the_incident_record_and_nothing_
     async with TopicReader(infrastructure, worklog_topic(infrastructure), {district.district}) as log:
         entries = await log.wait_for(lambda records: {first, second} <= {
             (r.get("report") or {}).get("report_id") for r in records})
-    assert [r for r in entries if holds(r, *personal)] == []
+    assert [r for r in entries if holds(r, *personal, *descriptions.values())] == []
     # incident.events: created and merged, without either caller or description
     async with TopicReader(infrastructure, INCIDENT_EVENTS, {incident["incident_id"]}) as topic:
         events = await topic.wait_for(lambda records: {"created", "report_merged", "dispatched"} <= {
             r["type"] for r in records})
-    assert [e for e in events if holds(e, *personal)] == []
+    assert [e for e in events if holds(e, *personal, *descriptions.values())] == []
     # every topic the platform writes, read whole: neither caller and no description anywhere
     for topic in published_topics(infrastructure):
         records = await everything_on(infrastructure, topic)
         leaks = [r[:300] for r in records if any(text.encode() in r for text in personal)]
         assert leaks == [], topic
+        assert [r[:300] for r in records if any(d.encode() in r for d in descriptions.values())] == [], topic
     # the audit trail's other tables: nothing of either caller, and no description, anywhere in them
     for table in ("incident_events", "dead_letters", "dispatch_orders", "escalations"):
         found = await db.fetchval(f"SELECT count(*) FROM {table} t WHERE t::text LIKE ANY($1::text[])",
-                                  [f"%{text}%" for text in personal])
+                                  [f"%{text}%" for text in personal + list(descriptions.values())])
         assert found == 0, table
 
 
-async def test_a_work_log_entry_written_before_the_upgrade_gives_its_reporter_to_the_incident_record_only(
+async def test_a_work_log_entry_written_before_the_upgrade_gives_its_reporter_and_description_to_the_record_only(
         infrastructure, worker, db):
     from datetime import datetime, timezone
 
@@ -137,19 +138,21 @@ async def test_a_work_log_entry_written_before_the_upgrade_gives_its_reporter_to
     entry = WorkItem(kind="report", district=district.district, street=district.streets[0],
                      at=datetime.now(timezone.utc), report=IncidentReport(
                          schema_version=1, report_id=f"{run}-old", source="hotline", category="PS-FIGHT", lat=lat,
-                         lon=lon, reported_at="2026-11-25T07:59:00Z", reporter=Reporter(**caller)))
+                         lon=lon, reported_at="2026-11-25T07:59:00Z", reporter=Reporter(**caller),
+                         description=f"told before the upgrade {run}"))
     await send(infrastructure, [message(worklog_topic(infrastructure), district.district,
                                         json.loads(entry.model_dump_json(exclude_none=True)))])
 
     async def recorded():
-        return await db.fetchrow("SELECT incident_id, reporter FROM incidents WHERE report_id = $1 AND reporter "
-                                 "IS NOT NULL", f"{run}-old")
+        return await db.fetchrow("SELECT incident_id, reporter, description FROM incidents WHERE report_id = $1 "
+                                 "AND reporter IS NOT NULL AND description IS NOT NULL", f"{run}-old")
 
     incident = await eventually(recorded)
     assert json.loads(incident["reporter"]) == caller
+    assert incident["description"] == f"told before the upgrade {run}"
     async with TopicReader(infrastructure, INCIDENT_EVENTS, {incident["incident_id"]}) as topic:
         events = await topic.wait_for(lambda records: "created" in {r["type"] for r in records})
-    assert [e for e in events if holds(e, *caller.values())] == []
+    assert [e for e in events if holds(e, *caller.values(), f"before the upgrade {run}")] == []
 
 
 async def test_dead_letters_of_leaky_records_carry_masked_excerpts_and_their_hash(infrastructure, worker, db):
