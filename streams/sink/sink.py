@@ -29,6 +29,7 @@ from processors.incidents import STATUS_AFTER
 from processors.messages import DeadLetter, DispatchOrder, Escalation, IncidentEvent, ReporterRecord
 from processors.dead_letters import Rejected, bare_provenance, dead_letter
 from streams.runtime import health, metrics
+from streams.sink.retention import Periodic
 from streams.runtime.error_policy import describe, refused_for_content
 from streams.runtime.consumer_loop import group_consumer, restart_on_failure
 from streams.settings import Settings
@@ -235,6 +236,7 @@ class Sink:
         self._reached_database = False  # the last write or ping reached PostgreSQL
         self._failing_since: float | None = None  # when the batch in hand first failed to write (monotonic)
         metrics.SINK_WRITE_FAILING.set_function(self._failing_for)
+        self.retention = Periodic(settings)  # reporters' personal data erased once expired
 
     async def run_forever(self) -> None:
         """Run the sink; if it fails, start it again after a pause (its offsets guarantee nothing is skipped)."""
@@ -281,6 +283,7 @@ class Sink:
                     if loop.time() - last_reached > REACH_EVERY_S:
                         await self._reach(pool)
                         last_reached = loop.time()
+                    await self.retention.when_due(pool)
                     continue
                 batch = Batch()
                 for tp_records in records.values():
