@@ -38,10 +38,17 @@ _SEP = r"[ \-]?"
 _PHONE = re.compile(
     r"(?<![0-9.])(\+?86" + _SEP + r")?"
     r"(1" + _SEP + r"[3-9](?:" + _SEP + r"[0-9]){9}"
-    r"|\(?0[0-9]{2,3}\)?" + _SEP + r"[0-9]{3,4}" + _SEP + r"[0-9]{4})(?![0-9])")
+    r"|\(?0[0-9]{2,3}\)?" + _SEP + r"[0-9]{3,4}" + _SEP + r"[0-9]{4}"
+    # a mobile number cut short by the end of a record that was cut short
+    r"|1" + _SEP + r"[3-9](?:" + _SEP + r"[0-9]){4,8}" + _SEP + r"\Z)(?![0-9])")
 # the tokens masking reads: strings (possibly cut short at the end), numbers, brackets, colons
 _TOKEN = re.compile(r""""(?:[^"\\]|\\.)*(?:"|\Z)|'(?:[^'\\]|\\.)*(?:'|\Z)|[{}\[\]:,]|-?[0-9][0-9.eE+\-]*""", re.S)
 _COLON_NEXT = re.compile(r"\s*:")
+# what any personal member's name, or any phone number, must contain: text without either is left as it is
+# at once (most dead letters, every unit event's provenance)
+_KEY_WORDS = ("reporter", "name", "phone", "mobile", "tel", "contact", "email", "id_card", "wechat")
+_DIGITS = "0-9\uff10-\uff19"
+_MAYBE_PHONE = re.compile(f"[{_DIGITS}]{{3}}[ \\-\uff0d\u2010-\u2015\u2212]?[{_DIGITS}]{{3}}")
 # a personal member however it is quoted (or not), for text whose quotes do not pair up (a stray quote in a
 # string flips what the token reader takes for inside and outside strings): the value up to its delimiter
 _MEMBER = re.compile(r"(?<![A-Za-z0-9_])[\"']?(" + "|".join(sorted(PERSONAL_KEYS)) + r")[\"']?\s*[:=]\s*[\[\s\"']*"
@@ -118,9 +125,14 @@ def _codec_of(head: bytes) -> str:
 
 
 def _masked_text(text: str) -> tuple[str, int]:
-    masked, members = _mask_members(text)
-    masked, loose = _mask_loose_members(masked)
-    masked, phones = _mask_phones(masked)
+    masked, members, loose, phones = text, 0, 0, 0
+    lowered = text.lower()
+    # a key written with escapes ("n\u0061me") has a backslash
+    if "\\" in text or any(word in lowered for word in _KEY_WORDS):
+        masked, members = _mask_members(masked)
+        masked, loose = _mask_loose_members(masked)
+    if _MAYBE_PHONE.search(masked):
+        masked, phones = _mask_phones(masked)
     count = members + loose + phones
     if count == 0 and (inner := _masked_base64(text)) is not None:
         return inner
@@ -128,7 +140,7 @@ def _masked_text(text: str) -> tuple[str, int]:
 
 
 def _mask_phones(text: str) -> tuple[str, int]:
-    normal = text.translate(_NORMAL)
+    normal = text if text.isascii() else text.translate(_NORMAL)
     pieces, last, count = [], 0, 0
     for match in _PHONE.finditer(normal):
         start = match.start(2)
@@ -152,8 +164,10 @@ def _mask_members(text: str) -> tuple[str, int]:
                 continue
             if region is None and value_of is None:
                 continue
-            pieces += [text[last:token.start()], _masked_string(token.group(), key or value_of)]
-            last, count = token.end(), count + 1
+            hidden = _masked_string(token.group(), key or value_of)
+            if hidden != token.group():
+                pieces += [text[last:token.start()], hidden]
+                last, count = token.end(), count + 1
             value_of = None
         elif kind in "{[":
             depth += 1
