@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Protocol
 
 from processors.messages import DeadLetter, Provenance, WorkItem
-from processors.privacy import mask_bytes
+from processors.privacy import mask_bytes, mask_personal_data
 
 # Enough to recognise a message and see what was wrong at its start; a dead letter stays a few KiB.
 EXCERPT_BYTES = 4096
@@ -51,10 +51,11 @@ class Located(Protocol):
 
 
 def excerpt(value: bytes) -> Excerpt:
-    masked_value, masked = mask_bytes(value, EXCERPT_BYTES)
-    cut = _cut(masked_value, EXCERPT_BYTES)
+    masked = mask_bytes(value, EXCERPT_BYTES)
+    cut = _cut(masked.value, EXCERPT_BYTES)
     raw, encoding = encode_raw(cut)
-    return Excerpt(raw=raw, encoding=encoding, masked=masked, truncated=len(cut) < len(masked_value),
+    return Excerpt(raw=raw, encoding=encoding, masked=masked.masked > 0,
+                   truncated=not masked.whole or len(cut) < len(masked.value),
                    length=len(value), sha256=hashlib.sha256(value).hexdigest())
 
 
@@ -81,7 +82,7 @@ def dead_letter(origin: Located | Provenance, rejection: Rejected, received_at: 
     return DeadLetter(
         schema_version=1,
         reason=rejection.reason,
-        error=rejection.error[:ERROR_CHARS],
+        error=_error_text(rejection),
         raw=origin.raw,
         raw_encoding=origin.raw_encoding,
         raw_masked=origin.raw_masked,
@@ -100,8 +101,14 @@ def bare_dead_letter(topic: str, partition: int, offset: int, rejection: Rejecte
                      received_at: datetime) -> DeadLetter:
     """A dead letter without any of the record's bytes: for when building the full one failed too. It reads
     nothing of the record, so it cannot fail on it; the record is found on its topic by its position."""
-    return DeadLetter(schema_version=1, reason=rejection.reason, error=rejection.error[:ERROR_CHARS], raw="",
+    return DeadLetter(schema_version=1, reason=rejection.reason, error=_error_text(rejection), raw="",
                       raw_truncated=True, topic=topic, partition=partition, offset=offset, received_at=received_at)
+
+
+def _error_text(rejection: Rejected) -> str:
+    """The error, bounded, and masked as the excerpt is: an exception's text may quote the record (a pydantic error
+    quotes its input)."""
+    return mask_personal_data(rejection.error[:ERROR_CHARS])[0]
 
 
 def encode_raw(value: bytes) -> tuple[str, str]:

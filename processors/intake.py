@@ -1,7 +1,8 @@
 """Intake: decide for one raw inbound message whether it enters a district's work log or the dead-letter topic.
 
-An admitted report enters the work log without its reporter: the name and phone leave intake apart, as a
-ReporterRecord for the incident record, so that nothing the district cores replay or publish holds them.
+An admitted report enters the work log without its reporter and its description: the name, the phone and the
+free text leave intake apart, as a ReporterRecord for the incident record, so that nothing the district cores
+replay or publish holds them.
 
 Every rejection carries a stable `reason` code that operators and dashboards
 count by; the codes are listed in `REASONS` and must never be renamed.
@@ -98,7 +99,7 @@ def admit_report(record: Inbound, catalogue: Catalogue, geography: Geography, li
         district=street.district,
         street=street.street,
         at=record.received_at,
-        report=report.model_copy(update={"reporter": None}),
+        report=report.model_copy(update={"reporter": None, "description": None}),
         # its bytes hold the reporter (an excerpt would only mask it): where the record is, and which bytes those
         # are, is enough for a rejection in the core to be dead-lettered; the bytes stay on their topic
         provenance=bare_provenance(record),
@@ -107,11 +108,14 @@ def admit_report(record: Inbound, catalogue: Catalogue, geography: Geography, li
 
 
 def reporter_of(report: IncidentReport, received_at: datetime) -> ReporterRecord | None:
-    """The report's reporter as a record of its own, if the report names one (a name or a phone)."""
-    reporter = report.reporter
-    if reporter is None or not (reporter.name or reporter.phone):
+    """The report's reporter (if it names one: a name or a phone) and its description as a record of their own,
+    if it has either."""
+    reporter = report.reporter if report.reporter is not None and (report.reporter.name or report.reporter.phone) \
+        else None
+    if reporter is None and not report.description:
         return None
-    return ReporterRecord(report_id=report.report_id, reporter=reporter, received_at=received_at)
+    return ReporterRecord(report_id=report.report_id, reporter=reporter, description=report.description or None,
+                          received_at=received_at)
 
 
 def admit_unit_event(

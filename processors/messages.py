@@ -223,12 +223,14 @@ class WorkItem(BaseModel):
 
 
 class ReporterRecord(BaseModel):
-    """A report's reporter on its way from intake to the incident record: personal data travels this way only,
-    on a topic of its own with a short retention, so that the work log and incident.events carry none of it."""
+    """A report's reporter and its free-text description on their way from intake to the incident record: personal
+    data (and the text a caller may put some in) travels this way only, on a topic of its own with a short
+    retention, so that the work log and incident.events carry none of it."""
 
     model_config = ConfigDict(frozen=True)
     report_id: Identifier
-    reporter: Reporter
+    reporter: Reporter | None = None
+    description: Text | None = None
     received_at: AwareDatetime = Field(description="when the platform received the report")
 
 

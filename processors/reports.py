@@ -78,10 +78,9 @@ def _created(state: DistrictState, incident: Incident, report: IncidentReport) -
         "source": report.source,
         "reported_at": report.reported_at.isoformat(),
         "address": report.address,
-        "description": report.description,
         "agencies": list(category.agencies),
-        # no reporter: incident.events is read by many, and the reporter reaches the incident record on its
-        # own topic from intake; an entry written before that (which may hold one) is read the same way
+        # no reporter and no description: incident.events is read by many, and both reach the incident record on
+        # their own topic from intake; an entry written before that (which may hold them) is read the same way
     }
     return {k: v for k, v in data.items() if v is not None}
 

@@ -372,6 +372,20 @@ def catalogue() -> None:
     console.print(table)
 
 
+@app.command()
+def retention() -> None:
+    """Erase reporters' personal data older than PATROL_REPORTER_RETENTION_DAYS (the sink also does, hourly)."""
+    from streams.sink.retention import run_once
+
+    settings = _settings()
+    if not settings.database_url:
+        err_console.print("PATROL_DATABASE_URL is not set: retention erases in a running database")
+        raise typer.Exit(2)
+    erased = asyncio.run(run_once(settings))
+    console.print(f"erased the personal data of {erased.reports} report(s) and {erased.incidents} incident "
+                  f"record(s) received before {erased.before.isoformat(timespec='seconds')}")
+
+
 def _extra_or_exit(extra: str, *modules: str) -> None:
     """Exit saying which extra to install when a verb's libraries are not (a worker's install leaves them out)."""
     import importlib.util

@@ -98,6 +98,10 @@ class Settings(BaseSettings):
         default=True,
         description="`patrol worker` also runs the PostgreSQL sink; turn off where `patrol sink` runs it in a "
                     "process of its own, which keeps the audit writes off the dispatch path's event loop")
+    reporter_retention_days: float = Field(
+        default=180.0, gt=0,
+        description="reporters' names and phones (and the descriptions' phone numbers) are erased from the incident "
+                    "records this many days after the report (`patrol retention`, and the sink once an hour)")
     data_dir: Path = Field(default=Path("run"), description="embedded broker/database scratch space")
     embedded_broker: Literal["auto", "kafka", "tansu"] = Field(
         default="auto",

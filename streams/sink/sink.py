@@ -1,5 +1,5 @@
 """The PostgreSQL sink: incident events, dispatch orders, escalations and dead letters into the audit tables, and
-reporters into the incident records, batched and idempotent.
+reporters and descriptions into the incident records, batched and idempotent.
 
 Offsets are committed only after the batch's rows are in the database, so a
 crash or a database outage can re-deliver a batch but never skip one; the
@@ -27,8 +27,9 @@ from pydantic import ValidationError
 
 from processors.incidents import STATUS_AFTER
 from processors.messages import DeadLetter, DispatchOrder, Escalation, IncidentEvent, ReporterRecord
-from processors.dead_letters import Rejected, dead_letter
+from processors.dead_letters import Rejected, bare_provenance, dead_letter
 from streams.runtime import health, metrics
+from streams.sink.retention import Periodic
 from streams.runtime.error_policy import describe, refused_for_content
 from streams.runtime.consumer_loop import group_consumer, restart_on_failure
 from streams.settings import Settings
@@ -77,13 +78,13 @@ async def write_batch(connection: asyncpg.Connection, batch: Batch) -> None:
                             + [e.data.get("report_id") for e in batch.events if e.type == "created"])
         if reporters:
             await connection.executemany(
-                """INSERT INTO reporters (report_id, reporter, received_at) VALUES ($1, $2::jsonb, $3)
-                   ON CONFLICT DO NOTHING""", reporters)
+                """INSERT INTO reporters (report_id, reporter, description, received_at)
+                   VALUES ($1, $2::jsonb, $3, $4) ON CONFLICT DO NOTHING""", reporters)
         if batch.events:
             await connection.executemany(
                 """INSERT INTO incident_events (event_id, incident_id, seq, type, at, data)
                    VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING""",
-                [(e.event_id, e.incident_id, e.seq, e.type, e.at, json.dumps(_without_reporter(e.data)))
+                [(e.event_id, e.incident_id, e.seq, e.type, e.at, json.dumps(_without_private(e.data)))
                  for e in batch.events],
             )
             created = [e for e in batch.events if e.type == "created"]
@@ -92,7 +93,8 @@ async def write_batch(connection: asyncpg.Connection, batch: Batch) -> None:
                     """INSERT INTO incidents (incident_id, report_id, category, domain, priority, district,
                            street, lat, lon, source, address, description, reporter, reported_at,
                            created_at, status, status_at, last_seq)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+                               coalesce($12, (SELECT description FROM reporters WHERE report_id = $2)),
                                (SELECT reporter FROM reporters WHERE report_id = $2),
                                $13::text::timestamptz, $14, 'created', $14, $15)
                        ON CONFLICT DO NOTHING""",
@@ -106,10 +108,15 @@ async def write_batch(connection: asyncpg.Connection, batch: Batch) -> None:
                     [(e.incident_id, STATUS_AFTER[e.type], e.at, e.seq) for e in moves],
                 )
         if batch.reporters:
-            # the incidents created before their reporter came (the first report's reporter, as the insert takes)
+            # the incidents created before their reporter and description came (the first report's, as the
+            # insert takes them)
             await connection.execute(
-                """UPDATE incidents i SET reporter = r.reporter FROM reporters r
-                   WHERE r.report_id = ANY($1::text[]) AND i.report_id = r.report_id AND i.reporter IS NULL""",
+                """UPDATE incidents i SET reporter = coalesce(i.reporter, r.reporter),
+                                          description = coalesce(i.description, r.description)
+                   FROM reporters r
+                   WHERE r.report_id = ANY($1::text[]) AND i.report_id = r.report_id
+                     AND ((i.reporter IS NULL AND r.reporter IS NOT NULL)
+                          OR (i.description IS NULL AND r.description IS NOT NULL))""",
                 [r.report_id for r in batch.reporters])
         if batch.dead_letters:
             await connection.executemany(
@@ -172,19 +179,21 @@ def _refusal(exc: Exception) -> str:
     return f"PostgreSQL refused its row: {type(exc).__name__} (SQLSTATE {exc.sqlstate}{column}): {text[:300]}"
 
 
-def _without_reporter(data: dict) -> dict:
-    # a created event written before reporters travelled apart holds one; its place is the reporters table
-    return {k: v for k, v in data.items() if k != "reporter"}
+def _without_private(data: dict) -> dict:
+    # a created event written before reporters and descriptions travelled apart holds them; their place is the
+    # incident record (and the reporters table)
+    return {k: v for k, v in data.items() if k not in ("reporter", "description")}
 
 
 def _reporter_row(record: ReporterRecord) -> tuple:
-    return record.report_id, record.reporter.model_dump_json(exclude_none=True), record.received_at
+    reporter = record.reporter.model_dump_json(exclude_none=True) if record.reporter is not None else None
+    return record.report_id, reporter, record.description, record.received_at
 
 
 def _old_reporter_rows(events: list[IncidentEvent]) -> list[tuple]:
     """The reporters in `created` events written before reporters travelled on a topic of their own (such events
     stay on incident.events for its retention): kept as any other, so their incidents get them too."""
-    return [(e.data["report_id"], json.dumps(e.data["reporter"]), e.at)
+    return [(e.data["report_id"], json.dumps(e.data["reporter"]), e.data.get("description"), e.at)
             for e in events if e.type == "created" and e.data.get("reporter")]
 
 
@@ -227,6 +236,7 @@ class Sink:
         self._reached_database = False  # the last write or ping reached PostgreSQL
         self._failing_since: float | None = None  # when the batch in hand first failed to write (monotonic)
         metrics.SINK_WRITE_FAILING.set_function(self._failing_for)
+        self.retention = Periodic(settings)  # reporters' personal data erased once expired
 
     async def run_forever(self) -> None:
         """Run the sink; if it fails, start it again after a pause (its offsets guarantee nothing is skipped)."""
@@ -273,6 +283,7 @@ class Sink:
                     if loop.time() - last_reached > REACH_EVERY_S:
                         await self._reach(pool)
                         last_reached = loop.time()
+                    await self.retention.when_due(pool)
                     continue
                 batch = Batch()
                 for tp_records in records.values():
@@ -311,7 +322,9 @@ class Sink:
 
     async def _set_aside(self, record, rejection: Rejected, batch: Batch, producer: AIOKafkaProducer) -> None:
         """Dead-letter a record the sink cannot write; it stays on its topic as well."""
-        letter = dead_letter(record, rejection, datetime.now(timezone.utc))
+        # a reporters record is personal data through and through: its letter points to it, with none of its bytes
+        origin = bare_provenance(record) if record.topic == reporters_topic(self.settings) else record
+        letter = dead_letter(origin, rejection, datetime.now(timezone.utc))
         metrics.DEAD_LETTERS.labels("sink", letter.reason).inc()
         log.warning("dead-lettered", stage="sink", reason=rejection.reason, error=rejection.error[:300],
                     topic=record.topic, partition=record.partition, offset=record.offset)

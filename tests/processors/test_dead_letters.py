@@ -104,3 +104,96 @@ def test_any_bytes_give_a_small_dead_letter_or_a_work_item(value, topic, catalog
         assert letter.raw_length == len(value) and letter.raw_sha256 == hashlib.sha256(value).hexdigest()
     else:
         assert len(verdict.model_dump_json()) < PRODUCER_LIMIT
+
+
+# --- one test for each way a reporter once slipped through the masking ---
+
+NAME, PHONE = "Wang Fang", "13812345678"
+
+
+def letter_of(raw: bytes, catalogue, geography):
+    record = inbound(raw)
+    return dead_letter(record, admit_report(record, catalogue, geography, Limits()), NOW)
+
+
+def assert_hidden(letter, *secrets: bytes) -> bytes:
+    kept = original_of(letter)
+    for secret in secrets:
+        assert secret not in kept, (secret, kept[:300])
+    assert letter.raw_masked
+    return kept
+
+
+def test_a_name_in_invalid_json_is_masked(catalogue, geography):
+    cases = [
+        # a trailing comma; single quotes (a producer printing its dict); a stray quote in the description, which
+        # flips inside and outside strings for a reader of tokens
+        b'{"schema_version": 1, "reporter": {"name": "Wang Fang", "phone": "13812345678"}, "lat": 30.6,}',
+        b"{'schema_version': 1, 'reporter': {'name': 'Wang Fang', 'phone': '13812345678'}}",
+        b'{"description": "he shouted "stop! and ran", "reporter": {"name": "Wang Fang", "email": "wf@example.org"}}',
+        b'{"reporter": {"name" : "Wang Fang"',  # cut short inside the name
+    ]
+    for raw in cases:
+        letter = letter_of(raw, catalogue, geography)
+        assert letter.reason == "invalid_json"
+        assert_hidden(letter, b"Wang Fang", b"Fang", b"13812345678", b"wf@example")
+
+
+def test_bytes_kept_as_base64_are_masked_inside(catalogue, geography):
+    gbk = "王芳".encode("gb18030")
+    not_utf8 = b'{"reporter": {"name": "' + gbk + b'", "phone": "13812345678"}, "x": "\x00"}'
+    utf16 = json.dumps(report(category="XX-NOPE", reporter={"name": NAME, "phone": PHONE})).encode("utf-16-le")
+    doubly = base64.b64encode(json.dumps(report(reporter={"name": NAME, "phone": PHONE})).encode())
+    for raw in (not_utf8, b"\xff\xfe" + utf16[2:], utf16):
+        letter = letter_of(raw, catalogue, geography)
+        assert letter.raw_encoding == "base64"
+        kept = assert_hidden(letter, gbk, b"13812345678", NAME.encode("utf-16-le"), PHONE.encode("utf-16-le"))
+        assert b"5678" in kept or "5678".encode("utf-16-le") in kept
+    letter = letter_of(doubly, catalogue, geography)
+    inner = base64.b64decode(letter.raw)
+    assert NAME.encode() not in inner and PHONE.encode() not in inner and b"*******5678" in inner
+
+
+def test_every_reporter_member_is_masked_when_it_comes_twice(catalogue, geography):
+    for second in (b'{"name": "Li Lei"}', b"null", b'"Li Lei 13912345678"'):
+        raw = (b'{"schema_version": 1, "reporter": {"name": "Wang Fang", "email": "wf@example.org", '
+               b'"phone": "13812345678"}, "reporter": ' + second + b"}")
+        letter = letter_of(raw, catalogue, geography)
+        assert_hidden(letter, b"Wang Fang", b"wf@example", b"13812345678", b"Li Lei", b"13912345678")
+
+
+def test_a_name_given_as_a_list_or_an_object_is_masked(catalogue, geography):
+    for name in (["Wang Fang", "Li Lei"], {"family": "Wang Fang", "given": "Li Lei"}, [["Wang Fang"], "Li Lei"]):
+        raw = json.dumps(report(category="XX-NOPE", reporter={"name": name, "phone": [PHONE]})).encode()
+        letter = letter_of(raw, catalogue, geography)
+        kept = assert_hidden(letter, b"Wang Fang", b"Li Lei", PHONE.encode())
+        assert json.loads(kept)["reporter"]["phone"] == ["*******5678"]  # still JSON, the last four kept
+
+
+def test_phones_written_with_spaces_dashes_or_full_width_digits_are_masked(catalogue, geography):
+    for phone in ("138 1234 5678", "138-1234-5678", "+86 138 1234 5678", "１３８１２３４５６７８", "(028) 8654-5678",
+                  "１３８－１２３４－５６７８"):
+        raw = json.dumps(report(category="XX-NOPE", reporter={"phone": phone}, description=f"call me on {phone}"),
+                         ensure_ascii=False).encode()
+        letter = letter_of(raw, catalogue, geography)
+        kept = json.loads(assert_hidden(letter, phone.encode()))
+        for masked in (kept["reporter"]["phone"], kept["description"][len("call me on "):]):
+            digits = [c for c in masked.translate({0xFF10 + d: str(d) for d in range(10)}) if c.isdigit()]
+            assert "".join(digits[-4:]) == "5678" and len(digits) <= 4 + 2 * ("+86" in phone), masked
+
+
+def test_raw_masked_says_whether_anything_was_masked(catalogue, geography):
+    # nothing personal (an empty reporter, a null phone): the excerpt is the record byte for byte, and says so
+    for doc in (report(category="XX-NOPE"), report(category="XX-NOPE", reporter={}),
+                report(category="XX-NOPE", reporter={"phone": None}, description="no name given")):
+        raw = json.dumps(doc, indent=1).encode()
+        letter = letter_of(raw, catalogue, geography)
+        assert (letter.raw.encode(), letter.raw_masked) == (raw, False)
+    letter = letter_of(json.dumps(report(category="XX-NOPE", reporter={"name": "Li"})).encode(), catalogue, geography)
+    assert letter.raw_masked and json.loads(letter.raw)["reporter"] == {"name": "L*"}
+
+
+def test_an_error_text_that_quotes_the_record_is_masked_too(catalogue, geography):
+    letter = dead_letter(inbound(b"{}"), Rejected("processing_error",
+                                                  "ValidationError: input_value={'phone': '13812345678'}"), NOW)
+    assert "13812345678" not in letter.error and "5678" in letter.error

@@ -28,24 +28,33 @@ def test_a_valid_report_enters_the_work_log_of_its_district_and_street(catalogue
 
 
 def test_an_admitted_report_enters_the_work_log_without_its_reporter_and_without_its_bytes(catalogue, geography):
-    record = inbound(report(reporter={"name": "Wang Fang", "phone": "13812345678"}), offset=7)
+    record = inbound(report(reporter={"name": "Wang Fang", "phone": "13812345678"},
+                            description="two men fighting by the noodle shop"), offset=7)
     admitted = admit_report(record, catalogue, geography, LIMITS)
     entry = admitted.item.model_dump_json(exclude_none=True)  # as the worker writes it to the work log
     assert "Wang" not in entry and "5678" not in entry and "reporter" not in entry
+    assert "noodle" not in entry and "description" not in entry
     # where the record is and which bytes those are, so that a rejection in the core can still point to it
     origin = admitted.item.provenance
     assert (origin.topic, origin.partition, origin.offset, origin.key) == ("incident.reports", 0, 7, "R-1")
     assert (origin.raw, origin.raw_truncated, origin.raw_masked) == ("", True, False)
     assert (origin.raw_length, origin.raw_sha256) == (len(record.value), hashlib.sha256(record.value).hexdigest())
-    # the reporter leaves intake apart, exactly as given
+    # the reporter and the description leave intake apart, exactly as given
     assert admitted.reporter.model_dump(mode="json") == {
         "report_id": "R-1", "reporter": {"name": "Wang Fang", "phone": "13812345678"},
-        "received_at": "2026-11-25T08:00:00Z"}
+        "description": "two men fighting by the noodle shop", "received_at": "2026-11-25T08:00:00Z"}
 
 
-@pytest.mark.parametrize("doc", [report(), report(reporter={}), report(reporter={"name": None, "phone": ""})])
-def test_a_report_naming_nobody_has_no_reporter_to_pass_on(doc, catalogue, geography):
+@pytest.mark.parametrize("doc", [report(), report(reporter={}), report(reporter={"name": None, "phone": ""}),
+                                 report(description="")])
+def test_a_report_naming_nobody_and_saying_nothing_has_no_reporter_to_pass_on(doc, catalogue, geography):
     assert admit(doc, catalogue, geography).reporter is None
+
+
+def test_a_description_without_a_reporter_leaves_intake_apart_too(catalogue, geography):
+    admitted = admit(report(reporter={}, description="a car on fire"), catalogue, geography)
+    assert (admitted.reporter.reporter, admitted.reporter.description) == (None, "a car on fire")
+    assert admitted.item.report.description is None
 
 
 @pytest.mark.parametrize(

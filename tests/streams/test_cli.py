@@ -38,6 +38,7 @@ VERBS = {
     "bench": "Benchmarks: throughput, latency",
     "schemas": "The JSON Schema of every contract message",
     "catalogue": "Print the catalogue of powers and duties",
+    "retention": "Erase reporters' personal data older than",
 }
 
 

@@ -131,6 +131,31 @@ async def test_every_caller_of_an_incident_can_be_called_back(db):
         (f"R2-{incident}", False, {"name": "Li Lei", "phone": "13900001111"})]
 
 
+@pytest.mark.parametrize("private_first", [True, False])
+async def test_the_description_reaches_the_incident_record_and_no_event_whichever_comes_first(db, private_first):
+    incident = f"INC-{uuid.uuid4().hex[:8]}"
+    told = ReporterRecord(report_id=f"R-{incident}", description="a fight by the noodle shop", received_at=T0)
+    writes = [Batch(reporters=[told]), Batch(events=[new_created(incident, f"R-{incident}")])]
+    for batch in writes if private_first else writes[::-1]:
+        await write_batch(db, batch)
+        await write_batch(db, batch)
+    assert await db.fetchval("SELECT description FROM incidents WHERE incident_id = $1", incident) == \
+        "a fight by the noodle shop"
+    # nobody was named: nobody to call back
+    assert await db.fetchval("SELECT count(*) FROM incident_reporters WHERE incident_id = $1", incident) == 0
+
+
+async def test_a_created_event_of_an_earlier_release_leaves_its_description_in_the_record_only(db):
+    incident = f"INC-{uuid.uuid4().hex[:8]}"
+    old = created(incident, f"R-{incident}")
+    old = old.model_copy(update={"data": {**old.data, "description": "call me on 13812345678"}})
+    await write_batch(db, Batch(events=[old]))
+    assert await db.fetchval("SELECT description FROM incidents WHERE incident_id = $1", incident) == \
+        "call me on 13812345678"
+    logged = json.loads(await db.fetchval("SELECT data FROM incident_events WHERE event_id = $1", f"{incident}:1"))
+    assert "description" not in logged and "reporter" not in logged
+
+
 async def test_street_performance_counts_limits_met_and_missed(db):
     from datetime import datetime, timezone
 
