@@ -49,6 +49,9 @@ STATUS_AFTER = {
     "en_route": "en_route",
     "on_scene": "on_scene",
     "resolved": "resolved",
+    # the last unit resolved it: the complainant's verification is awaited (processors/verification.py)
+    "awaiting_verification": "awaiting_verification",
+    "reopened": "reopened",
     "closed": "closed",
     "cancelled": "cancelled",
 }
@@ -85,6 +88,12 @@ class Incident:
     arrived: bool = False
     # (level, reason) pairs already escalated: each is raised once per incident
     raised: set[tuple[int, str]] = field(default_factory=set)
+    # when its last unit resolved it (it then awaits verification: processors/verification.py)
+    resolved_at: datetime | None = None
+    # the escalation ids a dispatcher has acknowledged, in that order
+    acknowledged: list[str] = field(default_factory=list)
+    # the ids of the dispatcher commands decided for it: a resent command changes nothing
+    commands: list[str] = field(default_factory=list)
 
     @property
     def is_open(self) -> bool:

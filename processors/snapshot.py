@@ -21,7 +21,7 @@ from processors.units import Assignment, Unit
 FORMAT = 1
 
 _INCIDENT_TIMES = ("created_at", "last_report_at", "first_dispatched_at", "arrive_by", "due_by", "resolve_by",
-                   "waiting_since")
+                   "waiting_since", "resolved_at")
 
 
 def snapshot(core: DistrictCore) -> dict:
