@@ -58,6 +58,13 @@ STATUS_AFTER = {
 CLOSED_STATUSES = frozenset({"closed", "cancelled"})
 
 
+def district_of(incident_id: str) -> str | None:
+    """The district an incident id was made in (`incident_id_for`), or None if it is not such an id."""
+    if not incident_id.startswith("INC-") or len(incident_id) < 18 or incident_id[-13] != "-":
+        return None
+    return incident_id[4:-13]
+
+
 @dataclass
 class Incident:
     incident_id: str

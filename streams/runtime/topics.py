@@ -21,6 +21,8 @@ UNIT_EVENTS = "unit.events"
 DISPATCH_ORDERS = "dispatch.orders"
 INCIDENT_EVENTS = "incident.events"
 SLA_ESCALATIONS = "sla.escalations"
+# dispatcher commands from the command API (streams/gateway/commands.py), keyed by district; intake admits them
+DISPATCH_COMMANDS = "dispatch.commands"
 
 CONTRACT_TOPICS = (
     INCIDENT_REPORTS,
@@ -29,6 +31,7 @@ CONTRACT_TOPICS = (
     DISPATCH_ORDERS,
     INCIDENT_EVENTS,
     SLA_ESCALATIONS,
+    DISPATCH_COMMANDS,
 )
 
 # Topics that producers outside the platform write to, and so what `patrol publish` accepts.

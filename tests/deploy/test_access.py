@@ -22,6 +22,7 @@ import pytest
 from streams.sink.sink import AUDITED
 from streams.runtime.topics import (
     CONTRACT_TOPICS,
+    DISPATCH_COMMANDS,
     DISPATCH_ORDERS,
     INBOUND_TOPICS,
     INCIDENT_EVENTS,
@@ -66,7 +67,10 @@ def test_the_acls_grant_each_process_what_its_code_does_and_no_more():
     assert {p for p, acls in ACLS.items() if allowed(acls, "topic", reporters_topic(APP), "Read")} == {"worker", "sink"}
     # what writes where, outside the worker and the sink
     writes = {p: {name for kind, name, _, op in acls if kind == "topic" and op == "Write"} for p, acls in ACLS.items()}
-    assert writes["gateway"] == writes["reporter"] == {INCIDENT_REPORTS}
+    assert writes["reporter"] == {INCIDENT_REPORTS}
+    # the gateway's command API publishes dispatcher commands, which only the worker's intake reads
+    assert writes["gateway"] == {INCIDENT_REPORTS, DISPATCH_COMMANDS}
+    assert {p for p, acls in ACLS.items() if allowed(acls, "topic", DISPATCH_COMMANDS, "Read")} == {"worker"}
     assert writes["field-unit"] == {UNIT_EVENTS} and writes["command-centre"] == set()
     assert allowed(ACLS["field-unit"], "topic", DISPATCH_ORDERS, "Read")
     # nobody administers the cluster, and every named topic exists
