@@ -110,6 +110,14 @@ class Settings(BaseSettings):
         description="/healthz fails when a loop (the district pipeline, the sink) has had work waiting and made no "
                     "progress for this long; an idle loop is alive")
 
+    command_token_secret: SecretStr | None = Field(
+        default=None,
+        description="the key the command API signs its dispatchers' bearer tokens with (HS256; at least 32 bytes); "
+                    "unset, the command API answers 503 to everything but its description")
+    command_token_ttl_s: float = Field(
+        default=8 * 3600.0, ge=60, le=24 * 3600,
+        description="how long a dispatcher's token is valid: a shift; a disabled account's token stops at once")
+
     @model_validator(mode="after")
     def _retention_outlasts_snapshots(self) -> "Settings":
         if self.worklog_retention_s < 2 * self.snapshot_interval_s:
