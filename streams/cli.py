@@ -383,6 +383,16 @@ def _extra_or_exit(extra: str, *modules: str) -> None:
         raise typer.Exit(2)
 
 
+def _accounts() -> None:
+    """`patrol accounts add/disable`: the command API's dispatcher accounts (streams/accounts_cli.py)."""
+    from streams.accounts_cli import accounts_app
+
+    app.add_typer(accounts_app, name="accounts")
+
+
+_accounts()
+
+
 def _data_dir_or_exit(settings: Settings) -> None:
     """Create PATROL_DATA_DIR with its parents (the embedded broker's and database's logs go there), or exit
     saying why it cannot be: a traceback from deep inside the broker's start would not."""

@@ -45,3 +45,6 @@ SELECT i.district, i.street,
 FROM incident_events e JOIN incidents i USING (incident_id)
 WHERE e.at > now() - interval '24 hours' AND e.type IN ('closed', 'reopened', 'awaiting_verification')
 GROUP BY i.district, i.street;
+
+-- A command's outcome is read by its id (GET /command/v1/commands/{command_id}): the events it caused.
+CREATE INDEX incident_events_command ON incident_events ((data->>'command_id')) WHERE data ? 'command_id';
