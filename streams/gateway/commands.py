@@ -33,12 +33,24 @@ from processors.incidents import district_of
 from processors.messages import SCHEMA_VERSION, CommandType, DispatcherCommand, Identifier, Operator, ShortText
 from streams.gateway import accounts
 from streams.gateway.accounts import Account, NotConfigured
-from streams.gateway.models import PUBLISH_TIMEOUT_S
+from streams.gateway.models import PUBLISH_TIMEOUT_S, Open311Error
 from streams.runtime.topics import DISPATCH_COMMANDS
 
 log = structlog.get_logger("patrol.command")
 
 PREFIX = "/command/v1"
+
+
+def errors(*codes: int) -> dict:
+    """The error answers of a route, documented (they come in Open311's error-array shape, as all the gateway's)."""
+    words = {400: "the body or a parameter is invalid", 401: "no valid token of an enabled account",
+             403: "the command needs the supervisor role", 404: "no such incident (or request)",
+             409: "the request does not await verification", 413: "the body is too large",
+             415: "the content type is not accepted",
+             503: "not configured (no token secret), or the stream or database is unavailable"}
+    return {code: {"model": list[Open311Error], "description": words[code]} for code in codes}
+
+
 router = APIRouter(prefix=PREFIX, tags=["command centre"])
 _bearer = HTTPBearer(auto_error=False)
 
@@ -99,7 +111,7 @@ async def dispatcher(request: Request,
     return account
 
 
-@router.post("/token", response_model=TokenOut, operation_id="command_token")
+@router.post("/token", response_model=TokenOut, operation_id="command_token", responses=errors(400, 401, 503))
 async def token(request: Request, body: TokenRequest) -> TokenOut:
     """A bearer token for an enabled dispatcher account."""
     settings = request.app.state.settings
@@ -118,7 +130,8 @@ async def token(request: Request, body: TokenRequest) -> TokenOut:
                     expires_in=int(settings.command_token_ttl_s), role=account.role)
 
 
-@router.post("/commands", status_code=202, response_model=CommandAccepted, operation_id="command_give")
+@router.post("/commands", status_code=202, response_model=CommandAccepted, operation_id="command_give",
+             responses=errors(400, 401, 403, 404, 503))
 async def give(request: Request, body: CommandIn, account: Account = Depends(dispatcher)) -> JSONResponse:
     """Publish a command to the incident's district; its outcome arrives as events."""
     if body.type in SUPERVISOR_ONLY and account.role != "supervisor":
@@ -155,7 +168,7 @@ async def publish_command(request: Request, command: DispatcherCommand) -> str:
     return district
 
 
-@router.get("/commands/{command_id}", operation_id="command_outcome")
+@router.get("/commands/{command_id}", operation_id="command_outcome", responses=errors(400, 401, 503))
 async def outcome(request: Request, command_id: Annotated[str, Path(max_length=200)],
                   account: Account = Depends(dispatcher)) -> list[dict]:
     """The incident events the command caused, in order (empty until the core has decided it and the sink written
@@ -168,7 +181,7 @@ async def outcome(request: Request, command_id: Annotated[str, Path(max_length=2
              "data": _json(r["data"])} for r in rows]
 
 
-@router.get("/escalations", operation_id="command_escalations")
+@router.get("/escalations", operation_id="command_escalations", responses=errors(400, 401, 503))
 async def escalations(request: Request, account: Account = Depends(dispatcher),
                       district: Annotated[str | None, Query(max_length=128)] = None,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[dict]:
@@ -189,7 +202,7 @@ def _json(value):
 
 def add_command_api(app: FastAPI) -> None:
     """Mount the command API and the complainant's feedback route on the gateway."""
-    from streams.gateway.feedback import router as feedback
+    from streams.gateway.feedback import router as feedback  # it uses this module's publish_command
 
     app.include_router(router)
     app.include_router(feedback)

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from processors.messages import SCHEMA_VERSION, DispatcherCommand, Operator
+from streams.gateway.commands import errors, publish_command
 from streams.gateway.formats import _BadRequest, _read_fields, _validation_messages
 from streams.gateway.models import ID_PATTERN
 from streams.gateway.store import _lookup
@@ -30,6 +31,12 @@ AWAITING = "awaiting_verification"
 FEEDBACK_MAX_BYTES = 4096
 
 
+class FeedbackAccepted(BaseModel):
+    service_request_id: str
+    outcome: str
+    feedback_id: str
+
+
 class Feedback(BaseModel):
     model_config = ConfigDict(extra="ignore")
     outcome: Literal["satisfied", "not_resolved"]
@@ -37,8 +44,6 @@ class Feedback(BaseModel):
 
 async def feedback(request: Request, service_request_id: Annotated[str, Path(max_length=200)]) -> JSONResponse:
     """The complainant's answer: was the request resolved?"""
-    from streams.gateway.commands import publish_command
-
     fields = await _read_fields(request, FEEDBACK_MAX_BYTES)
     try:
         given = Feedback.model_validate(fields)
@@ -63,4 +68,8 @@ async def feedback(request: Request, service_request_id: Annotated[str, Path(max
 
 for _path, _operation in (("/requests/{service_request_id}/feedback.json", "post_feedback_json"),
                           ("/requests/{service_request_id}/feedback", "post_feedback")):
-    router.add_api_route(_path, feedback, methods=["POST"], operation_id=_operation, status_code=202)
+    router.add_api_route(_path, feedback, methods=["POST"], operation_id=_operation, status_code=202,
+                         response_model=list[FeedbackAccepted], responses=errors(400, 404, 409, 413, 415, 503),
+                         openapi_extra={"requestBody": {"required": True, "content": {
+                             "application/x-www-form-urlencoded": {"schema": Feedback.model_json_schema()},
+                             "application/json": {"schema": Feedback.model_json_schema()}}}})
