@@ -36,6 +36,7 @@ VERBS = {
     "bench": "Benchmarks: throughput, latency",
     "schemas": "The JSON Schema of every contract message",
     "catalogue": "Print the catalogue of powers and duties",
+    "accounts": "Dispatcher accounts of the command API",
 }
 
 
