@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from streams.accounts_cli import accounts_app
 from streams.settings import Settings
 
 app = typer.Typer(
@@ -383,14 +384,7 @@ def _extra_or_exit(extra: str, *modules: str) -> None:
         raise typer.Exit(2)
 
 
-def _accounts() -> None:
-    """`patrol accounts add/disable`: the command API's dispatcher accounts (streams/accounts_cli.py)."""
-    from streams.accounts_cli import accounts_app
-
-    app.add_typer(accounts_app, name="accounts")
-
-
-_accounts()
+app.add_typer(accounts_app, name="accounts")  # `patrol accounts add/disable` (streams/accounts_cli.py)
 
 
 def _data_dir_or_exit(settings: Settings) -> None:
