@@ -130,3 +130,14 @@ def test_awaiting_verification_survives_a_snapshot(s, catalogue):
     s.core = restored
     s.verify("R1", "not_resolved")
     assert s.events("reopened") and s.orders()[-1].unit_id == "P1"
+
+
+def test_a_snapshot_taken_before_verification_existed_still_restores(s, catalogue):
+    resolved_fight(s)
+    doc = snapshot(s.core)
+    for incident in doc["incidents"]:
+        for newer in ("resolved_at", "acknowledged", "commands"):
+            incident.pop(newer)
+    restored = restore(doc, catalogue)
+    [incident] = restored.state.incidents.values()
+    assert (incident.resolved_at, incident.acknowledged, incident.commands) == (None, [], [])

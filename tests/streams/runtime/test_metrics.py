@@ -99,3 +99,19 @@ def test_a_scrape_during_an_update_finds_every_unit_series_and_gone_ones_are_dro
     after = generate_latest(REGISTRY).decode()
     assert series in after
     assert f'district="{district}",status="free",street="S2"' not in after  # the traffic unit went off duty
+
+
+def test_every_escalation_reason_has_a_breach_stage():
+    """An escalation whose reason the metrics did not know would fail its work-log entry (the outputs unpublished)."""
+    import typing
+    from datetime import datetime, timezone
+
+    from processors.messages import Escalation, WorkItem
+
+    reasons = typing.get_args(Escalation.model_fields["reason"].annotation)
+    assert set(reasons) == set(metrics.BREACH_STAGE)
+    at = datetime(2026, 11, 25, tzinfo=timezone.utc)
+    for reason in reasons:
+        escalation = Escalation(schema_version=1, escalation_id=f"X:L2:{reason}", incident_id="X", level=2,
+                                reason=reason, deadline=at, at=at, district="D", street="S", category="PS-FIGHT")
+        metrics.observe(escalation, WorkItem(kind="tick", district="D", at=at), at, lambda code: "public_security")
