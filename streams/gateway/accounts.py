@@ -7,6 +7,8 @@ account again, so that a disabled account's tokens stop working at once.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from dataclasses import dataclass
 
@@ -24,8 +26,20 @@ ISSUER = "patrol-dispatch/command"
 MIN_SECRET_BYTES = 32
 
 _hasher = PasswordHasher()
-# checked against when the name is unknown, so that an unknown name takes as long to refuse as a wrong password
-_DUMMY_HASH = _hasher.hash("an account that does not exist")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked against when the name is unknown, so that an unknown name takes as long to refuse as a wrong
+    password (made once, when first needed: a hash costs as much as a check)."""
+    return _hasher.hash("an account that does not exist")
+
+
+def _matches(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -74,9 +88,10 @@ async def authenticate(connection: asyncpg.Connection, name: str, password: str)
     """The enabled account with this name and password, or None."""
     row = await connection.fetchrow(
         "SELECT name, role, password_hash FROM dispatcher_accounts WHERE name = $1 AND disabled_at IS NULL", name)
-    try:
-        _hasher.verify(row["password_hash"] if row else _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
+    # argon2id is made to be slow (its defaults: 64 MiB, 3 passes): in a thread, not on the event loop that
+    # serves every other request
+    stored = row["password_hash"] if row else await asyncio.to_thread(_dummy_hash)
+    if not await asyncio.to_thread(_matches, stored, password):
         return None
     return Account(row["name"], row["role"]) if row else None
 
@@ -95,7 +110,7 @@ async def add_account(connection: asyncpg.Connection, name: str, role: str, pass
     await connection.execute(
         """INSERT INTO dispatcher_accounts (name, role, password_hash) VALUES ($1, $2, $3)
            ON CONFLICT (name) DO UPDATE SET role = $2, password_hash = $3, disabled_at = NULL, updated_at = now()""",
-        name, role, hash_password(password))
+        name, role, await asyncio.to_thread(hash_password, password))
 
 
 async def disable_account(connection: asyncpg.Connection, name: str) -> bool:
