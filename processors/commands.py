@@ -207,8 +207,7 @@ def _reassign(core: DistrictCore, incident: Incident, command: DispatcherCommand
     withdraw(state, old, incident, at, out, exclude=True)
     if new is not None and not extra:
         _send_named(core, incident, agency, new, at, out, replaces=old.unit_id)
-    elif new is not None:
-        state.queue.discard(incident.incident_id)
+    elif new is not None:  # a support place a dispatcher had added: the new unit gets one of its own
         _add_unit(core, incident, command, at, out)
     else:
         dispatch(core, incident, at, out, reason="dispatcher", replaces=old.unit_id)

@@ -197,3 +197,12 @@ def test_commands_survive_a_snapshot_and_replay_the_same(s, catalogue):
     replay = Scenario(catalogue, s.geography)
     again = [m for entry in s.log for m in replay.core.apply(entry)]
     assert [m.to_json_bytes() for m in again] == [m.to_json_bytes() for m in s.out]
+
+
+def test_reassigning_an_added_unit_gives_the_new_one_a_support_place(s):
+    incident = fight_with_units(s, "P1", "P2", "P3")
+    s.command("add_unit", incident, unit_id="P2")
+    s.command("reassign", incident, replaces="P2", unit_id="P3")
+    assert s.orders("cancel")[-1].unit_id == "P2" and s.orders()[-1].unit_id == "P3"
+    assert s.orders()[-1].role == "support" and set(s.active_units("R1").values()) == {"P1", "P3"}
+    assert s.core.state.units["P2"].free
