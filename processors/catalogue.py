@@ -10,6 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from processors.calendar import WorkingCalendar
 
+# A day: a call-back from the command centre is made within a working day of the resolution, and a complainant
+# answering through the app does so the same day or not at all.
+VERIFY_WINDOW_S = 86400.0
+
 Domain = Literal["public_security", "traffic", "city_management"]
 
 
@@ -40,6 +44,10 @@ class Category(BaseModel):
     auxiliary_ok: bool = False
     calendar: str | None = Field(
         default=None, description="name of a working-time calendar its SLA limits are counted in")
+    verify_window_s: Annotated[float, Field(gt=0)] = Field(
+        default=VERIFY_WINDOW_S,
+        description="how long a resolved incident awaits the complainant's verification (核查) before it is "
+                    "closed as unverified; counted in the category's own time")
 
     @property
     def is_joint(self) -> bool:

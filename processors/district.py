@@ -5,8 +5,9 @@ derived from the log's content, ties are broken by id, so replaying a
 district's log reproduces every decision and every emitted message byte for byte.
 
 This module is the entry: `DistrictCore.apply` passes each work item to the role that handles it —
-reports (processors/reports.py), unit events (processors/unit_events.py) and the limits that ran out
-before it (processors/escalations.py); they dispatch (processors/dispatch.py) by choosing units
+reports (processors/reports.py), unit events (processors/unit_events.py), dispatcher commands
+(processors/commands.py) and the limits that ran out before it (processors/escalations.py, with the
+verification window of processors/verification.py); they dispatch (processors/dispatch.py) by choosing units
 (processors/candidates.py) and issuing orders (processors/orders.py) over the state of
 processors/district_state.py and the incidents of processors/incidents.py.
 """
@@ -26,6 +27,7 @@ from processors.candidates import (  # noqa: F401  (the core's names, importable
     candidates,
 )
 from processors.catalogue import Catalogue, Category
+from processors.commands import on_command
 from processors.district_state import DistrictState
 from processors.escalations import fire_due
 from processors.incidents import CLOSED_KEPT, Incident, incident_id_for  # noqa: F401
@@ -60,6 +62,8 @@ class DistrictCore:
             on_report(self, item, item.report, out)
         elif item.kind == "unit_event" and item.unit_event is not None:
             on_unit_event(self, item, out)
+        elif item.kind == "command" and item.command is not None:
+            on_command(self, item, out)
         return out
 
     def candidates(self, category: Category, agency: str, lat: float, lon: float,

@@ -1,6 +1,7 @@
 """The SLA ladder: what happens when a district's time limits run out — an unacknowledged order goes to the
 next unit (level 1), a late arrival or resolution, or an incident nobody can take, is escalated (levels 2 and
-3), once each; and a closed incident is forgotten a day after closing."""
+3), once each, as is the promise to the citizen counted from the report (`due_by`, level 2); a resolved incident
+whose verification window ran out is closed as unverified; and a closed incident is forgotten a day after closing."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from processors.district_state import DistrictState, changing
 from processors.incidents import Incident, order_id, record_event
 from processors.messages import Escalation, Message
 from processors.orders import withdraw
+from processors.verification import verification_due
 
 if TYPE_CHECKING:
     from processors.district import DistrictCore
@@ -37,6 +39,21 @@ def fire_due(core: DistrictCore, now: datetime, out: list[Message]) -> None:
             escalate(state, incident, 3, "resolve_overdue", due, out)
         elif kind == "waiting" and not incident.active:
             escalate(state, incident, key[2], "no_eligible_unit", due, out)
+        elif kind == "due" and not incident.arrived and not _promise_covered(core, incident, due):
+            escalate(state, incident, 2, "promise_overdue", due, out)
+        elif kind == "verify":
+            verification_due(core, incident, state.now, out)
+
+
+def _promise_covered(core: DistrictCore, incident: Incident, due: datetime) -> bool:
+    """Whether the promise to the citizen (`due_by`, counted from the report) runs out at the very moment another
+    arrival limit does — the dispatch's own (arrive_by) or that of an incident nobody has been on since its
+    report — which then is the one breach escalated, not two."""
+    if incident.arrive_by == due:
+        return True
+    waiting = incident.waiting_since
+    return (waiting is not None and not incident.active
+            and core.catalogue.deadline(incident.category, waiting, incident.category.sla.arrive_s) == due)
 
 
 def forget(state: DistrictState, incident: Incident) -> None:

@@ -49,10 +49,20 @@ STATUS_AFTER = {
     "en_route": "en_route",
     "on_scene": "on_scene",
     "resolved": "resolved",
+    # the last unit resolved it: the complainant's verification is awaited (processors/verification.py)
+    "awaiting_verification": "awaiting_verification",
+    "reopened": "reopened",
     "closed": "closed",
     "cancelled": "cancelled",
 }
 CLOSED_STATUSES = frozenset({"closed", "cancelled"})
+
+
+def district_of(incident_id: str) -> str | None:
+    """The district an incident id was made in (`incident_id_for`), or None if it is not such an id."""
+    if not incident_id.startswith("INC-") or len(incident_id) < 18 or incident_id[-13] != "-":
+        return None
+    return incident_id[4:-13]
 
 
 @dataclass
@@ -85,6 +95,12 @@ class Incident:
     arrived: bool = False
     # (level, reason) pairs already escalated: each is raised once per incident
     raised: set[tuple[int, str]] = field(default_factory=set)
+    # when its last unit resolved it (it then awaits verification: processors/verification.py)
+    resolved_at: datetime | None = None
+    # the escalation ids a dispatcher has acknowledged, in that order
+    acknowledged: list[str] = field(default_factory=list)
+    # the ids of the dispatcher commands decided for it: a resent command changes nothing
+    commands: list[str] = field(default_factory=list)
 
     @property
     def is_open(self) -> bool:

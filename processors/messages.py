@@ -145,6 +145,11 @@ IncidentEventType = Literal[
     "escalated",
     "cancelled",
     "queued",
+    # dispatcher commands and verification (processors/commands.py, processors/verification.py)
+    "command_refused",
+    "escalation_acknowledged",
+    "awaiting_verification",
+    "reopened",
 ]
 
 
@@ -161,7 +166,7 @@ class Escalation(Message):
     escalation_id: str
     incident_id: str
     level: Literal[1, 2, 3]
-    reason: Literal["ack_overdue", "arrival_overdue", "resolve_overdue", "no_eligible_unit"]
+    reason: Literal["ack_overdue", "arrival_overdue", "resolve_overdue", "no_eligible_unit", "promise_overdue"]
     deadline: datetime
     at: datetime
     district: str
@@ -187,6 +192,39 @@ class DeadLetter(Message):
     received_at: datetime
 
 
+# --- dispatcher commands (topic dispatch.commands, keyed by district) ---
+
+
+class Operator(BaseModel):
+    """Who gave a command: the authenticated dispatcher's account name and role (the complainant, for feedback
+    through their Open311 token)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    role: Literal["dispatcher", "supervisor", "complainant"]
+
+
+CommandType = Literal["assign", "reassign", "cancel", "add_unit", "close", "acknowledge_escalation", "verify"]
+
+
+class DispatcherCommand(Message):
+    """A command-centre decision for one incident, decided by the district core (processors/commands.py)."""
+
+    command_id: Identifier = Field(description="unique per command; stamped on every event it causes")
+    type: CommandType
+    incident_id: Identifier
+    unit_id: Identifier | None = Field(default=None, description="assign, add_unit: the unit; reassign: the new one "
+                                                                 "(none: the best free unit)")
+    replaces: Identifier | None = Field(default=None, description="reassign: the unit taken off")
+    escalation_id: Annotated[str, Field(max_length=200)] | None = None
+    outcome: Literal["satisfied", "not_resolved"] | None = Field(
+        default=None, description="verify: the complainant's answer (a call-back, or their own through Open311)")
+    channel: Literal["callback", "open311"] | None = Field(default=None, description="verify: how it was heard")
+    note: ShortText | None = None
+    by: Operator
+    issued_at: AwareDatetime
+
+
 # --- the district work log (internal topic, keyed by district) ---
 
 
@@ -210,12 +248,13 @@ class WorkItem(BaseModel):
     """One entry of a district's ordered work log: an admitted report, a unit event or a clock tick."""
 
     model_config = ConfigDict(frozen=True)
-    kind: Literal["report", "unit_event", "tick"]
+    kind: Literal["report", "unit_event", "tick", "command"]
     district: str
     at: AwareDatetime = Field(description="when the platform received it: the core's only clock")
     street: str | None = None
     report: IncidentReport | None = None
     unit_event: UnitEvent | None = None
+    command: DispatcherCommand | None = None
     provenance: Provenance | None = None
 
 
@@ -241,4 +280,5 @@ CONTRACT_MESSAGES: dict[str, Any] = {
     "IncidentEvent": IncidentEvent,
     "Escalation": Escalation,
     "DeadLetter": DeadLetter,
+    "DispatcherCommand": DispatcherCommand,
 }

@@ -13,15 +13,17 @@ from processors.units import Assignment, Unit
 
 
 def assign(state: DistrictState, catalogue: Catalogue, incident: Incident, agency: str, unit: Unit, eta: float,
-           at: datetime) -> DispatchOrder:
-    """Give `unit` the `agency` place of `incident`; returns the order to send it (without its team)."""
+           at: datetime, *, place: str | None = None) -> DispatchOrder:
+    """Give `unit` the `agency` place of `incident`; returns the order to send it (without its team).
+
+    `place` names a place beyond the category's own (a unit a dispatcher adds): it supports, for `agency`."""
     incident.orders_issued += 1
     new_id = order_id(incident, incident.orders_issued)
-    role = incident.role_of(agency)
+    role = "support" if place else incident.role_of(agency)
     ack_by = catalogue.deadline(incident.category, at, incident.category.sla.ack_s)
-    incident.active[agency] = Assignment(order_id=new_id, unit_id=unit.unit_id, agency=agency, role=role,
-                                         eta_s=round(eta, 1), issued_at=at, ack_by=ack_by)
-    state.orders[new_id] = (incident.incident_id, agency)
+    incident.active[place or agency] = Assignment(order_id=new_id, unit_id=unit.unit_id, agency=agency, role=role,
+                                                  eta_s=round(eta, 1), issued_at=at, ack_by=ack_by)
+    state.orders[new_id] = (incident.incident_id, place or agency)
     changing(state, unit, lambda: hold(unit, new_id, incident))
     state.deadlines.set(("ack", new_id), ack_by)
     return DispatchOrder(
@@ -44,7 +46,7 @@ def withdraw(state: DistrictState, unit: Unit, incident: Incident, at: datetime,
         incident.excluded.add(unit.unit_id)
     out.append(DispatchOrder(
         schema_version=1, order_id=assignment.order_id, kind="cancel", incident_id=incident.incident_id,
-        unit_id=unit.unit_id, role=assignment.role, agency=agency, category=incident.category.code,
+        unit_id=unit.unit_id, role=assignment.role, agency=assignment.agency, category=incident.category.code,
         priority=incident.priority, lat=incident.lat, lon=incident.lon, address=incident.address,
         issued_at=at,
     ))

@@ -60,6 +60,7 @@ def on_report(core: DistrictCore, item: WorkItem, report: IncidentReport, out: l
     incident.resolve_by = core.catalogue.deadline(category, item.at, category.sla.resolve_s)
     incident.due_by = core.catalogue.deadline(category, item.at, category.sla.arrive_s)
     state.deadlines.set(("resolve", incident.incident_id), incident.resolve_by)
+    state.deadlines.set(("due", incident.incident_id), incident.due_by)
     dispatch(core, incident, item.at, out)
 
 

@@ -21,7 +21,7 @@ from processors.units import Assignment, Unit
 FORMAT = 1
 
 _INCIDENT_TIMES = ("created_at", "last_report_at", "first_dispatched_at", "arrive_by", "due_by", "resolve_by",
-                   "waiting_since")
+                   "waiting_since", "resolved_at")
 
 
 def snapshot(core: DistrictCore) -> dict:
@@ -93,7 +93,7 @@ def _incident_doc(incident: Incident) -> dict:
 
 def _incident(doc: dict, category: Category) -> Incident:
     fields = {k: v for k, v in doc.items() if k not in ("category", "active", "resolved", "excluded", "raised")}
-    fields.update({k: _parse_time(doc[k]) for k in _INCIDENT_TIMES})
+    fields.update({k: _parse_time(doc.get(k)) for k in _INCIDENT_TIMES})  # a field newer than the snapshot: its default
     return Incident(
         **fields, category=category,
         active={agency: _assignment(a) for agency, a in doc["active"].items()},

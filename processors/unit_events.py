@@ -1,5 +1,5 @@
 """What the units tell their district: logging on and off, where they are, whether they are available, and how
-far they have got with their orders — up to the resolution that closes an incident."""
+far they have got with their orders — up to the resolution after which an incident awaits verification."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 from processors.dead_letters import reject_item
 from processors.dispatch import offer, replace
 from processors.district_state import changing, refile, release
-from processors.incidents import CLOSED_KEPT, Incident, record_event, seconds, timing
+from processors.incidents import record_event, seconds, timing
 from processors.messages import Availability, Location, LogOff, LogOn, Message, OrderStatus, Resolved, WorkItem
 from processors.units import STAGE_OF_EVENT, STAGES, Unit, implausible_move
+from processors.verification import await_verification, close  # noqa: F401  (close: importable from here as before)
 
 if TYPE_CHECKING:
     from processors.district import DistrictCore
@@ -95,6 +96,7 @@ def on_order_status(core: DistrictCore, item: WorkItem, unit: Unit, event, out: 
     if STAGES.index(stage) >= STAGES.index("on_scene") and not incident.arrived:
         incident.arrived = True
         state.deadlines.drop(("arrive", incident.incident_id))
+        state.deadlines.drop(("due", incident.incident_id))
         data.update(since_dispatch_s=seconds(at - incident.first_dispatched_at),
                     arrive_on_time=at <= incident.arrive_by)
     assignment.stage = unit.stage = stage
@@ -106,22 +108,6 @@ def on_order_status(core: DistrictCore, item: WorkItem, unit: Unit, event, out: 
         incident.resolved[agency] = incident.active.pop(agency)
         release(state, unit)
         if not incident.active:
-            close(core, incident, item.at, out)
+            # resolved is not closed: the complainant is asked first (核查结案)
+            await_verification(core, incident, item.at, out)
         offer(core, unit, item.at, out)
-
-
-def close(core: DistrictCore, incident: Incident, at: datetime, out: list[Message]) -> None:
-    """Every place resolved: the incident leaves the queue, the index and the clocks, to be forgotten after CLOSED_KEPT."""
-    state = core.state
-    # a joint place still waiting in the queue is no longer needed once the others have resolved it
-    state.queue.discard(incident.incident_id)
-    state.open_incidents.remove(incident.incident_id)
-    state.load.add(state.load.open_incidents, incident.street, -1)
-    for key in (("arrive", incident.incident_id), ("resolve", incident.incident_id),
-                ("waiting", incident.incident_id, 2), ("waiting", incident.incident_id, 3)):
-        state.deadlines.drop(key)
-    state.deadlines.set(("forget", incident.incident_id), at + CLOSED_KEPT)
-    record_event(incident, "closed", at, out, {
-        "units": sorted(a.unit_id for a in incident.resolved.values()),
-        "open_s": seconds(at - incident.created_at), "resolve_on_time": at <= incident.resolve_by,
-        **timing(incident, at)})

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from streams.field_api.commands import add_commands as add_field_commands
+from streams.accounts_cli import accounts_app
 from streams.settings import Settings
 
 app = typer.Typer(
@@ -394,6 +395,9 @@ def _extra_or_exit(extra: str, *modules: str) -> None:
     if missing:
         err_console.print(f"this verb needs {', '.join(missing)}: pip install 'patrol-dispatch[{extra}]'")
         raise typer.Exit(2)
+
+
+app.add_typer(accounts_app, name="accounts")  # `patrol accounts add/disable` (streams/accounts_cli.py)
 
 
 def _data_dir_or_exit(settings: Settings) -> None:

@@ -130,6 +130,13 @@ class Settings(BaseSettings):
     field_device_id: str | None = Field(default=None, description="the terminal's device credential: its id")
     field_device_secret: SecretStr | None = Field(default=None, description="the terminal's device credential: "
                                                   "its secret (`patrol field-credentials issue`)")
+    command_token_secret: SecretStr | None = Field(
+        default=None,
+        description="the key the command API signs its dispatchers' bearer tokens with (HS256; at least 32 bytes); "
+                    "unset, the command API answers 503 to everything but its description")
+    command_token_ttl_s: float = Field(
+        default=8 * 3600.0, ge=60, le=24 * 3600,
+        description="how long a dispatcher's token is valid: a shift; a disabled account's token stops at once")
 
     @model_validator(mode="after")
     def _retention_outlasts_snapshots(self) -> "Settings":

@@ -13,7 +13,7 @@ import sys
 from datetime import timedelta
 
 from processors.district import CLOSED_KEPT, DistrictCore
-from processors.messages import DispatchOrder, WorkItem
+from processors.messages import DispatcherCommand, DispatchOrder, WorkItem
 from streams.bench.cost import _log_on_item, _report_item, _status_item
 from streams.bench.cpu import _rss_bytes
 from streams.bench.reference import DISTRICT, T0, Steps, _bounds, bench_categories, reference
@@ -68,6 +68,9 @@ def memory_probe(n_units: int, n_incidents: int, traced: bool) -> dict[str, floa
     open_now = sum(1 for i in core.state.incidents.values() if i.is_open)
     for k, (unit_id, order_id) in enumerate(orders):
         core.apply(_status_item(unit_id, "resolved", order_id, at, k))
+    # resolved awaits verification: each complainant answers, satisfied, and the incident closes
+    for incident_id in sorted({i for i, state in core.state.incidents.items() if state.status == "awaiting_verification"}):
+        core.apply(_verified_item(incident_id, at))
     with_closed = measure() - ours
     closed_now = sum(1 for i in core.state.incidents.values() if not i.is_open)
     # a day later, with the clock ticking: the closed incidents forgotten, their report ids kept
@@ -96,3 +99,11 @@ def memory_footprint(n_units: int, n_incidents: int, steps: Steps | None = None)
     keys = ("per_unit", "per_open_incident", "per_closed_incident", "per_forgotten_incident")
     return Memory(units=n_units, incidents=n_incidents, traced={k: results[True][k] for k in keys},
                   resident={k: results[False][k] for k in keys})
+
+
+def _verified_item(incident_id: str, at) -> WorkItem:
+    """The complainant's `satisfied`, as the command API publishes it."""
+    command = DispatcherCommand(schema_version=1, command_id=f"V-{incident_id}", type="verify",
+                                incident_id=incident_id, outcome="satisfied", channel="callback",
+                                by={"name": "bench", "role": "dispatcher"}, issued_at=at)
+    return WorkItem(kind="command", district=DISTRICT, at=at, command=command)

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from processors.catalogue import Catalogue
 from processors.geography import Geography
+from streams.gateway.commands import add_command_api
 from streams.gateway.formats import _BadRequest, _errors, _validation_messages, service_definitions
 from streams.gateway.models import PUBLISH_TIMEOUT_S
 from streams.gateway.probes import _Metrics, add_probes
@@ -59,6 +60,7 @@ def create_app(settings: Settings, catalogue: Catalogue | None = None, geography
     app.openapi = partial(_openapi, app)
 
     add_routes(app, catalogue, geography)
+    add_command_api(app)  # the command centre's /command/v1 and the complainant's feedback
     add_probes(app)  # operations (not Open311; left out of the OpenAPI document)
     return app
 

@@ -17,6 +17,8 @@ STATUS_NOTES = {
     "en_route": "A unit is on its way.",
     "on_scene": "A unit is on scene, dealing with it (处置).",
     "resolved": "Dealt with on scene; awaiting verification and closure (核查结案).",
+    "awaiting_verification": "Dealt with; awaiting your verification (核查): POST /requests/{id}/feedback.json.",
+    "reopened": "Reported as not resolved; being dealt with again.",
     "closed": "Closed (结案).",
     "cancelled": "Cancelled.",
 }

@@ -33,6 +33,10 @@ What each service does on Kafka, read off the code:
   `unit.register`; no group. Field devices (the web app, `patrol unit`) are its HTTP clients and hold no Kafka
   credential.
 - **gateway** (streams/gateway/): writes `incident.reports`.
+- **field unit** (`patrol unit`, streams/field_unit/): writes `unit.events`, reads `dispatch.orders`, and reads
+  `unit.events` back to restore its progress after a restart (so it sees other units' events too); no group.
+- **gateway** (streams/gateway/): writes `incident.reports`, and `dispatch.commands` (its command API, which the
+  worker's intake reads).
 
 Who creates topics: the contract topics (and, in production, ours too) are created by an administrator — on the
 embedded broker by ADMIN, a super user that only sets up (SCRAM users, these ACLs, ensure_topics); in Kubernetes by
@@ -49,6 +53,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from streams.runtime.topics import (
+    DISPATCH_COMMANDS,
     DISPATCH_ORDERS,
     INCIDENT_EVENTS,
     INCIDENT_REPORTS,
@@ -93,7 +98,7 @@ def principals(app_id: str) -> dict[str, tuple[Acl, ...]]:
     own = f"{app_id}-"
     return {
         WORKER: (
-            *_topics(READ, INCIDENT_REPORTS, UNIT_EVENTS, UNIT_REGISTER),
+            *_topics(READ, INCIDENT_REPORTS, UNIT_EVENTS, UNIT_REGISTER, DISPATCH_COMMANDS),
             *_topics(WRITE, DISPATCH_ORDERS, INCIDENT_EVENTS, SLA_ESCALATIONS, INCIDENT_REPORTS_DLQ),
             Acl("TOPIC", own, "PREFIXED",
                 ("CREATE", "READ", "WRITE", "DESCRIBE", "DESCRIBE_CONFIGS", "ALTER_CONFIGS")),
@@ -115,5 +120,5 @@ def principals(app_id: str) -> dict[str, tuple[Acl, ...]]:
             *_topics(WRITE, UNIT_EVENTS),
             *_topics(READ, DISPATCH_ORDERS, UNIT_REGISTER),
         ),
-        GATEWAY: _topics(WRITE, INCIDENT_REPORTS),
+        GATEWAY: _topics(WRITE, INCIDENT_REPORTS, DISPATCH_COMMANDS),
     }

@@ -17,6 +17,7 @@ from pydantic import BaseModel, TypeAdapter
 from streams import __version__
 from streams.operations.schemas import ALL_MESSAGES
 from streams.runtime.topics import (
+    DISPATCH_COMMANDS,
     DISPATCH_ORDERS,
     INCIDENT_EVENTS,
     INCIDENT_REPORTS,
@@ -52,6 +53,9 @@ CHANNELS = (
             "Each incident's life, in order (`seq` per incident), written by the district cores."),
     Channel(SLA_ESCALATIONS, "Escalation", "incident_id", "send",
             "Breaches of a time limit, once per incident, level and reason, written by the district cores."),
+    Channel(DISPATCH_COMMANDS, "DispatcherCommand", "the incident's district", "receive",
+            "Dispatchers' commands from the command API (and complainants' verification answers); read by intake "
+            "for the district cores."),
     Channel(INCIDENT_REPORTS_DLQ, "DeadLetter", "the key of the record refused, or none", "send",
             "Every record some stage refused, with a stable reason, a masked excerpt and the raw record's hash."),
     Channel(UNIT_REGISTER, "RegisterChange", "unit_id", "receive",

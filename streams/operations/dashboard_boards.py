@@ -22,7 +22,8 @@ def integrated_patrol() -> dash.Dashboard:
     board = _now(board)
     board = _incidents_and_reports(board)
     board = _time_limits(board)
-    return _units_streets_and_map(board)
+    board = _units_streets_and_map(board)
+    return _action_list(board)
 
 
 def _now(board: dash.Dashboard) -> dash.Dashboard:
@@ -125,6 +126,23 @@ def _units_streets_and_map(board: dash.Dashboard) -> dash.Dashboard:
 
 
 
+def _action_list(board: dash.Dashboard) -> dash.Dashboard:
+    """Row "Action list": the open escalations no dispatcher has acknowledged (GET /command/v1/escalations)."""
+    return (board
+            .with_row(dash.Row("Action list"))
+            .with_panel(table.Panel().title("Open escalations, highest level and earliest due first")
+                        .datasource(POSTGRES)
+                        .description("From PostgreSQL (view v_open_escalations). An escalation leaves the list when a "
+                                     "dispatcher acknowledges it (command acknowledge_escalation) or its incident "
+                                     "closes.")
+                        .with_target(Sql("""
+                            SELECT level, due, reason, unit_id, category, district, street, status, incident_id,
+                            escalation_id
+                            FROM v_open_escalations
+                            ORDER BY level DESC, due
+                            LIMIT 200""")).span(24).height(10)))
+
+
 def _open_incident_map() -> geomap.Panel:
     markers = (common_builders.MapLayerOptions().type("markers").name("Open incidents").tooltip(True)
                .location(common_builders.FrameGeometrySource().mode(common.FrameGeometrySourceMode.COORDS)
@@ -186,6 +204,17 @@ def sla_streets() -> dash.Dashboard:
                              model.DynamicConfigValue(id_val="custom.cellOptions", value={"type": "color-background"}),
                              model.DynamicConfigValue(id_val="thresholds", value=COMPLIANCE_COLOURS.build()),
                          ]))
+
+             .with_panel(table.Panel().title("Verification and closure (核查结案), 24 h").datasource(POSTGRES)
+                         .description("From PostgreSQL (view v_street_verification): closures the complainant "
+                                      "verified, closed unverified when the window ran out, closed by a supervisor, "
+                                      "and reopened as not resolved.")
+                         .with_target(Sql("""
+                             SELECT district, street, verified_24h, unverified_24h, closed_by_command_24h,
+                             reopened_24h, awaiting_24h
+                             FROM v_street_verification
+                             ORDER BY district, street"""))
+                         .span(24).height(8))
 
              .with_row(dash.Row("Time limits by domain and stage"))
              .with_panel(series("SLA compliance over time (1 h window)",

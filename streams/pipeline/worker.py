@@ -22,6 +22,7 @@ from aiokafka import TopicPartition
 from processors.catalogue import Catalogue
 from processors.geography import Geography
 from processors.dead_letters import Rejected, bare_dead_letter, dead_letter
+from processors.command_intake import admit_command
 from processors.intake import Inbound, Limits, admit_report, admit_unit_event, reporter_of
 from processors.messages import (
     DeadLetter,
@@ -47,6 +48,7 @@ from streams.pipeline.unit_districts import UnitDistricts
 from streams.settings import Settings
 from streams.sink.sink import Sink
 from streams.runtime.topics import (
+    DISPATCH_COMMANDS,
     DISPATCH_ORDERS,
     INCIDENT_EVENTS,
     INCIDENT_REPORTS,
@@ -249,6 +251,13 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography, da
         metrics.UNIT_EVENTS.labels(unit_event.type, "admitted").inc()
         return out
 
+    async def take_command(record) -> list[Outgoing]:
+        # a dispatcher's command from the command API: into its district's work log, decided by the core there
+        admitted = admit_command(_inbound(record), geography, limits)
+        if isinstance(admitted, Rejected):
+            return [reject(_inbound(record), admitted, "intake")]
+        return [forward(admitted)]
+
     async def decide(record) -> list[Outgoing]:
         if districts.processed(record.partition, record.offset):
             return []  # taken when the broker acknowledged it (decide_delivered), or handed to us again
@@ -278,7 +287,7 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography, da
         return await decide(record)
 
     handlers = {INCIDENT_REPORTS: guarded("intake", take_report), UNIT_EVENTS: guarded("intake", take_unit_event),
-                worklog_name: guarded("core", decide)}
+                DISPATCH_COMMANDS: guarded("intake", take_command), worklog_name: guarded("core", decide)}
 
     async def take(record) -> list[Outgoing]:
         if record.topic == UNIT_EVENTS and unit_districts.stale:
@@ -300,7 +309,7 @@ def build_app(settings: Settings, catalogue: Catalogue, geography: Geography, da
     # one consumer for the three topics: every consumer polls the broker every fetch wait, and the
     # embedded broker's CPU is as scarce as the worker's
     pipeline = ConsumerLoop(settings, PIPELINE, pipeline_group(settings),
-                            (INCIDENT_REPORTS, UNIT_EVENTS, worklog_name), take, on_revoked=revoked,
+                            (INCIDENT_REPORTS, UNIT_EVENTS, DISPATCH_COMMANDS, worklog_name), take, on_revoked=revoked,
                             on_assigned=assigned, follow={worklog_name: guarded("core", decide_delivered)},
                             on_unpublishable=lambda record, exc: (INCIDENT_REPORTS_DLQ, None, unpublishable(record, exc)),
                             between_polls=districts.take_over)

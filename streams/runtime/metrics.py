@@ -126,7 +126,11 @@ BREACH_STAGE = {
     "arrival_overdue": "arrive",
     "resolve_overdue": "resolve",
     "no_eligible_unit": "assign",
+    # the promise to the citizen counted from the report: a breach of its own, with no "met" counted for it
+    "promise_overdue": "promise",
 }
+# the stages whose escalations are breaches only: no outcome (met or missed) is counted for them
+BREACH_ONLY = frozenset({"assign", "promise"})
 
 
 def observe(message: Message, item: WorkItem, now: datetime, domain_of) -> None:
@@ -140,7 +144,7 @@ def observe(message: Message, item: WorkItem, now: datetime, domain_of) -> None:
         stage = BREACH_STAGE[message.reason]
         domain = domain_of(message.category)
         SLA_BREACHES.labels(stage, domain, str(message.level)).inc()
-        if stage != "assign":
+        if stage not in BREACH_ONLY:
             SLA_OUTCOMES.labels(stage, domain, "missed").inc()
     elif isinstance(message, IncidentEvent):
         data = message.data

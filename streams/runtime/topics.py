@@ -24,6 +24,8 @@ SLA_ESCALATIONS = "sla.escalations"
 # changes of the unit register by the command centre (processors/register.py), keyed by unit_id; kept for ever:
 # it is the register's audit trail, and every reader of the register replays it over the file
 UNIT_REGISTER = "unit.register"
+# dispatcher commands from the command API (streams/gateway/commands.py), keyed by district; intake admits them
+DISPATCH_COMMANDS = "dispatch.commands"
 
 CONTRACT_TOPICS = (
     INCIDENT_REPORTS,
@@ -33,6 +35,7 @@ CONTRACT_TOPICS = (
     INCIDENT_EVENTS,
     SLA_ESCALATIONS,
     UNIT_REGISTER,
+    DISPATCH_COMMANDS,
 )
 
 # Topics that producers outside the platform write to, and so what `patrol publish` accepts.

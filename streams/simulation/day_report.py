@@ -32,6 +32,8 @@ class DayReport:
     reassigned: Counter = field(default_factory=Counter)
     escalations: Counter = field(default_factory=Counter)  # (level, reason)
     closed: int = 0
+    # resolved by their units, awaiting the complainant's verification (核查) when the day ended
+    awaiting: int = 0
     # stage -> domain -> durations in simulated seconds
     times: dict = field(default_factory=lambda: defaultdict(lambda: defaultdict(list)))
     p1_incidents: int = 0
@@ -58,6 +60,7 @@ async def gather(database_url: str, report_prefix: str, since: datetime, speedup
         ids = [row["incident_id"] for row in incidents]
         r.incidents = len(ids)
         r.closed = sum(1 for row in incidents if row["status"] == "closed")
+        r.awaiting = sum(1 for row in incidents if row["status"] == "awaiting_verification")
         street_of = {row["incident_id"]: row["street"] for row in incidents}
         r.street_incidents = Counter(street_of.values())
         p1 = {row["incident_id"] for row in incidents if row["priority"] == 1}
@@ -108,6 +111,7 @@ def print_report(console: Console, r: DayReport) -> None:
     counts.add_row("reports merged into an open incident", str(r.merged))
     counts.add_row("units dispatched", str(r.orders))
     counts.add_row("incidents closed", str(r.closed))
+    counts.add_row("resolved, awaiting verification", str(r.awaiting))
     for reason, n in sorted(r.reassigned.items()):
         counts.add_row(f"reassigned ({reason})", str(n))
     for (level, reason), n in sorted(r.escalations.items()):
@@ -187,7 +191,8 @@ def write_report(r: DayReport, directory: Path, title: str) -> Path:
     lines = [f"# {title}", "", f"Durations are simulated time (the day ran {r.speedup:g}× faster than the clock).", "",
              "| what | count |", "|---|---:|",
              f"| incidents created | {r.incidents} |", f"| reports merged | {r.merged} |",
-             f"| units dispatched | {r.orders} |", f"| incidents closed | {r.closed} |"]
+             f"| units dispatched | {r.orders} |", f"| incidents closed | {r.closed} |",
+             f"| resolved, awaiting verification | {r.awaiting} |"]
     lines += [f"| reassigned ({k}) | {n} |" for k, n in sorted(r.reassigned.items())]
     lines += [f"| escalation level {lv} ({why}) | {n} |" for (lv, why), n in sorted(r.escalations.items())]
     lines += [f"| dead letter: {k} | {n} |" for k, n in sorted(r.dead_letters.items())]

@@ -22,6 +22,7 @@ import pytest
 from streams.sink.sink import AUDITED
 from streams.runtime.topics import (
     CONTRACT_TOPICS,
+    DISPATCH_COMMANDS,
     DISPATCH_ORDERS,
     INBOUND_TOPICS,
     INCIDENT_EVENTS,
@@ -67,12 +68,15 @@ def test_the_acls_grant_each_process_what_its_code_does_and_no_more():
     assert {p for p, acls in ACLS.items() if allowed(acls, "topic", reporters_topic(APP), "Read")} == {"worker", "sink"}
     # what writes where, outside the worker and the sink
     writes = {p: {name for kind, name, _, op in acls if kind == "topic" and op == "Write"} for p, acls in ACLS.items()}
-    assert writes["gateway"] == writes["reporter"] == {INCIDENT_REPORTS}
     # unit.events: the field API only (the simulator of the compose stack plays field units)
     assert writes["field-api"] == {UNIT_EVENTS} and writes["command-centre"] == {UNIT_REGISTER}
     assert {p for p, acls in ACLS.items() if allowed(acls, "topic", UNIT_EVENTS, "Write")} == {"field-api"}
     assert allowed(ACLS["field-api"], "topic", DISPATCH_ORDERS, "Read")
     assert allowed(ACLS["field-api"], "topic", UNIT_REGISTER, "Read") and allowed(worker, "topic", UNIT_REGISTER, "Read")
+    assert writes["reporter"] == {INCIDENT_REPORTS}
+    # the gateway's command API publishes dispatcher commands, which only the worker's intake reads
+    assert writes["gateway"] == {INCIDENT_REPORTS, DISPATCH_COMMANDS}
+    assert {p for p, acls in ACLS.items() if allowed(acls, "topic", DISPATCH_COMMANDS, "Read")} == {"worker"}
     # nobody administers the cluster, and every named topic exists
     topics = {*CONTRACT_TOPICS, *internal}
     for principal, acls in {**ACLS, **COMPOSE_ONLY_ACLS}.items():

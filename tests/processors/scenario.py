@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from processors.district import DistrictCore
 from processors.messages import (
     DeadLetter,
+    DispatcherCommand,
     DispatchOrder,
     Escalation,
     IncidentEvent,
@@ -75,6 +76,20 @@ class Scenario:
     def status(self, unit_id: str, type_: str, order_id: str | None = None, **fields) -> list:
         order_id = order_id or self.order_of(unit_id)
         return self.unit_event(unit_id, type_, order_id=order_id, **fields)
+
+    def command(self, type_: str, incident_id: str, *, by: tuple[str, str] = ("li.wei", "dispatcher"),
+                **fields) -> list:
+        """A dispatcher command (processors/commands.py) as the command API publishes it."""
+        self.tick()
+        command = DispatcherCommand(schema_version=1, command_id=f"C-{self.offset + 1}", type=type_,
+                                    incident_id=incident_id, by={"name": by[0], "role": by[1]},
+                                    issued_at=self.clock, **fields)
+        return self.feed(WorkItem(kind="command", district=self.district, at=self.clock, command=command,
+                                  provenance=self._provenance("dispatch.commands", self.district)))
+
+    def verify(self, report_id: str, outcome: str = "satisfied", **fields) -> list:
+        """The complainant's answer, by the command centre's call-back."""
+        return self.command("verify", self.incident_of(report_id), outcome=outcome, **fields)
 
     # --- reading what came out ---
 

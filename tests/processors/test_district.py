@@ -162,10 +162,13 @@ def test_field_events_drive_the_incident_to_closed_and_free_the_unit(s):
     for step in ("ack", "en_route", "on_scene"):
         s.status("P1", step)
     s.status("P1", "resolved", outcome="dispersed")
+    # resolved is not closed: the incident awaits the complainant's verification first (核查结案)
+    s.verify("R1", "satisfied")
     incident = s.incident_of("R1")
     assert [e.type for e in s.events(incident_id=incident)] == [
-        "created", "dispatched", "acknowledged", "en_route", "on_scene", "resolved", "closed"]
-    assert [e.seq for e in s.events(incident_id=incident)] == list(range(1, 8))
+        "created", "dispatched", "acknowledged", "en_route", "on_scene", "resolved", "awaiting_verification",
+        "closed"]
+    assert [e.seq for e in s.events(incident_id=incident)] == list(range(1, 9))
     assert s.events("resolved")[0].data["outcome"] == "dispersed"
     assert s.core.state.units["P1"].free
     s.report("R2", "PS-THEFT", *SYJ)
@@ -179,8 +182,9 @@ def test_a_joint_incident_closes_only_when_every_unit_has_resolved(s, catalogue)
     s.report("R1", "EM-CROWD", *HJT)
     for agency in agencies[:-1]:
         s.status(f"U-{agency}", "resolved")
-    assert s.events("closed") == []
+    assert s.events("awaiting_verification") == []
     s.status(f"U-{agencies[-1]}", "resolved")
+    s.verify("R1", "satisfied")
     [closed] = s.events("closed")
     assert closed.data["units"] == sorted(f"U-{a}" for a in agencies)
 
@@ -378,6 +382,7 @@ def test_a_closed_incident_is_forgotten_after_a_day_and_its_report_never_opens_i
     incident, order = s.incident_of("R1"), s.order_of("P1")
     for step in ("ack", "on_scene", "resolved"):
         s.status("P1", step, order_id=order)
+    s.verify("R1", "satisfied")  # closed on verification (核查结案), not on `resolved`
     s.wait(CLOSED_KEPT.total_seconds() - 60)
     assert incident in s.core.state.incidents  # the day's late field events are still told apart
     s.wait(120)

@@ -28,6 +28,12 @@ operation = st.one_of(
     st.tuples(st.just("presence"), st.sampled_from(UNITS), st.sampled_from(["log_off", "unavailable", "available"])),
     st.tuples(st.just("move"), st.sampled_from(UNITS), st.sampled_from(POINTS)),
     st.tuples(st.just("wait"), st.integers(1, 3600)),
+    # a dispatcher's command (processors/commands.py) for one of the incidents, possible or not
+    st.tuples(st.just("command"), st.integers(0, 30),
+              st.sampled_from(["assign", "add_unit", "reassign", "cancel", "close", "acknowledge_escalation",
+                               "verify"]),
+              st.sampled_from(UNITS), st.sampled_from([None, *UNITS]),
+              st.sampled_from(["satisfied", "not_resolved"]), st.sampled_from(["dispatcher", "supervisor"])),
 )
 
 
@@ -49,6 +55,16 @@ def run(s: Scenario, ops) -> None:
             s.unit_event(op[1], op[2])
         elif kind == "move":
             s.unit_event(op[1], "location", lat=op[2][0], lon=op[2][1])
+        elif kind == "command":
+            _, n, type_, unit_id, other, outcome, role = op
+            incidents = sorted(s.core.state.incidents)
+            if not incidents:
+                continue
+            incident = s.core.state.incidents[incidents[n % len(incidents)]]
+            raised = sorted(f"{incident.incident_id}:L{level}:{reason}" for level, reason in incident.raised)
+            s.command(type_, incident.incident_id, by=("someone", role), unit_id=other if type_ == "reassign" else unit_id,
+                      replaces=unit_id if type_ == "reassign" else None, outcome=outcome,
+                      escalation_id=raised[n % len(raised)] if raised else None)
         else:
             s.wait(op[1])
 

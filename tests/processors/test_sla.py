@@ -100,6 +100,7 @@ def test_limits_met_in_time_raise_nothing(s, catalogue):
     for step in ("ack", "en_route", "on_scene", "resolved"):
         s.wait(20)
         s.status("P1", step)
+    s.verify("R1", "satisfied")  # closed on verification (核查结案), not on `resolved`
     s.wait(sla(catalogue, "PS-FIGHT").resolve_s * 2)
     assert ladder(s) == [] and s.events("closed")
     # no limit left running: only the day after which the closed incident is forgotten
@@ -225,6 +226,8 @@ def test_stage_events_say_how_long_it_took_and_whether_the_limit_was_met(s, cata
     s.wait(limits.arrive_s)
     s.status("P1", "on_scene")
     s.status("P1", "resolved")
+    s.wait(600)
+    s.verify("R1", "satisfied")  # closed on verification, not on `resolved`: resolve_on_time is the resolution's
     [ack] = s.events("acknowledged")
     assert ack.data["since_order_s"] == 30 and ack.data["ack_on_time"] is True
     assert (ack.data["category"], ack.data["domain"]) == ("PS-FIGHT", "public_security")
@@ -232,3 +235,4 @@ def test_stage_events_say_how_long_it_took_and_whether_the_limit_was_met(s, cata
     assert arrival.data["since_dispatch_s"] == 30 + limits.arrive_s + 1 and arrival.data["arrive_on_time"] is False
     [closed] = s.events("closed")
     assert closed.data["resolve_on_time"] is True and closed.data["open_s"] == closed.data["since_created_s"]
+    assert closed.data["verification"] == "verified" and closed.data["channel"] == "callback"

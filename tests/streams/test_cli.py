@@ -39,6 +39,7 @@ VERBS = {
     "schemas": "The JSON Schema of every contract message",
     "catalogue": "Print the catalogue of powers and duties",
     "retention": "Erase reporters' personal data older than",
+    "accounts": "Dispatcher accounts of the command API",
 }
 
 

@@ -130,7 +130,8 @@ def test_sql_panels_read_only_the_views_and_need_no_grafana_macros():
     assert sql
     for where, text in sql:
         assert "$" not in text, where
-        assert "FROM v_open_incidents" in text or "FROM v_street_performance" in text, where
+        assert any(f"FROM {view}" in text for view in (
+            "v_open_incidents", "v_street_performance", "v_open_escalations", "v_street_verification")), where
 
 
 def test_promql_has_no_grafana_variable_left_once_rendered():

@@ -1,5 +1,5 @@
 """Dispatch end to end on the real broker: units log on, reports arrive, orders reach the right units,
-field events close the incidents, and PostgreSQL holds the whole timeline."""
+field events resolve the incidents (which then await verification), and PostgreSQL holds the whole timeline."""
 
 import pytest
 
@@ -9,7 +9,7 @@ from tests.streams.conftest import Field, TopicReader, eventually, send
 pytestmark = [pytest.mark.integration, pytest.mark.smoke]
 
 
-async def test_orders_reach_the_right_units_and_field_events_close_the_incidents(
+async def test_orders_reach_the_right_units_and_field_events_resolve_the_incidents(
         infrastructure, worker, db, isolated_district):
     f = Field(isolated_district)
     here = isolated_district.point()
@@ -41,21 +41,22 @@ async def test_orders_reach_the_right_units_and_field_events_close_the_incidents
             for step in ("ack", "en_route", "on_scene", "resolved"):
                 await send(infrastructure, [f.status(o["unit_id"], step, o["order_id"])])
 
-    async def both_closed():
+    # resolved is not closed: both await the complainant's verification (核查结案), which closes them
+    async def both_awaiting():
         rows = await db.fetch("SELECT report_id, status FROM incidents WHERE report_id = ANY($1::text[])",
                               [fight, crowd])
-        return rows if len(rows) == 2 and all(r["status"] == "closed" for r in rows) else None
+        return rows if len(rows) == 2 and all(r["status"] == "awaiting_verification" for r in rows) else None
 
-    await eventually(both_closed)
+    await eventually(both_awaiting)
     timeline = await db.fetch(
         """SELECT e.type FROM incident_events e JOIN incidents i USING (incident_id)
            WHERE i.report_id = $1 ORDER BY e.seq""", fight)
     assert [r["type"] for r in timeline] == [
-        "created", "dispatched", "acknowledged", "en_route", "on_scene", "resolved", "closed"]
+        "created", "dispatched", "acknowledged", "en_route", "on_scene", "resolved", "awaiting_verification"]
     crowd_types = [r["type"] for r in await db.fetch(
         """SELECT e.type FROM incident_events e JOIN incidents i USING (incident_id)
            WHERE i.report_id = $1 ORDER BY e.seq""", crowd)]
-    assert crowd_types.count("resolved") == 3 and crowd_types[-1] == "closed"
+    assert crowd_types.count("resolved") == 3 and crowd_types[-1] == "awaiting_verification"
     # the orders reach PostgreSQL from a topic of their own, on the sink's own schedule: waited for, not assumed
     await eventually(lambda: _count_is(db, "SELECT count(*) FROM dispatch_orders WHERE unit_id = ANY($1::text[])",
                                        list(unit_ids), 4))

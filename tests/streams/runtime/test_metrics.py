@@ -113,3 +113,17 @@ def test_invented_streets_and_agencies_never_become_labels():
     # free units on S1 for police, and the 5,000 others under one "unknown" street and agency; one workload series
     assert len(ours) <= 4, ours
     assert f'patrol_units{{agency="unknown",district="{district}",status="free",street="unknown"}} 5000.0' in exposition
+def test_every_escalation_reason_has_a_breach_stage():
+    """An escalation whose reason the metrics did not know would fail its work-log entry (the outputs unpublished)."""
+    import typing
+    from datetime import datetime, timezone
+
+    from processors.messages import Escalation, WorkItem
+
+    reasons = typing.get_args(Escalation.model_fields["reason"].annotation)
+    assert set(reasons) == set(metrics.BREACH_STAGE)
+    at = datetime(2026, 11, 25, tzinfo=timezone.utc)
+    for reason in reasons:
+        escalation = Escalation(schema_version=1, escalation_id=f"X:L2:{reason}", incident_id="X", level=2,
+                                reason=reason, deadline=at, at=at, district="D", street="S", category="PS-FIGHT")
+        metrics.observe(escalation, WorkItem(kind="tick", district="D", at=at), at, lambda code: "public_security")
