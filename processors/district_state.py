@@ -18,9 +18,9 @@ from processors.units import StreetLoad, Unit
 class DistrictState:
     district: str
     incidents: dict[str, Incident] = field(default_factory=dict)
-    # report_id -> (incident_id, when it arrived), oldest first: a resent or duplicate report never becomes a
-    # second incident (for RESENDS_KEPT)
-    reports: OrderedDict[str, tuple[str, datetime]] = field(default_factory=OrderedDict)
+    # report_id -> (incident_id, when it arrived, its content's fingerprint), oldest first: a resent or duplicate
+    # report never becomes a second incident, and one with other content is told apart (for RESENDS_KEPT)
+    reports: OrderedDict[str, tuple[str, datetime, str | None]] = field(default_factory=OrderedDict)
     units: dict[str, Unit] = field(default_factory=dict)
     grid: Grid = field(default_factory=Grid)  # every unit on duty, busy or not, weighed by its seconds per metre
     # the free units, filed under the places they may fill: what a dispatch searches

@@ -44,6 +44,8 @@ REASONS = {
     "unit_not_assigned": "a status event for an order the unit does not hold",
     "invalid_work_item": "an unreadable entry in a district work log",
     "unknown_incident": "a dispatcher command for an incident its district does not hold (processors/commands.py)",
+    "conflicting_resend": "a report under a report_id already used by a report with other content (category, place, "
+                          "address or description)",
     "sink_invalid": "a message on an audit topic that the sink cannot read",
     "sink_refused": "a message whose row PostgreSQL refuses for what it holds (a value out of range, a broken constraint)",
     "processing_error": "a defect of ours met this message; it is kept here instead of stopping the worker",

@@ -1,8 +1,12 @@
 """Report intake inside a district: a new report opens an incident and dispatches it, another call about an
-open incident is merged into it, a resent report changes nothing — for as long as its id is remembered."""
+open incident is merged into it, a resent report changes nothing — for as long as its id is remembered — and a
+report under a used id whose content differs from the first is a dead letter (`conflicting_resend`), never a silent
+drop: two producers' reports under one id would otherwise lose the second."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -22,9 +26,23 @@ if TYPE_CHECKING:
 RESENDS_KEPT = timedelta(days=7)
 
 
+def content_fingerprint(report: IncidentReport) -> str:
+    """What a report says — its category, place, address and description — as a SHA-256: a resend says the same.
+    Not its reported_at (a gateway stamps each send), nor its reporter (taken off at intake), nor its attributes."""
+    said = [report.category, report.lat, report.lon, report.address, report.description]
+    return hashlib.sha256(json.dumps(said, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
 def on_report(core: DistrictCore, item: WorkItem, report: IncidentReport, out: list[Message]) -> None:
     state = core.state
-    if report.report_id in state.reports:
+    fingerprint = content_fingerprint(report)
+    known = state.reports.get(report.report_id)
+    if known is not None:
+        first = known[2]
+        if first is not None and first != fingerprint:  # None: remembered from before fingerprints were kept
+            reject_item(item, "conflicting_resend",
+                        f"report_id {report.report_id!r} was first reported with other content (incident "
+                        f"{known[0]}): a resend must repeat the report; a new report needs a new id", out)
         return
     category = core.catalogue.get(report.category)
     if category is None:
@@ -34,7 +52,7 @@ def on_report(core: DistrictCore, item: WorkItem, report: IncidentReport, out: l
     duplicate = find_duplicate(state, category, report.lat, report.lon, item.at)
     if duplicate is not None:
         incident, distance = duplicate
-        state.reports[report.report_id] = (incident.incident_id, item.at)
+        state.reports[report.report_id] = (incident.incident_id, item.at, fingerprint)
         incident.last_report_at = item.at
         record_event(incident, "report_merged", item.at, out, {
             "report_id": report.report_id, "source": report.source, "distance_m": round(distance, 1)})
@@ -53,7 +71,7 @@ def on_report(core: DistrictCore, item: WorkItem, report: IncidentReport, out: l
         last_report_at=item.at,
     )
     state.incidents[incident.incident_id] = incident
-    state.reports[report.report_id] = (incident.incident_id, item.at)
+    state.reports[report.report_id] = (incident.incident_id, item.at, fingerprint)
     state.open_incidents.file(incident.incident_id, incident.lat, incident.lon, frozenset({category.code}))
     state.load.add(state.load.open_incidents, incident.street, 1)
     record_event(incident, "created", item.at, out, _created(state, incident, report))
@@ -103,7 +121,7 @@ def forget_old_reports(state: DistrictState, now: datetime) -> None:
     """Report ids older than RESENDS_KEPT whose incident has left memory, oldest first."""
     reports, incidents, horizon = state.reports, state.incidents, now - RESENDS_KEPT
     while reports:
-        report_id, (incident_id, arrived_at) = next(iter(reports.items()))
+        report_id, (incident_id, arrived_at, _) = next(iter(reports.items()))
         if arrived_at > horizon or incident_id in incidents:
             return
         del reports[report_id]

@@ -34,7 +34,8 @@ def snapshot(core: DistrictCore) -> dict:
         "now": _time(state.now),
         "categories": categories,
         "incidents": [_incident_doc(i) for i in state.incidents.values()],
-        "reports": [[report_id, incident_id, _time(at)] for report_id, (incident_id, at) in state.reports.items()],
+        "reports": [[report_id, incident_id, _time(at), fingerprint]
+                    for report_id, (incident_id, at, fingerprint) in state.reports.items()],
         "units": [_unit_doc(u) for u in state.units.values()],
         "orders": [[order_id, incident_id, agency] for order_id, (incident_id, agency) in state.orders.items()],
         "queue": sorted(state.queue),
@@ -56,7 +57,8 @@ def restore(doc: dict, catalogue: Catalogue, policy: DispatchPolicy = DispatchPo
     for d in doc["incidents"]:
         incident = _incident(d, kept[d["category"]])
         state.incidents[incident.incident_id] = incident
-    state.reports = OrderedDict((r, (i, _parse_time(at))) for r, i, at in doc["reports"])
+    # a snapshot taken before fingerprints were kept has none: those ids' resends are recognised, not compared
+    state.reports = OrderedDict((r, (i, _parse_time(at), *(fp or [None]))) for r, i, at, *fp in doc["reports"])
     for d in doc["units"]:
         unit = _unit(d)
         state.units[unit.unit_id] = unit
