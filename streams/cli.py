@@ -400,6 +400,15 @@ def _extra_or_exit(extra: str, *modules: str) -> None:
 app.add_typer(accounts_app, name="accounts")  # `patrol accounts add/disable` (streams/accounts_cli.py)
 
 
+def _add_keys() -> None:
+    from streams.gateway.keys_cli import keys_app
+
+    app.add_typer(keys_app, name="keys")  # patrol keys issue | revoke | list
+
+
+_add_keys()
+
+
 def _data_dir_or_exit(settings: Settings) -> None:
     """Create PATROL_DATA_DIR with its parents (the embedded broker's and database's logs go there), or exit
     saying why it cannot be: a traceback from deep inside the broker's start would not."""

@@ -6,7 +6,7 @@ import ssl
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -115,6 +115,30 @@ class Settings(BaseSettings):
         default=60.0, gt=0, le=3600,
         description="/healthz fails when a loop (the district pipeline, the sink) has had work waiting and made no "
                     "progress for this long; an idle loop is alive")
+    # --- the Open311 gateway (streams/gateway) ---
+    gateway_rate_per_key: str = Field(
+        default="120/minute",
+        description="requests one API key may make (a moving window; `limits` notation, e.g. 120/minute): a "
+                    "client system's share, whatever addresses it posts from")
+    gateway_rate_per_address: str = Field(
+        default="300/minute",
+        description="requests one client address may make, with a key or without: the anonymous reader's share, and "
+                    "a bound on guessing keys")
+    gateway_cors_origins: str = Field(
+        default="",
+        description="comma-separated origins whose web pages may call the gateway from a browser (CORS), e.g. "
+                    "https://app.example.org; empty: none")
+
+    @field_validator("gateway_rate_per_key", "gateway_rate_per_address")
+    @classmethod
+    def _a_rate(cls, value: str) -> str:
+        from limits import parse
+
+        parse(value)  # a ValueError says what is wrong
+        return value
+
+    def cors_origins(self) -> list[str]:
+        return [origin.strip() for origin in self.gateway_cors_origins.split(",") if origin.strip()]
 
     field_token_key: SecretStr | None = Field(
         default=None,

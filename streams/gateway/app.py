@@ -12,6 +12,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -22,14 +23,17 @@ from streams.gateway.formats import _BadRequest, _errors, _validation_messages, 
 from streams.gateway.models import PUBLISH_TIMEOUT_S
 from streams.gateway.probes import _Metrics, add_probes
 from streams.gateway.routes import add_routes
+from streams.gateway.throttle import Throttle
 from streams.settings import Settings
 
 log = structlog.get_logger("patrol.gateway")
 
 DESCRIPTION = (
-    "Open311 GeoReport v2 compatible intake (JSON format) of the integrated patrol brigade. "
-    "POST a request with a service_code from /services.json and a location inside the served area; "
-    "send an `Idempotency-Key` header (or `client_token` field) so that a resend is not a second request. "
+    "Open311 GeoReport v2 intake of the integrated patrol brigade, in JSON and XML (by the path's extension). "
+    "POST a request with your client system's `api_key`, a service_code from /services.json and a location inside "
+    "the served area (lat/long, or an address matched against the street register); send an `Idempotency-Key` "
+    "header (or `client_token` field) so that a resend is not a second request. Reads without a key show traffic "
+    "and city-management requests, located to about 100 m; with its key a client sees its own in full. "
     "Errors are Open311 error arrays: `[{\"code\": 400, \"description\": \"...\"}]`."
 )
 
@@ -48,6 +52,7 @@ def create_app(settings: Settings, catalogue: Catalogue | None = None, geography
     app.state.settings, app.state.catalogue, app.state.geography = settings, catalogue, geography
     app.state.definitions = service_definitions(catalogue)
     app.state.metrics = _Metrics()
+    app.state.throttle = Throttle(settings)
 
     # errors in Open311's shape
     app.add_exception_handler(RequestValidationError, _invalid)
@@ -57,6 +62,9 @@ def create_app(settings: Settings, catalogue: Catalogue | None = None, geography
                  asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.TooManyConnectionsError):
         app.add_exception_handler(kind, _unavailable)
     app.middleware("http")(_measure)
+    # browsers may call it from these origins only; api keys travel in fields, not cookies: no credentials
+    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins(), allow_methods=["GET", "POST"],
+                       allow_headers=["Content-Type", "Idempotency-Key"], allow_credentials=False, max_age=600)
     app.openapi = partial(_openapi, app)
 
     add_routes(app, catalogue, geography)
@@ -88,20 +96,21 @@ async def lifespan(app: FastAPI):
 
 
 async def _invalid(request: Request, exc: RequestValidationError):
-    return _errors(400, *_validation_messages(exc))
+    return _errors(400, *_validation_messages(exc), request=request)
 
 
 async def _bad(request: Request, exc: _BadRequest):
-    return _errors(exc.status, *exc.descriptions)
+    return _errors(exc.status, *exc.descriptions, headers=exc.headers, request=request)
 
 
 async def _http(request: Request, exc: StarletteHTTPException):
-    return _errors(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+    return _errors(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None), request=request)
 
 
 async def _unavailable(request: Request, exc: Exception):
     log.warning("database unavailable", error=type(exc).__name__)
-    return _errors(503, "the request store is unavailable; retry shortly", headers={"Retry-After": "5"})
+    return _errors(503, "the request store is unavailable; retry shortly", headers={"Retry-After": "5"},
+                   request=request)
 
 
 async def _measure(request: Request, call_next):

@@ -11,18 +11,27 @@ from urllib.parse import parse_qsl
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from processors.catalogue import Catalogue, Category
 from streams.gateway.models import DEFAULT_WINDOW, ServiceDefinition
+from streams.gateway.renderers import XMLResponse, wants_xml, xml_document
 
 
-def report_id_for(token: str | None) -> str:
-    """Deterministic from the client's token, so a resend is the same report; random without one."""
+def report_id_for(client: str, token: str | None) -> str:
+    """Deterministic from the client and its token, so a resend is the same report, and two clients' equal tokens
+    are two reports; random without a token."""
     if token is None:
         return f"GW-{uuid.uuid4().hex}"
-    return "GW-" + hashlib.sha256(token.encode("utf-8")).hexdigest()[:16]
+    return "GW-" + hashlib.sha256(f"{client}\n{token}".encode("utf-8")).hexdigest()[:16]
+
+
+def fingerprint(fields: dict[str, Any]) -> str:
+    """The SHA-256 of a request's posted fields (what it asks; not the key or token it came with), in a canonical
+    JSON form: a resend has the fingerprint of the first send, a different request under the same token does not."""
+    asked = {k: v for k, v in fields.items() if k not in ("api_key", "client_token") and v is not None}
+    return hashlib.sha256(json.dumps(asked, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
 
 
 def service_definitions(catalogue: Catalogue) -> list[ServiceDefinition]:
@@ -47,9 +56,12 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 86400:.0f} days"
 
 
-def _errors(status: int, *descriptions: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse([{"code": status, "description": d} for d in descriptions], status_code=status,
-                        headers=headers)
+def _errors(status: int, *descriptions: str, headers: dict | None = None, request: Request | None = None) -> Response:
+    """Open311's error array, as XML when the request's path asks for XML."""
+    body = [{"code": status, "description": d} for d in descriptions]
+    if request is not None and wants_xml(request):
+        return XMLResponse(xml_document("errors", "error", body), status_code=status, headers=headers)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _validation_messages(exc: ValidationError | RequestValidationError) -> list[str]:
@@ -58,8 +70,6 @@ def _validation_messages(exc: ValidationError | RequestValidationError) -> list[
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
         field = ".".join(loc) or "request"
         text = err.get("msg", "invalid")
-        if err.get("type") == "missing" and field in ("lat", "long"):
-            text += " (requests are located by lat/long; address_string alone is not geocoded)"
         messages.append(f"{field}: {text}")
     return messages or ["invalid request"]
 
@@ -98,10 +108,11 @@ def _comma_list(value: str | None) -> list[str]:
 
 
 class _BadRequest(Exception):
-    def __init__(self, *descriptions: str, status: int = 400):
+    def __init__(self, *descriptions: str, status: int = 400, headers: dict | None = None):
         super().__init__("; ".join(descriptions))
         self.descriptions = descriptions
         self.status = status
+        self.headers = headers
 
 
 

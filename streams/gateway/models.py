@@ -3,10 +3,10 @@ response models that make its OpenAPI document — service definitions, the POST
 status answers, and Open311's error array."""
 
 import re
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from processors.incidents import CLOSED_STATUSES  # noqa: F401 - the gateway's word for it; one rule for all
 STATUS_NOTES = {
@@ -28,6 +28,13 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9._:@/-]{1,128}$")
 TOKEN_MAX = 200
 DEFAULT_WINDOW = timedelta(days=90)  # Open311: a search spans at most 90 days; without dates, the last 90
 PUBLISH_TIMEOUT_S = 15.0
+# what anyone may read: these domains' requests, located to 0.001 degree (about 110 m north-south, 95 m east-west
+# here); police matters, addresses, descriptions and media only to the client that posted them
+PUBLIC_DOMAINS = ("traffic", "city_management")
+COARSE_DECIMALS = 3
+# when this API last changed (GET /discovery)
+CHANGESET = datetime(2026, 12, 2, tzinfo=timezone.utc)
+SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 PROBE_TIMEOUT_S = 3.0  # within the probes' own timeout (5 s)
 
 
@@ -60,28 +67,64 @@ class ServiceRequestIn(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     service_code: str = Field(min_length=1, max_length=128, description="a service_code from GET /services")
-    lat: float = Field(ge=-90.0, le=90.0, allow_inf_nan=False, description="WGS-84 latitude, inside the served area")
-    long: float = Field(ge=-180.0, le=180.0, allow_inf_nan=False, description="WGS-84 longitude")
-    address_string: str | None = Field(default=None, max_length=400, description="human-readable address")
+    lat: float | None = Field(default=None, ge=-90.0, le=90.0, allow_inf_nan=False,
+                              description="WGS-84 latitude, inside the served area (or give an address)")
+    long: float | None = Field(default=None, ge=-180.0, le=180.0, allow_inf_nan=False, description="WGS-84 longitude")
+    address_string: str | None = Field(default=None, max_length=400, description="human-readable address; without "
+                                       "lat/long it is matched against the street register and the request is "
+                                       "located at street level")
+    address_id: str | None = Field(default=None, max_length=128, description="a street code of the register (e.g. "
+                                   "JJ-SYJ); without lat/long the request is located at street level")
     description: str | None = Field(default=None, max_length=4000)
     first_name: str | None = Field(default=None, max_length=190, description="kept in the incident record only")
     last_name: str | None = Field(default=None, max_length=190, description="kept in the incident record only")
     phone: str | None = Field(default=None, max_length=40, description="kept in the incident record only")
     email: str | None = Field(default=None, max_length=320, description="accepted and not kept")
-    media_url: str | None = Field(default=None, max_length=2000, description="accepted and ignored")
+    media_url: str | None = Field(default=None, max_length=2000, description="kept, and returned to the posting client")
     device_id: str | None = Field(default=None, max_length=200, description="accepted and ignored")
     account_id: str | None = Field(default=None, max_length=200, description="accepted and ignored")
-    api_key: str | None = Field(default=None, max_length=200, description="accepted and ignored")
+    api_key: str | None = Field(default=None, max_length=200, description="the client system's API key (required; "
+                                "also accepted as the query parameter api_key)")
     jurisdiction_id: str | None = Field(default=None, max_length=200, description="accepted and ignored")
     client_token: str | None = Field(
         default=None, min_length=1, max_length=TOKEN_MAX,
-        description="idempotency token (or header Idempotency-Key): a resend with the same token is the same request")
+        description="idempotency token (or header Idempotency-Key), scoped to the client: a resend with the same "
+                    "token and body is the same request; another body under a used token is refused (409)")
+
+    @model_validator(mode="after")
+    def _located(self) -> "ServiceRequestIn":
+        if (self.lat is None) != (self.long is None):
+            raise ValueError("lat and long go together: give both, or neither and an address_string or address_id")
+        if self.lat is None and not (self.address_string or self.address_id):
+            raise ValueError("a location is required: lat and long, or an address_string or address_id")
+        return self
 
 
 class ServiceRequestCreated(BaseModel):
     service_request_id: str
+    token: str = Field(description="GET /tokens/{token} answers the service_request_id once it is registered")
     service_notice: str | None = None
     account_id: None = None
+
+
+class TokenAnswer(BaseModel):
+    service_request_id: str
+    token: str
+
+
+class DiscoveryEndpoint(BaseModel):
+    specification: str
+    url: str
+    changeset: datetime
+    type: Literal["production", "test"]
+    formats: list[str]
+
+
+class Discovery(BaseModel):
+    changeset: datetime
+    contact: str
+    key_service: str
+    endpoints: list[DiscoveryEndpoint]
 
 
 class ServiceRequestOut(BaseModel):
@@ -98,12 +141,13 @@ class ServiceRequestOut(BaseModel):
     updated_datetime: datetime
     expected_datetime: datetime | None = Field(default=None, description="when it is to be closed: the "
                                                "category's resolution limit from registration")
-    address: str | None = None
+    description: str | None = Field(default=None, description="as posted: to the client that posted it only")
+    address: str | None = Field(default=None, description="to the client that posted it only")
     address_id: str | None = None
     zipcode: str | None = None
-    lat: float
-    long: float
-    media_url: str | None = None
+    lat: float = Field(description="to the public, rounded to 0.001 degree (about 100 m)")
+    long: float = Field(description="to the public, rounded to 0.001 degree (about 100 m)")
+    media_url: str | None = Field(default=None, description="as posted: to the client that posted it only")
 
 
 ERRORS = {"model": list[Open311Error]}
