@@ -106,7 +106,8 @@ async def post_request(request: Request,
     async with state.pool.acquire() as connection:
         outcome = await record_post(connection, report_id=report.report_id, client=client.client,
                                     idempotency_key=token, fingerprint=fingerprint(given.model_dump()),
-                                    description=given.description, media_url=given.media_url)
+                                    address=given.address_string, description=given.description,
+                                    media_url=given.media_url)
     if outcome == "conflict":
         metrics.rejections.labels("idempotency_conflict").inc()
         raise _BadRequest(f"the idempotency key was used for a different request (service_request_id "

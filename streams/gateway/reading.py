@@ -52,7 +52,7 @@ def _out(row: asyncpg.Record, catalogue: Catalogue, client: Client | None) -> Se
         # a report merged into an incident whose status last changed before it came: updated when it was merged
         requested_datetime=requested, updated_datetime=max(row["status_at"], requested),
         expected_datetime=expected, lat=lat, long=lon,
-        address=row["address"] if own else None,
+        address=row["posted_address"] if own else None,
         description=row["posted_description"] if own else None,
         media_url=row["media_url"] if own else None)
 
