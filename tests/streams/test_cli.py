@@ -40,6 +40,7 @@ VERBS = {
     "catalogue": "Print the catalogue of powers and duties",
     "retention": "Erase reporters' personal data older than",
     "accounts": "Dispatcher accounts of the command API",
+    "keys": "API keys of the Open311 gateway",
 }
 
 

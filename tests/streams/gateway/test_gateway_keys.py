@@ -270,3 +270,10 @@ async def test_what_intake_would_refuse_the_gateway_refuses(gateway, geography, 
     # nothing was published under it
     async with TopicReader(infrastructure, INCIDENT_REPORTS, {report_id_for(gateway.client_name, token)}) as reader:
         assert await reader.poll() == []
+
+
+def test_patrol_keys_needs_the_database():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATROL_")}
+    result = subprocess.run([sys.executable, "-m", "streams.cli", "keys", "list"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and "PATROL_DATABASE_URL" in result.stderr
