@@ -18,7 +18,14 @@ from processors.geography import Geography
 from processors.intake import Inbound, Limits, admit_report
 from processors.messages import SCHEMA_VERSION, IncidentReport, Reporter
 from streams.gateway.addresses import street_for_address, street_point
-from streams.gateway.formats import _BadRequest, _duration, _read_fields, _validation_messages, fingerprint, report_id_for
+from streams.gateway.formats import (
+    _BadRequest,
+    _duration,
+    _read_fields,
+    _validation_messages,
+    fingerprint,
+    report_id_for,
+)
 from streams.gateway.keys import SOURCES, Client, client_for, may_post
 from streams.gateway.models import PUBLISH_TIMEOUT_S, TOKEN_MAX, ServiceRequestCreated, ServiceRequestIn
 from streams.gateway.renderers import render
@@ -60,7 +67,8 @@ def located(given: ServiceRequestIn, geography: Geography) -> tuple[float, float
 def admitted(report: IncidentReport, now: datetime, request: Request) -> None:
     """Intake's admission of the very bytes that will be published: what it would dead-letter is a 400 here."""
     state = request.app.state
-    limits = Limits(max_bytes=state.settings.max_report_bytes, future_skew=timedelta(seconds=state.settings.future_skew_s))
+    settings = state.settings
+    limits = Limits(max_bytes=settings.max_report_bytes, future_skew=timedelta(seconds=settings.future_skew_s))
     record = Inbound(topic=INCIDENT_REPORTS, partition=-1, offset=-1, key=report.report_id.encode(),
                      value=report.to_json_bytes(), received_at=now)
     verdict = admit_report(record, state.catalogue, state.geography, limits)

@@ -31,3 +31,8 @@ CREATE TABLE gateway_requests (
 CREATE UNIQUE INDEX gateway_requests_idempotency ON gateway_requests (client, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 CREATE INDEX gateway_requests_by_client ON gateway_requests (client, posted_at);
+
+-- GET /requests lists reports merged into an incident under their own id, by when they were merged
+CREATE INDEX incident_events_merged_at ON incident_events (at) WHERE type = 'report_merged';
+COMMENT ON COLUMN gateway_requests.description IS 'as posted: free text that may name people; kept for the posting client';
+COMMENT ON COLUMN gateway_requests.address IS 'as posted; kept for the posting client';
