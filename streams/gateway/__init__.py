@@ -47,27 +47,22 @@ The package, by role:
 - `app`        `create_app`: lifespan, error handlers, CORS, request metrics, the OpenAPI document
 """
 
-from streams.gateway.app import create_app
-from streams.gateway.formats import report_id_for, service_definitions
-from streams.gateway.models import (
-    CLOSED_STATUSES,
-    DEFAULT_WINDOW,
-    ERRORS,
-    ID_PATTERN,
-    PROBE_TIMEOUT_S,
-    PUBLISH_TIMEOUT_S,
-    STATUS_NOTES,
-    TOKEN_MAX,
-    Open311Error,
-    ServiceAttributes,
-    ServiceDefinition,
-    ServiceRequestCreated,
-    ServiceRequestIn,
-    ServiceRequestOut,
-)
+import importlib
 
-__all__ = [
-    "CLOSED_STATUSES", "DEFAULT_WINDOW", "ERRORS", "ID_PATTERN", "PROBE_TIMEOUT_S", "PUBLISH_TIMEOUT_S", "STATUS_NOTES",
-    "TOKEN_MAX", "Open311Error", "ServiceAttributes", "ServiceDefinition", "ServiceRequestCreated", "ServiceRequestIn",
-    "ServiceRequestOut", "create_app", "report_id_for", "service_definitions",
-]
+# where each name is; imported when first asked for (PEP 562), so that `patrol keys` and every other verb do not
+# pay for FastAPI and the Kafka client at start-up
+_EXPORTS = {
+    "create_app": "app", "report_id_for": "formats", "service_definitions": "formats",
+    **{name: "models" for name in (
+        "CLOSED_STATUSES", "DEFAULT_WINDOW", "ERRORS", "ID_PATTERN", "PROBE_TIMEOUT_S", "PUBLISH_TIMEOUT_S",
+        "STATUS_NOTES", "TOKEN_MAX", "Open311Error", "ServiceAttributes", "ServiceDefinition", "ServiceRequestCreated",
+        "ServiceRequestIn", "ServiceRequestOut")},
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -170,6 +170,11 @@ async def test_worker_sink_and_gateway_start_in_an_empty_directory_and_serve_tog
         "sink": (["sink"], {"PATROL_APP_ID": f"patrol-cwd-s-{uuid.uuid4().hex[:6]}", "PATROL_METRICS_PORT": "0"}),
         "gateway": (["gateway", "--port", str(port)], {}),
     }
+    # the hotline's key, as an operator issues it (its run needs no data directory either)
+    issued = subprocess.run([patrol, "keys", "issue", "--client", "hotline", "--role", "hotline"], env=env,
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert issued.returncode == 0, issued.stderr
+    key = issued.stdout.strip()
     processes, logs = {}, {}
     try:
         for name, (args, overrides) in verbs.items():
@@ -199,11 +204,11 @@ async def test_worker_sink_and_gateway_start_in_an_empty_directory_and_serve_tog
 
             await eventually(lambda: answers("/healthz"), timeout=120)
             posted = await client.post("/requests.json", data={"service_code": "PS-FIGHT", "lat": 30.654,
-                                                               "long": 104.0765})
+                                                               "long": 104.0765, "api_key": key})
             assert posted.status_code == 201, posted.text
             request_id = posted.json()[0]["service_request_id"]
             # 404 until the worker has created the incident and the sink has written it
-            registered = await eventually(lambda: answers(f"/requests/{request_id}.json"), timeout=120)
+            registered = await eventually(lambda: answers(f"/requests/{request_id}.json?api_key={key}"), timeout=120)
         assert registered.json()[0]["service_code"] == "PS-FIGHT"
         for name in verbs:
             running(name)
