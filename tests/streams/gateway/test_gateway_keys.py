@@ -179,7 +179,8 @@ async def test_the_public_reads_traffic_and_city_management_coarsely_and_a_clien
     police = (await post(gateway, {"service_code": "PS-THEFT", "lat": police_at[0], "long": police_at[1],
                                    "address_string": "Shuyuan Street 7", "description": "bike stolen"},
                          token=f"test-{uuid.uuid4()}")).json()[0]["service_request_id"]
-    city = (await post(gateway, {"service_code": "CM-LIGHT", "lat": city_at[0], "long": city_at[1],
+    # categories no other test posts: a merge into another test's incident would show that one's place
+    city = (await post(gateway, {"service_code": "CM-ADVERT", "lat": city_at[0], "long": city_at[1],
                                  "address_string": "Shuyuan Street 9", "description": "lamp out",
                                  "media_url": "http://example.org/lamp.jpg"},
                        token=f"test-{uuid.uuid4()}")).json()[0]["service_request_id"]
@@ -235,7 +236,7 @@ async def test_the_core_dead_letters_a_resend_with_other_content(infrastructure,
     first, and the second is a dead letter with its reason, never a silent drop."""
     report_id = f"test-resend-{uuid.uuid4().hex[:12]}"
     (lat, lon), (lat2, lon2) = a_point(geography), a_point(geography)
-    first = {"schema_version": 1, "report_id": report_id, "source": "hotline", "category": "CM-LIGHT", "lat": lat,
+    first = {"schema_version": 1, "report_id": report_id, "source": "hotline", "category": "CM-BIKES", "lat": lat,
              "lon": lon, "reported_at": "2026-12-01T08:00:00+00:00", "description": "lamp out"}
     same_again = {**first, "reported_at": "2026-12-01T08:05:00+00:00"}
     other = {**first, "category": "PS-FIGHT", "lat": lat2, "lon": lon2, "description": "a knife fight"}
@@ -248,7 +249,7 @@ async def test_the_core_dead_letters_a_resend_with_other_content(infrastructure,
     assert found["reason"] == "conflicting_resend" and report_id in found["error"]
     assert await db.fetchval("SELECT count(*) FROM dead_letters WHERE key = $1", report_id) == 1
     row = await db.fetchrow("SELECT category, description FROM incidents WHERE report_id = $1", report_id)
-    assert row["category"] == "CM-LIGHT"
+    assert row["category"] == "CM-BIKES"
 
 
 # ----------------------------------------------------------------------------- one admission
