@@ -42,8 +42,9 @@ def _out(row: asyncpg.Record, catalogue: Catalogue, client: Client | None) -> Se
         notes = f"Reported before as request {row['report_id']}; handled together with it. {notes}"
     requested = row["merged_at"] or row["created_at"]
     own = client is not None and row["client"] == client.client
-    lat, lon = (row["lat"], row["lon"]) if own else (round(row["lat"], COARSE_DECIMALS),
-                                                     round(row["lon"], COARSE_DECIMALS))
+    # its own client reads where it reported (a merged report's own place); anyone else, the incident's, coarsely
+    lat, lon = (row["posted_lat"], row["posted_lon"]) if own else (round(row["lat"], COARSE_DECIMALS),
+                                                                   round(row["lon"], COARSE_DECIMALS))
     return ServiceRequestOut(
         service_request_id=row["asked"], incident_id=row["incident_id"],
         status="closed" if row["status"] in CLOSED_STATUSES else "open", status_notes=notes,

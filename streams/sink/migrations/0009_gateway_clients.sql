@@ -17,12 +17,14 @@ CREATE UNIQUE INDEX gateway_clients_in_force ON gateway_clients (client) WHERE r
 -- Every request POSTed through the gateway, by the client that posted it: whose it is (a client reads its own in
 -- full), its idempotency key (scoped to the client) with the fingerprint of the body first sent under it (a
 -- different body under a used key is refused), and the posted fields the audit trail does not keep per request
--- (a merged report's address and description, media_url), returned to that client only.
+-- (a merged report's own place, address and description, media_url), returned to that client only.
 CREATE TABLE gateway_requests (
     report_id       text PRIMARY KEY,
     client          text        NOT NULL,
     idempotency_key text,
     fingerprint     text        NOT NULL,
+    lat             double precision NOT NULL,
+    lon             double precision NOT NULL,
     address         text,
     description     text,
     media_url       text,

@@ -99,16 +99,19 @@ async def test_a_request_located_by_address_alone_is_placed_in_its_street(gatewa
 async def test_merged_requests_are_listed_under_their_own_id_and_never_updated_before_requested(gateway, geography,
                                                                                                  worker):
     lat, lon = a_point(geography)
-    fields = {"service_code": "PS-MISSING", "lat": lat, "long": lon}  # merged within 1 km and an hour
+    # merged within 500 m and half an hour (a category of its own here: test_gateway.py merges PS-MISSING)
+    fields = {"service_code": "TR-JAM", "lat": lat, "long": lon}
     first = (await post(gateway, fields, token=f"test-{uuid.uuid4()}")).json()[0]["service_request_id"]
     await registered(gateway, first)
     second = (await post(gateway, {**fields, "lat": lat + 0.001, "description": "seen near the school gate"},
                          token=f"test-{uuid.uuid4()}")).json()[0]["service_request_id"]
     merged = await registered(gateway, second)
-    assert merged["description"] == "seen near the school gate"  # its own posted text, not the first's
+    # its own posted text and place, not the first's
+    assert merged["description"] == "seen near the school gate"
+    assert (merged["lat"], merged["long"]) == (pytest.approx(lat + 0.001), lon)
 
     for fmt in ("json", "xml"):
-        response = await gateway.get(f"/requests.{fmt}", params={"service_code": "PS-MISSING", "limit": 1000,
+        response = await gateway.get(f"/requests.{fmt}", params={"service_code": "TR-JAM", "limit": 1000,
                                                                   "api_key": gateway.api_key})
         if fmt == "json":
             items = {r["service_request_id"]: r for r in response.json()}
