@@ -29,7 +29,7 @@ from streams.gateway.formats import (
 from streams.gateway.keys import SOURCES, Client, client_for, may_post
 from streams.gateway.models import PUBLISH_TIMEOUT_S, TOKEN_MAX, ServiceRequestCreated, ServiceRequestIn
 from streams.gateway.renderers import render
-from streams.gateway.store import forget_post, record_post
+from streams.gateway.store import record_post
 from streams.runtime.topics import INCIDENT_REPORTS
 
 log = structlog.get_logger("patrol.gateway")
@@ -122,7 +122,7 @@ async def post_request(request: Request,
         raise _BadRequest(f"the idempotency key was used for a different request (service_request_id "
                           f"{report.report_id}): a resend must repeat the first body; a new request needs a new key",
                           status=409)
-    await _publish(request, report, forget=outcome == "new")
+    await _publish(request, report)
     metrics.published.labels(category.domain).inc()
     log.info("request accepted", report_id=report.report_id, category=category.code, client=client.client,
              resend=outcome == "resend")
@@ -144,16 +144,14 @@ def _report(given: ServiceRequestIn, client: Client, report_id: str, lat: float,
         raise _BadRequest(*_validation_messages(exc)) from None
 
 
-async def _publish(request: Request, report: IncidentReport, forget: bool) -> None:
+async def _publish(request: Request, report: IncidentReport) -> None:
+    """Publish, or a 503: the key stays bound to this body, so the resend the answer asks for is a resend."""
     try:
         await asyncio.wait_for(
             request.app.state.producer.send_and_wait(INCIDENT_REPORTS, report.to_json_bytes(),
                                                      key=report.report_id.encode()), PUBLISH_TIMEOUT_S)
     except (KafkaError, asyncio.TimeoutError) as exc:
         log.warning("publish failed", report_id=report.report_id, error=type(exc).__name__)
-        if forget:
-            async with request.app.state.pool.acquire() as connection:
-                await forget_post(connection, report.report_id)
         raise _BadRequest("the intake stream is unavailable; resend with the same Idempotency-Key",
                           status=503) from None
 

@@ -73,8 +73,3 @@ async def record_post(connection: asyncpg.Connection, *, report_id: str, client:
     first = await connection.fetchval(
         "SELECT fingerprint FROM gateway_requests WHERE report_id = $1 AND client = $2", report_id, client)
     return "resend" if first == fingerprint else "conflict"
-
-
-async def forget_post(connection: asyncpg.Connection, report_id: str) -> None:
-    """A first send that could not be published: its key is free again (nothing under it reached the stream)."""
-    await connection.execute("DELETE FROM gateway_requests WHERE report_id = $1", report_id)

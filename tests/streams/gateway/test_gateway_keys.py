@@ -278,3 +278,30 @@ def test_patrol_keys_needs_the_database():
     result = subprocess.run([sys.executable, "-m", "streams.cli", "keys", "list"], env=env, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 2 and "PATROL_DATABASE_URL" in result.stderr
+
+
+async def test_the_gateway_and_patrol_keys_need_no_more_than_the_runtime_roles_rights(infrastructure, db, geography):
+    """The runtime role of a deployment (SELECT, INSERT, UPDATE on the tables; no DELETE, no DDL) serves the gateway
+    and `patrol keys` alike."""
+    role = f"patrol_gateway_{uuid.uuid4().hex[:6]}"
+    await db.execute(f"CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
+    await db.execute(f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {role}")
+    try:
+        url = infrastructure.database_url.replace("postgresql://postgres@", f"postgresql://{role}@", 1)
+        assert url != infrastructure.database_url
+        site = roomy(infrastructure, database_url=url)
+        client = f"test-runtime-{uuid.uuid4().hex[:6]}"
+        issued = patrol(site, "keys", "issue", "--client", client, "--role", "citizen_app")
+        assert issued.returncode == 0, issued.stderr
+        key = issued.stdout.strip()
+        async with await app_client(site) as gateway:
+            lat, lon = a_point(geography)
+            token = f"test-{uuid.uuid4()}"
+            fields = {"service_code": "TR-EBIKE", "lat": lat, "long": lon}
+            assert (await post(gateway, fields, token=token, key=key)).status_code == 201
+            assert (await post(gateway, fields, token=token, key=key)).status_code == 201  # a resend
+            assert (await gateway.get("/requests.json", params={"api_key": key})).status_code == 200
+        assert patrol(site, "keys", "revoke", "--client", client).returncode == 0
+    finally:
+        await db.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}")
+        await db.execute(f"DROP ROLE {role}")
