@@ -115,7 +115,6 @@ async def post_request(request: Request,
         outcome = await record_post(connection, report_id=report.report_id, client=client.client,
                                     idempotency_key=token, fingerprint=fingerprint(given.model_dump()),
                                     lat=report.lat, lon=report.lon, address=given.address_string,
-                                    description=given.description,
                                     media_url=given.media_url)
     if outcome == "conflict":
         metrics.rejections.labels("idempotency_conflict").inc()

@@ -11,8 +11,10 @@ import asyncpg
 
 _INCIDENT_COLUMNS = ("i.incident_id, i.report_id, i.category, i.domain, i.status, i.status_at, i.created_at, "
                      "i.address, i.lat, i.lon")
-_POSTED = ("g.client, g.lat AS posted_lat, g.lon AS posted_lon, g.address AS posted_address, "
-           "g.description AS posted_description, g.media_url")
+# what the posting client reads of its own request: where it put it, and (from the reporters table, where a
+# report's personal data is kept until retention erases it) the description it gave
+_POSTED = ("g.client, g.lat AS posted_lat, g.lon AS posted_lon, g.address AS posted_address, g.media_url, "
+           "(SELECT rp.description FROM reporters rp WHERE rp.report_id = g.report_id) AS posted_description")
 
 
 async def _lookup(connection: asyncpg.Connection, request_id: str) -> asyncpg.Record | None:
@@ -59,15 +61,15 @@ Outcome = Literal["new", "resend", "conflict"]
 
 
 async def record_post(connection: asyncpg.Connection, *, report_id: str, client: str, idempotency_key: str | None,
-                      fingerprint: str, lat: float, lon: float, address: str | None, description: str | None,
+                      fingerprint: str, lat: float, lon: float, address: str | None,
                       media_url: str | None) -> Outcome:
     """Record a POST before it is published: `new`, a `resend` of the same body under the client's idempotency key,
     or a `conflict` (another body under a key the client has used). Two sends racing take the unique index's word."""
     inserted = await connection.fetchval(
         """INSERT INTO gateway_requests (report_id, client, idempotency_key, fingerprint, lat, lon, address,
-                                         description, media_url)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING RETURNING report_id""",
-        report_id, client, idempotency_key, fingerprint, lat, lon, address, description, media_url)
+                                         media_url)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING report_id""",
+        report_id, client, idempotency_key, fingerprint, lat, lon, address, media_url)
     if inserted is not None:
         return "new"
     first = await connection.fetchval(

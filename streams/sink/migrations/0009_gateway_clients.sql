@@ -17,7 +17,8 @@ CREATE UNIQUE INDEX gateway_clients_in_force ON gateway_clients (client) WHERE r
 -- Every request POSTed through the gateway, by the client that posted it: whose it is (a client reads its own in
 -- full), its idempotency key (scoped to the client) with the fingerprint of the body first sent under it (a
 -- different body under a used key is refused), and the posted fields the audit trail does not keep per request
--- (a merged report's own place, address and description, media_url), returned to that client only.
+-- (a merged report's own place and address, media_url), returned to that client only. Not the description: that
+-- is personal data, kept with the reporter in `reporters` (and erased with it by retention), read from there.
 CREATE TABLE gateway_requests (
     report_id       text PRIMARY KEY,
     client          text        NOT NULL,
@@ -26,7 +27,6 @@ CREATE TABLE gateway_requests (
     lat             double precision NOT NULL,
     lon             double precision NOT NULL,
     address         text,
-    description     text,
     media_url       text,
     posted_at       timestamptz NOT NULL DEFAULT now()
 );
@@ -36,5 +36,4 @@ CREATE INDEX gateway_requests_by_client ON gateway_requests (client, posted_at);
 
 -- GET /requests lists reports merged into an incident under their own id, by when they were merged
 CREATE INDEX incident_events_merged_at ON incident_events (at) WHERE type = 'report_merged';
-COMMENT ON COLUMN gateway_requests.description IS 'as posted: free text that may name people; kept for the posting client';
 COMMENT ON COLUMN gateway_requests.address IS 'as posted; kept for the posting client';

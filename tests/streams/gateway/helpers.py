@@ -33,9 +33,10 @@ async def post(client: httpx.AsyncClient, fields: dict, token: str | None = None
 
 
 async def registered(client: httpx.AsyncClient, request_id: str, timeout: float = 90.0, key: str | None = None,
-                     fmt: str = "json") -> dict | str:
+                     fmt: str = "json", ready=None) -> dict | str:
     """The request once the worker has registered it (GET answers 404 while it is in flight), read with the client's
-    key; the XML text with fmt='xml'."""
+    key; the XML text with fmt='xml'. `ready`: what else to wait for (the description reaches the database on a
+    topic of its own, a moment after the incident)."""
     key = key or getattr(client, "api_key", None)
 
     async def probe():
@@ -43,7 +44,8 @@ async def registered(client: httpx.AsyncClient, request_id: str, timeout: float 
         assert response.status_code in (200, 404), response.text
         if response.status_code != 200:
             return None
-        return response.json()[0] if fmt == "json" else response.text
+        found = response.json()[0] if fmt == "json" else response.text
+        return found if ready is None or ready(found) else None
 
     return await eventually(probe, timeout)
 

@@ -82,7 +82,7 @@ async def test_a_request_becomes_an_incident(gateway, worker, db, infrastructure
     assert report.reporter.name == NAME and report.reporter.phone == PHONE
     assert report.reported_at >= before
 
-    found = await registered(gateway, request_id)
+    found = await registered(gateway, request_id, ready=lambda f: f["description"])
     assert found["service_request_id"] == request_id
     assert found["status"] == "open"
     assert found["service_code"] == "CM-MANHOLE" and found["service_name"] == "Missing or broken manhole cover"

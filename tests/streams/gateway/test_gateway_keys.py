@@ -184,7 +184,7 @@ async def test_the_public_reads_traffic_and_city_management_coarsely_and_a_clien
                                  "address_string": "Shuyuan Street 9", "description": "lamp out",
                                  "media_url": "http://example.org/lamp.jpg"},
                        token=f"test-{uuid.uuid4()}")).json()[0]["service_request_id"]
-    own_police = await registered(gateway, police)
+    own_police = await registered(gateway, police, ready=lambda f: f["description"])
     assert (own_police["lat"], own_police["long"]) == police_at
     assert own_police["address"] == "Shuyuan Street 7" and own_police["description"] == "bike stolen"
     own_city = await registered(gateway, city)
