@@ -176,9 +176,10 @@ async def test_resolved_awaits_verification_then_reopens_or_closes_as_verified(
         settings, gateway, staff, worker, db, isolated_district):
     f = Field(isolated_district)
     unit = f"{f.run}-P1"
-    await f.log_on_all(settings, db, [(unit, "police", isolated_district.point(east_m=150))])
+    # a city-management matter: the public may read its status through Open311 (a police one it may not)
+    await f.log_on_all(settings, db, [(unit, "city_management", isolated_district.point(east_m=150))])
     report_id = f"{f.run}-noise"
-    await send(settings, [f.report(report_id, "PS-FIGHT", isolated_district.point())])
+    await send(settings, [f.report(report_id, "CM-VENDING", isolated_district.point())])
     async with TopicReader(settings, DISPATCH_ORDERS, {unit}) as orders:
         [first] = await orders.wait_for(lambda r: len(r) >= 1)
         for step in ("ack", "on_scene", "resolved"):
