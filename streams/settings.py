@@ -179,7 +179,7 @@ class Settings(BaseSettings):
         return not self.database_url
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        """The TLS context of every Kafka client, aiokafka's and faust's alike; None unless the protocol is SSL or SASL_SSL.
+        """The TLS context of every Kafka client (streams/runtime/clients.py); None unless the protocol is SSL or SASL_SSL.
 
         It verifies the broker: certificate chain up to `kafka_ssl_cafile` (unset: the system's CAs)
         and host name. With `kafka_ssl_certfile` it presents that client certificate (mutual TLS).
@@ -210,7 +210,7 @@ class Settings(BaseSettings):
         return context
 
     def kafka_client_options(self) -> dict:
-        """Security options shared by every aiokafka client we build (faust's are made from these: worker.broker_credentials)."""
+        """Security options of every Kafka client we build, set by the one client factory (streams/runtime/clients.py)."""
         opts: dict = {"security_protocol": self.kafka_security_protocol}
         context = self.ssl_context()
         if context is not None:
@@ -224,8 +224,8 @@ class Settings(BaseSettings):
         return opts
 
     def producer_options(self) -> dict:
-        """The options of every producer we build: acks=all (a write counts once the in-sync replicas have it),
-        idempotent where the broker allows it, and the shared security options."""
+        """The options of every producer we build (streams/runtime/clients.py builds them): acks=all (a write counts
+        once the in-sync replicas have it), idempotent where the broker allows it, and the shared security options."""
         return {"acks": "all", "enable_idempotence": self.kafka_idempotence, **self.kafka_client_options()}
 
     def with_overrides(self, **values) -> "Settings":

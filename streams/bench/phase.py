@@ -32,6 +32,7 @@ from streams.bench.pipe import (
 from streams.bench.profile import Sampler
 from streams.bench.reference import DISTRICT, Steps, generated_units
 from streams.bench.results import LatencyStep, Sizes, Throughput
+from streams.runtime import clients
 from streams.runtime.topics import INCIDENT_REPORTS, UNIT_EVENTS
 from streams.settings import Settings
 
@@ -50,11 +51,9 @@ class Phase:
 
     async def __aenter__(self) -> "Phase":
         import asyncpg
-        from aiokafka import AIOKafkaProducer
 
         self.loop = asyncio.get_running_loop()
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.live.kafka_bootstrap, linger_ms=0,
-                                         max_batch_size=65536, **self.live.producer_options())
+        self.producer = clients.producer(self.live, linger_ms=0, max_batch_size=65536)
         await self.producer.start()
         self.orders = _Orders(self.live, self.producer)
         await self.orders.start()

@@ -20,6 +20,7 @@ from processors.catalogue import Catalogue
 from processors.district import incident_id_for
 from processors.geography import Geography
 from streams.bench.reference import DISTRICT, bench_categories, lattice
+from streams.runtime import clients
 from streams.runtime.consumer_loop import partitions_of
 from streams.settings import Settings
 
@@ -29,9 +30,9 @@ def _pipe_topics(settings: Settings) -> tuple[str, str]:
 
 
 async def _create_topics(settings: Settings, names: list[str]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.admin import NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_client_options())
+    admin = clients.admin(settings)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(n, settings.topic_partitions, settings.topic_replication) for n in names])
@@ -47,13 +48,11 @@ async def raw_pipe(settings: Settings, source: str, target: str, group: str, rea
     the broker allows; offsets committed about once a second like faust's commit interval). Once in its group it holds still
     (SIGUSR1) until told to run (SIGUSR2): a consumer polling at our fetch wait costs the embedded broker
     about a tenth of a core even with nothing to read, which the worker's phases must not pay for."""
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    options = settings.kafka_client_options()
-    consumer = AIOKafkaConsumer(source, bootstrap_servers=settings.kafka_bootstrap, group_id=group,
-                                enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=fetch_wait_ms,
-                                session_timeout_ms=10_000, heartbeat_interval_ms=2_000, **options)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0, **settings.producer_options())
+    consumer = clients.consumer(settings, source, group_id=group, enable_auto_commit=False,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=fetch_wait_ms,
+                                session_timeout_ms=10_000, heartbeat_interval_ms=2_000)
+    producer = clients.producer(settings, linger_ms=0)
     await producer.start()
     await consumer.start()
     loop = asyncio.get_running_loop()
@@ -154,13 +153,10 @@ class _Orders:
     units come free as fast as they are taken."""
 
     def __init__(self, settings: Settings, producer):
-        from aiokafka import AIOKafkaConsumer
 
         self.settings = settings
         self.producer = producer
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                                         fetch_max_wait_ms=settings.fetch_max_wait_ms,
-                                         **settings.kafka_client_options())
+        self.consumer = clients.standalone_consumer(settings)
         self.sent: dict[str, float] = {}  # incident id -> when its report was handed to the producer
         self.seen: dict[str, float] = {}  # incident id -> when its first order was read
         self.answer = True
@@ -293,11 +289,9 @@ class _PipeReader:
     """Reads the raw pipe's output without a group (from the end) and notes when each key arrived."""
 
     def __init__(self, live: Settings, topic: str):
-        from aiokafka import AIOKafkaConsumer
 
         self.topic = topic
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=live.kafka_bootstrap, enable_auto_commit=False,
-                                         fetch_max_wait_ms=live.fetch_max_wait_ms, **live.kafka_client_options())
+        self.consumer = clients.standalone_consumer(live)
         self.piped: dict[str, float] = {}
         self._stop = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -328,9 +322,8 @@ class _PipeReader:
 
 async def _records_in_broker(live: Settings) -> int:
     """Records on every topic of the broker so far (the sum of the end offsets)."""
-    from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=live.kafka_bootstrap, **live.kafka_client_options())
+    consumer = clients.consumer(live)
     await consumer.start()
     try:
         partitions = await partitions_of(consumer, *await consumer.topics())

@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from processors.catalogue import Catalogue
 from processors.geography import Geography
 from streams.bench.history import DAY_S, PING_S, History, district_history
+from streams.runtime import clients
 from streams.settings import Settings
 
 @dataclass
@@ -152,8 +153,7 @@ async def _write_history(live: Settings, history: History, with_snapshot: bool) 
     from streams.pipeline.worker import pipeline_group
 
     topic = worklog_topic(live)
-    producer = AIOKafkaProducer(bootstrap_servers=live.kafka_bootstrap, linger_ms=20,
-                                max_batch_size=512 * 1024, **live.producer_options())
+    producer = clients.producer(live, linger_ms=20, max_batch_size=512 * 1024)
     await producer.start()
     sent, total = [], 0
     try:
@@ -172,8 +172,7 @@ async def _write_history(live: Settings, history: History, with_snapshot: bool) 
                                    else placed[-1].offset + 1, {DISTRICT: history.snapshot})
         snapshot_bytes = stored.stored_bytes
         await store.stop()
-    committer = AIOKafkaConsumer(bootstrap_servers=live.kafka_bootstrap, group_id=pipeline_group(live),
-                                 **live.kafka_client_options())
+    committer = clients.consumer(live, group_id=pipeline_group(live))
     await committer.start()
     try:
         tp = TopicPartition(topic, partition)
@@ -191,14 +190,14 @@ async def _report_and_wait(live: Settings, history: History, report_id: str) -> 
     lat, lon = _somewhere(history)
     doc = {"schema_version": 1, "report_id": report_id, "source": "hotline", "category": "PS-NOISE",
            "lat": lat, "lon": lon, "reported_at": datetime.now(timezone.utc).isoformat()}
-    producer = AIOKafkaProducer(bootstrap_servers=live.kafka_bootstrap, **live.producer_options())
+    producer = clients.producer(live)
     await producer.start()
     try:
         await producer.send_and_wait(INCIDENT_REPORTS, json.dumps(doc).encode(), key=report_id.encode())
     finally:
         await producer.stop()
-    reader = AIOKafkaConsumer(INCIDENT_EVENTS, bootstrap_servers=live.kafka_bootstrap, auto_offset_reset="earliest",
-                              enable_auto_commit=False, fetch_max_wait_ms=50, **live.kafka_client_options())
+    reader = clients.consumer(live, INCIDENT_EVENTS, auto_offset_reset="earliest",
+                              enable_auto_commit=False, fetch_max_wait_ms=50)
     await reader.start()
     try:
         deadline = time.monotonic() + 600

@@ -21,6 +21,7 @@ from streams.bench.phase import Phase, run_phase
 from streams.bench.pipe import _PipeReader, _RawPipe, _create_topics, _pipe_topics, _through_pipe
 from streams.bench.reference import Steps
 from streams.bench.results import GrowthStep, LatencyStep, Sizes, Throughput
+from streams.runtime import clients
 from streams.settings import Settings
 
 
@@ -60,10 +61,8 @@ async def _growth_blocks(live: Settings, raw: _RawPipe, rate: int, seconds: floa
 
 async def _growth_blocks_running(live: Settings, raw: _RawPipe, rate: int, seconds: float, blocks: int,
                                  steps: Steps) -> list[GrowthStep]:
-    from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=live.kafka_bootstrap, linger_ms=0,
-                                **live.producer_options())
+    producer = clients.producer(live, linger_ms=0)
     await producer.start()
     pipe = await _PipeReader(live, raw.target).start()
     payload = json.dumps({"schema_version": 1, "pad": "x" * 300}).encode()

@@ -16,13 +16,13 @@ import contextlib
 import secrets
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from processors.geography import Geography
 from processors.register import UnitRegister
 from streams.field_api.orders import OrdersHub
 from streams.pipeline.register import RegisterFollower
+from streams.runtime import clients
 from streams.settings import Settings
 
 
@@ -31,8 +31,7 @@ def create_app(settings: Settings, geography: Geography, register: UnitRegister)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0,
-                                    **settings.producer_options())
+        producer = clients.producer(settings, linger_ms=0)
         await producer.start()
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=4)
         app.state.producer, app.state.pool = producer, pool

@@ -18,7 +18,8 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from processors.messages import DispatchOrder, UnitEvent
-from streams.runtime.consumer_loop import partitions_of, standalone_consumer
+from streams.runtime.clients import standalone_consumer
+from streams.runtime.consumer_loop import partitions_of
 from streams.runtime.topics import DISPATCH_ORDERS
 from streams.settings import Settings
 

@@ -9,7 +9,6 @@ from functools import partial
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -24,6 +23,7 @@ from streams.gateway.models import PUBLISH_TIMEOUT_S
 from streams.gateway.probes import _Metrics, add_probes
 from streams.gateway.routes import add_routes
 from streams.gateway.throttle import Throttle
+from streams.runtime import clients
 from streams.settings import Settings
 
 log = structlog.get_logger("patrol.gateway")
@@ -76,9 +76,7 @@ def create_app(settings: Settings, catalogue: Catalogue | None = None, geography
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     settings, catalogue, geography = app.state.settings, app.state.catalogue, app.state.geography
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0,
-                                request_timeout_ms=int(PUBLISH_TIMEOUT_S * 1000),
-                                **settings.producer_options())
+    producer = clients.producer(settings, linger_ms=0, request_timeout_ms=int(PUBLISH_TIMEOUT_S * 1000))
     try:
         await producer.start()
         pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=10, command_timeout=10)

@@ -208,12 +208,12 @@ class EmbeddedKafka:
         value (or `timeout`); its value.
 
         Each try runs in a thread of its own, so that start() may be called inside a running event loop."""
-        from aiokafka.admin import AIOKafkaAdminClient
+        from streams.runtime.clients import admin_at
 
         options = self._options(ADMIN)
 
         async def attempt():
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000, **options)
+            admin = admin_at(self.bootstrap, options, request_timeout_ms=5000)
             try:
                 await admin.start()
                 return await work(admin)

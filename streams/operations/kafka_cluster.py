@@ -22,6 +22,8 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from streams.runtime.clients import admin_at
+
 from streams.operations.embedded import free_port, spawn_child, stop_child
 from streams.operations.embedded_kafka import (START_TIMEOUT_S, claim_data_dir, cluster_id, fetch_libs, format_storage,
                                     java_command, server_properties, tail)
@@ -215,7 +217,7 @@ class _Admin:
     """An admin client for one request or a few: started on entry, closed on exit."""
 
     def __init__(self, bootstrap: str):
-        self.client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        self.client = admin_at(bootstrap, request_timeout_ms=5000)
 
     async def __aenter__(self) -> AIOKafkaAdminClient:
         try:

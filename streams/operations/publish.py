@@ -6,9 +6,9 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaProducer
 
 from streams.settings import Settings
+from streams.runtime import clients
 from streams.runtime.topics import INCIDENT_REPORTS, UNIT_EVENTS
 
 
@@ -54,9 +54,7 @@ def read_lines(lines: Iterable[bytes], topic: str | None = None) -> list[Outgoin
 
 
 async def publish(settings: Settings, messages: list[Outgoing]) -> None:
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, linger_ms=5, **settings.producer_options()
-    )
+    producer = clients.producer(settings, linger_ms=5)
     await producer.start()
     try:
         futures = [await producer.send(m.topic, m.value, key=m.key) for m in messages]

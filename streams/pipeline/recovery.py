@@ -23,7 +23,7 @@ from processors.district import DistrictCore
 from processors.messages import Message, WorkItem
 from processors.snapshot import restore
 from streams.runtime import health, metrics
-from streams.runtime.consumer_loop import reading
+from streams.runtime.clients import reading
 from streams.settings import Settings
 from streams.pipeline.snapshots import Snapshot, SnapshotStore
 

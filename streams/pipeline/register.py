@@ -18,7 +18,8 @@ from pydantic import ValidationError
 
 from processors.register import RegisterChange, UnitRegister
 from streams.runtime import metrics
-from streams.runtime.consumer_loop import partitions_of, standalone_consumer
+from streams.runtime.clients import standalone_consumer
+from streams.runtime.consumer_loop import partitions_of
 from streams.runtime.topics import UNIT_REGISTER
 from streams.settings import Settings
 

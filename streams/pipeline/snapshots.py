@@ -24,7 +24,8 @@ import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
 from pydantic import BaseModel, Field
 
-from streams.runtime.consumer_loop import reading
+from streams.runtime import clients
+from streams.runtime.clients import reading
 from streams.settings import Settings
 
 log = structlog.get_logger("patrol.snapshots")
@@ -152,9 +153,7 @@ class SnapshotStore:
 
     async def _started_producer(self) -> AIOKafkaProducer:
         if self._producer is None:
-            producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap,
-                                        max_request_size=CHUNK_BYTES + 64 * 1024,
-                                        **self.settings.producer_options())
+            producer = clients.producer(self.settings, max_request_size=CHUNK_BYTES + 64 * 1024)
             await producer.start()
             self._producer = producer
         return self._producer

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import structlog
 
-from streams.runtime.consumer_loop import Outgoing, partitions_of, standalone_consumer
+from streams.runtime.clients import standalone_consumer
+from streams.runtime.consumer_loop import Outgoing, partitions_of
 from streams.settings import Settings
 
 log = structlog.get_logger("patrol.units")

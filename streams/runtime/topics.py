@@ -1,16 +1,29 @@
-"""The topic catalogue: every contract topic and our internal ones (district work log, unit map, reporters), created
-idempotently at start-up."""
+"""The topic catalogue: every contract topic and our internal ones (district work log, unit map, snapshots,
+reporters), created idempotently at start-up; and the registry (`REGISTRY`, `Topics`): which message goes to which
+topic under which key, the one table the worker publishes by and the sink reads by."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, TopicAuthorizationFailedError
 
+from processors.messages import (
+    DeadLetter,
+    DispatchOrder,
+    Escalation,
+    IncidentEvent,
+    IncidentReport,
+    ReporterRecord,
+    WorkItem,
+    _UnitEventBase,
+)
 from streams.settings import Settings
 
 log = structlog.get_logger("patrol.topics")
@@ -74,6 +87,71 @@ def internal_topics(settings: Settings) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Topic:
+    """One topic of the registry: its name (`name_of` the settings), the message model on it (None: not a JSON
+    message of ours, e.g. the snapshots' chunks) and the key a message is published under (the partitioning: what
+    must stay in order, stays on one partition). `audited`: the sink writes it to PostgreSQL."""
+
+    name_of: Callable[[Settings], str]
+    model: type | None
+    key: Callable[[Any], str | None]
+    audited: bool = False
+
+
+def _named(name: str) -> Callable[[Settings], str]:
+    return lambda settings: name
+
+
+# Which message goes to which topic with which key (docs/contracts.md, Topics). A model appears once, so a
+# message's type says its topic.
+REGISTRY: tuple[Topic, ...] = (
+    Topic(_named(INCIDENT_REPORTS), IncidentReport, lambda report: report.report_id),
+    Topic(_named(UNIT_EVENTS), _UnitEventBase, lambda event: event.unit_id),
+    Topic(_named(DISPATCH_ORDERS), DispatchOrder, lambda order: order.unit_id, audited=True),
+    Topic(_named(INCIDENT_EVENTS), IncidentEvent, lambda event: event.incident_id, audited=True),
+    Topic(_named(SLA_ESCALATIONS), Escalation, lambda escalation: escalation.incident_id, audited=True),
+    # a dead letter keeps the key of the record it stands for
+    Topic(_named(INCIDENT_REPORTS_DLQ), DeadLetter, lambda letter: letter.key, audited=True),
+    Topic(worklog_topic, WorkItem, lambda item: item.district),
+    # the reporters reach the sink (the incident record) this way only
+    Topic(reporters_topic, ReporterRecord, lambda reporter: reporter.report_id, audited=True),
+    # the unit map's entries are a district's name as text, keyed by unit (streams/pipeline/unit_districts.py)
+    Topic(unit_districts_topic, None, lambda unit_id: unit_id),
+    Topic(snapshots_topic, None, lambda slot: slot),
+)
+
+
+class Topics:
+    """The registry with the names of one app id resolved."""
+
+    def __init__(self, settings: Settings, registry: tuple[Topic, ...] = REGISTRY):
+        self.by_name = {topic.name_of(settings): topic for topic in registry}
+        self._name_of_model = {topic.model: name for name, topic in self.by_name.items() if topic.model is not None}
+
+    def topic_of(self, message: Any) -> str:
+        for model in type(message).__mro__:
+            if model in self._name_of_model:
+                return self._name_of_model[model]
+        raise TypeError(f"no topic for {type(message).__name__}")
+
+    def outgoing(self, message: Any) -> tuple[str, bytes | None, bytes]:
+        """(topic, key, value) of `message`, as published: JSON without its unset fields."""
+        topic = self.topic_of(message)
+        key = self.by_name[topic].key(message)
+        return topic, key.encode() if key else None, message.model_dump_json(exclude_none=True).encode()
+
+    def model_of(self, topic: str) -> type:
+        model = self.by_name[topic].model
+        if model is None:
+            raise TypeError(f"{topic} carries no message model")
+        return model
+
+    def audited(self) -> tuple[str, ...]:
+        """The topics the sink writes to PostgreSQL."""
+        return tuple(name for name, topic in self.by_name.items() if topic.audited)
+
+
+@dataclass(frozen=True)
 class TopicReport:
     created: list[str]
     existing: list[str]
@@ -82,7 +160,9 @@ class TopicReport:
 async def ensure_topics(settings: Settings) -> TopicReport:
     """Create every topic we need; topics that already exist are left as they are."""
     names = [*CONTRACT_TOPICS, *internal_topics(settings)]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **settings.kafka_client_options())
+    from streams.runtime import clients  # (here: clients' tests import this module's names)
+
+    admin = clients.admin(settings)
     await admin.start()
     try:
         present = set(await admin.list_topics())

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.runtime.consumer_loop import partitions_of
+from streams.runtime import clients
 from streams.settings import Settings
 from streams.simulation.simulator import DayPlan, FieldCrew
 from streams.runtime.topics import DISPATCH_ORDERS, UNIT_EVENTS
@@ -28,11 +28,8 @@ class DayProgress:
 async def play_day(settings: Settings, plan: DayPlan, crew: FieldCrew, speedup: float,
                    on_progress: Callable[[DayProgress], None], drain_s: float = 5.0) -> DayProgress:
     """Publish the plan in (compressed) time and let the crew answer; returns the final progress."""
-    options = settings.kafka_client_options()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=2,
-                                **settings.producer_options())
-    orders = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                              fetch_max_wait_ms=settings.fetch_max_wait_ms, **options)
+    producer = clients.producer(settings, linger_ms=2)
+    orders = clients.standalone_consumer(settings)
     await producer.start()
     await orders.start()
     loop = asyncio.get_running_loop()
