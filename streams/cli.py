@@ -89,13 +89,15 @@ def worker() -> None:
     from streams.operations.embedded import embedded_infrastructure
     from streams.sink.migrate import migrate
     from streams.runtime.topics import ensure_topics
-    from streams.pipeline.worker import ShutdownBoundWorker, build_app
+    import faust
+
+    from streams.pipeline.worker import build_app
 
     settings = _settings()
     catalogue, geography = _reference_or_exit(settings)
     if settings.uses_embedded_broker or settings.uses_embedded_database:
         _data_dir_or_exit(settings)
-    # faust must have a directory of its own, and keeps nothing in it (tables are in memory): a fresh one in
+    # faust (the worker's runtime) must have a directory of its own, and keeps nothing in it: a fresh one in
     # the system's temp dir, so that a worker starts in any directory (a read-only one too) and two workers
     # started in the same one never share it
     with tempfile.TemporaryDirectory(prefix=f"patrol-worker-{settings.app_id}-") as scratch, \
@@ -109,8 +111,9 @@ def worker() -> None:
         # is no longer walked by every full collection (46 ms each, measured), which reports would wait for.
         gc.collect()
         gc.freeze()
-        ShutdownBoundWorker(faust_app, loglevel=settings.log_level, quiet=True,
-                            redirect_stdouts=False).execute_from_commandline()
+        # SIGTERM/SIGINT stop the app, which runs the worker's stop sequence first (streams/pipeline/worker.py)
+        faust.Worker(faust_app, loglevel=settings.log_level, quiet=True,
+                     redirect_stdouts=False).execute_from_commandline()
 
 
 @app.command()

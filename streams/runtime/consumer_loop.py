@@ -1,16 +1,22 @@
 """A consumer-group loop for the path every report and unit event takes (intake and the district core): a
-batch in, each record handled, its outputs published, and the batch committed once they are delivered.
+batch in, each record handled, its outputs published, and the batch committed once they are delivered (the
+loop's `Checkpoint`, streams/runtime/checkpoint.py).
 
 faust hands an agent one message at a time across its consumer thread. On Tansu a bare faust echo agent
 took 10 ms a hop at 100 messages/s but 190 ms (p99 480 ms) at 500/s, where a plain aiokafka loop on the
-same broker took 11 ms (p99 49 ms). So that path runs as one of these loops, a task of the faust
-worker.
+same broker took 11 ms (p99 49 ms). So that path runs as one of these loops, a task of the worker's runtime
+(docs/adr/0001-faust-runtime.md).
+
+Stopping (`stop`) is one sequence: stop fetching; let the batch in hand and the deliveries of followed records
+finish; wait for every output in flight and commit what they back; leave the consumer group (the consumer's
+stop sends LeaveGroup, so the next member gets the partitions at once, not after the session timeout); stop the
+producer. The process bounds it with `exit_if_not_stopped_in(SHUTDOWN_GRACE_S)`: with the broker gone it would
+wait for ever, and what was not committed is redone by the next owner anyway.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -20,16 +26,14 @@ from typing import TypeVar
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from aiokafka.structs import OffsetAndMetadata
 
-from streams.runtime import health, metrics
-from streams.runtime.error_policy import refused_for_good
+from streams.runtime import clients, health, metrics
+from streams.runtime.checkpoint import Checkpoint, Sent
+from streams.runtime.error_policy import Outgoing, refused_for_good
 from streams.settings import Settings
 
 log = structlog.get_logger("patrol.loop")
 
-# (topic, key, value) of one record to publish
-Outgoing = tuple[str, bytes | None, bytes]
 # how often handled records are committed (once delivered): a crash redoes at most this much
 COMMIT_INTERVAL_S = 0.5
 
@@ -39,8 +43,6 @@ Handler = Callable[[object], Awaitable[Iterable[Outgoing]]]
 T = TypeVar("T")
 # the record to publish in place of a record's output that the broker refused for good (its dead letter)
 OnUnpublishable = Callable[[object, BaseException], Outgoing]
-# a delivery in flight, and the consumed record it was decided for (None: the loop's own, such as a tick)
-Sent = tuple[asyncio.Future, object | None]
 
 
 @dataclass(frozen=True)
@@ -55,12 +57,6 @@ class Delivered:
     value: bytes
 
 
-def standalone_consumer(settings: Settings, **extra) -> AIOKafkaConsumer:
-    """A consumer outside any group that commits nothing: for reading a log back (replays, the unit map)."""
-    return AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                            fetch_max_wait_ms=settings.fetch_max_wait_ms, **extra, **settings.kafka_client_options())
-
-
 async def partitions_of(consumer: AIOKafkaConsumer, *topics: str) -> list[TopicPartition]:
     """Every partition of `topics` (none of a topic that does not exist), from metadata asked for now.
 
@@ -69,32 +65,6 @@ async def partitions_of(consumer: AIOKafkaConsumer, *topics: str) -> list[TopicP
     the metadata is 5 minutes old. So its partitions_for_topic says None, where this asks the broker."""
     cluster = await consumer._client.fetch_all_metadata()  # (no public way; `consumer.topics()` keeps only names)
     return [TopicPartition(topic, p) for topic in topics for p in sorted(cluster.partitions_for_topic(topic) or ())]
-
-
-@contextlib.asynccontextmanager
-async def reading(settings: Settings, **extra):
-    """A started `standalone_consumer`, stopped when the block is left."""
-    consumer = standalone_consumer(settings, **extra)
-    await consumer.start()
-    try:
-        yield consumer
-    finally:
-        await consumer.stop()
-
-
-def group_consumer(settings: Settings, group_id: str, *topics: str, fetch_max_wait_ms: int) -> AIOKafkaConsumer:
-    """A member of `group_id` that commits only what it is told to, starting a new group at the beginning."""
-    return AIOKafkaConsumer(
-        *topics,
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=fetch_max_wait_ms,
-        session_timeout_ms=int(settings.kafka_session_timeout_s * 1000),
-        heartbeat_interval_ms=int(settings.kafka_session_timeout_s * 200),
-        **settings.kafka_client_options(),
-    )
 
 
 # How long a stopping process may take to finish in-flight work and leave its groups.
@@ -194,57 +164,42 @@ class ConsumerLoop:
         self._following: asyncio.Queue = asyncio.Queue()
         self._commit_lock = asyncio.Lock()
         # handled since the last commit: the deliveries to wait for, the offsets to commit then
-        self._delivered: list[Sent] = []
-        self._offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        # a delivery failed: nothing may be committed any more until the loop restarts from the last commit
-        self._undelivered = False
+        self.checkpoint_of_run = Checkpoint()
+        self._stopping = asyncio.Event()
 
     async def run_forever(self) -> None:
-        """Run the loop; if it fails, start it again after a pause (uncommitted records are fetched again)."""
-        await restart_on_failure(self.run, f"consumer loop {self.name}", loop=self.name)
+        """Run the loop until `stop`; if it fails, start it again after a pause (uncommitted records are fetched
+        again)."""
+        await restart_on_failure(self.run, f"consumer loop {self.name}", self._stopping.is_set, loop=self.name)
+
+    def stop(self) -> None:
+        """Stop fetching: the loop settles, commits, leaves its group and returns from `run_forever`."""
+        self._stopping.set()
 
     async def run(self) -> None:
         s = self.settings
-        consumer = group_consumer(s, self.group_id, fetch_max_wait_ms=s.fetch_max_wait_ms)
+        consumer = clients.group_consumer(s, self.group_id, fetch_max_wait_ms=s.fetch_max_wait_ms)
         consumer.subscribe(list(self.topics), listener=_Listener(self))
         # A district's work log is one partition, and aiokafka sends one request at a time to a broker:
         # with its default 16 KB batches, a busy district's log would hold every send back to 16 KB per
         # round trip.
-        producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, linger_ms=0, max_batch_size=PRODUCER_BATCH_BYTES,
-                                    **s.producer_options())
+        producer = clients.producer(s, linger_ms=0, max_batch_size=PRODUCER_BATCH_BYTES)
         await producer.start()
-        self._undelivered = False
+        self.checkpoint_of_run.reset()
         self._following = asyncio.Queue()
         try:
             await consumer.start()
             self.consumer = consumer
             log.info("consumer loop started", loop=self.name, group=self.group_id)
-            clock = asyncio.get_running_loop()
-            last_measured, lag = 0.0, 0
             committer = asyncio.create_task(self._commit_every(consumer, COMMIT_INTERVAL_S))
             follower = asyncio.create_task(self._follow(producer))
             self._producer = producer
             try:
-                while True:
-                    batch = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
-                    health.progress(self.name)
-                    if clock.time() - last_measured > 5:
-                        lag = await metrics.measure_lag(self.group_id, consumer)
-                        last_measured = clock.time()
-                    health.working(self.name, bool(batch) or lag > 0)  # a stall with work waiting fails /healthz
-                    for task in (committer, follower):
-                        if task.done():
-                            task.result()  # a delivery that failed: restart, and the records come again
-                    if self.between_polls is not None:
-                        async with self._batch_lock, self._record_lock:
-                            await self.between_polls()
-                    if batch:
-                        async with self._batch_lock:
-                            delivered = await self._handle(producer, batch)
-                            # added only once the whole batch is handled, deliveries and offsets together
-                            self._delivered.extend(delivered)
-                            self._offsets.update({tp: OffsetAndMetadata(records[-1].offset + 1, "")
-                                                  for tp, records in batch.items()})
+                await self._poll_until_stopped(consumer, producer, (committer, follower))
+                # stopping: what was fetched is handled; what it sent on is taken; all of it delivered, committed
+                await self._drain(follower)
+                await self.settled(consumer)
+                log.info("consumer loop stopped; its work committed", loop=self.name)
             finally:
                 self._producer = None
                 committer.cancel()
@@ -255,23 +210,46 @@ class ConsumerLoop:
             if self.on_revoked is not None:
                 # what was handled but not committed comes again: state built from it must go with it
                 self.on_revoked(list(consumer.assignment()))
-            self._delivered, self._offsets = [], {}
-            await consumer.stop()
+            self.checkpoint_of_run.reset()
+            await consumer.stop()  # leaves the group: its partitions go to the next member at once
             await producer.stop()
+
+    async def _poll_until_stopped(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer,
+                                  helpers: tuple[asyncio.Task, ...]) -> None:
+        clock = asyncio.get_running_loop()
+        last_measured, lag = 0.0, 0
+        while not self._stopping.is_set():
+            batch = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
+            health.progress(self.name)
+            if clock.time() - last_measured > 5:
+                lag = await metrics.measure_lag(self.group_id, consumer)
+                last_measured = clock.time()
+            health.working(self.name, bool(batch) or lag > 0)  # a stall with work waiting fails /healthz
+            for task in helpers:
+                if task.done():
+                    task.result()  # a delivery that failed: restart, and the records come again
+            if self.between_polls is not None:
+                async with self._batch_lock, self._record_lock:
+                    await self.between_polls()
+            if batch:
+                async with self._batch_lock:
+                    delivered = await self._handle(producer, batch)
+                    # handed in only once the whole batch is handled, deliveries and offsets together
+                    self.checkpoint_of_run.handled(
+                        delivered, {tp: records[-1].offset + 1 for tp, records in batch.items()})
+
+    async def _drain(self, follower: asyncio.Task) -> None:
+        """Until every record sent to a followed topic is taken (or the follower failed: raised)."""
+        drained = asyncio.create_task(self._following.join())
+        await asyncio.wait({drained, follower}, return_when=asyncio.FIRST_COMPLETED)
+        drained.cancel()
+        if follower.done():
+            follower.result()
 
     async def settled(self, consumer: AIOKafkaConsumer) -> None:
         """Commit every batch handled so far, once its records are delivered."""
         async with self._commit_lock:  # one at a time, so that offsets never move backwards
-            delivered, offsets = self._delivered, self._offsets
-            self._delivered, self._offsets = [], {}
-            if self._undelivered:
-                return
-            try:
-                await self._delivery_of(delivered)
-            except Exception:
-                # committing later offsets would skip these records' lost outputs for good
-                self._undelivered = True
-                raise
+            offsets = await self.checkpoint_of_run.settle(self._replacement)
             if offsets:
                 try:
                     await consumer.commit(offsets)
@@ -279,20 +257,12 @@ class ConsumerLoop:
                     # partitions moved to another worker meanwhile: it handles these records again (idempotent)
                     log.warning("commit refused; the new owner redoes the batch", loop=self.name, error=str(exc))
 
-    async def _delivery_of(self, sent: list[Sent]) -> None:
-        """Wait for these deliveries. One the broker refused for good is replaced by its record's dead letter (then
-        waited for too); any other failure (the broker away) is raised: the records are handled again."""
-        results = await asyncio.gather(*(delivery for delivery, _ in sent), return_exceptions=True)
-        replacements = []
-        for (_, origin), result in zip(sent, results):
-            if not isinstance(result, BaseException):
-                continue
-            producer = self._producer
-            if not refused_for_good(result) or origin is None or self.on_unpublishable is None or producer is None:
-                raise result
-            replacements.append(await self._send(producer, self.on_unpublishable(origin, result)))
-        if replacements:
-            await self._delivery_of(replacements)
+    async def _replacement(self, origin, exc: BaseException) -> Sent | None:
+        """The dead letter of `origin`, sent in place of its output that the broker refused for good."""
+        producer = self._producer
+        if self.on_unpublishable is None or producer is None:
+            return None
+        return await self._send(producer, self.on_unpublishable(origin, exc))
 
     async def _commit_every(self, consumer: AIOKafkaConsumer, interval_s: float) -> None:
         # Committing in the background, a few times a second, keeps the round trips of delivery and
@@ -304,9 +274,9 @@ class ConsumerLoop:
     async def publish(self, records: Iterable[Outgoing]) -> bool:
         """Publish records that no consumed record stands behind (the clock's ticks) with the loop's producer,
         so that those of followed topics are handed back like the loop's own. False when the loop is
-        not running (between restarts): nothing was sent."""
+        not running (between restarts, stopping): nothing was sent."""
         producer = self._producer
-        if producer is None:
+        if producer is None or self._stopping.is_set():
             return False
         async with self._record_lock:
             for outgoing in records:
@@ -321,8 +291,7 @@ class ConsumerLoop:
             # sent as soon as they are decided: the next record's handling overlaps their delivery
             sent = [await self._send(producer, outgoing, record) for outgoing in await handle(record)]
             if settle:
-                # the list looked up only now: `settled` may have swapped it in while the record was handled
-                self._delivered.extend(sent)
+                self.checkpoint_of_run.also_wait_for(sent)
             return sent
 
     async def checkpoint(self, capture: Callable[[], T]) -> T | None:
@@ -338,7 +307,7 @@ class ConsumerLoop:
             await self.settled(consumer)
         except Exception:  # noqa: BLE001 - the loop restarts on its own; this capture is not backed
             return None
-        return None if self._undelivered else captured
+        return None if self.checkpoint_of_run.broken else captured
 
     async def _send(self, producer: AIOKafkaProducer, outgoing: Outgoing, origin=None) -> Sent:
         topic, key, value = outgoing
@@ -364,9 +333,13 @@ class ConsumerLoop:
             try:
                 placed = await delivery
             except Exception:  # noqa: BLE001 - a lost delivery fails the batch's commit and restarts the loop
+                self._following.task_done()
                 continue
-            record = Delivered(topic, placed.partition, placed.offset, key, value)
-            await self._take(producer, self.follow[topic], record, settle=True)
+            try:
+                record = Delivered(topic, placed.partition, placed.offset, key, value)
+                await self._take(producer, self.follow[topic], record, settle=True)
+            finally:
+                self._following.task_done()
 
     async def _handle(self, producer: AIOKafkaProducer, batch: dict) -> list[Sent]:
         delivered = []
@@ -377,4 +350,3 @@ class ConsumerLoop:
                 # hundreds handled without a pause would hold back every output of the batch until its end.
                 await asyncio.sleep(0)
         return delivered
-

@@ -4,12 +4,14 @@ A failure that belongs to one record — a defect of ours meeting it, a row the 
 holds, an output the broker refuses for good — dead-letters that record, and the loop goes on with the next.
 A failure of the broker, the network or the database as a whole restarts the loop (or retries the write) from
 the last commit, where the same records come again: nothing is lost, and nothing is skipped that could still
-be done. Every rule about "skip or retry" is here, so that the worker and the sink decide alike.
+be done. Every rule about "skip or retry" is here, so that the worker and the sink decide alike; the district
+pipeline's handlers run under the named policy `DeadLetterPolicy`.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 
 import asyncpg
@@ -26,6 +28,11 @@ from aiokafka.errors import (
 )
 
 from processors.dead_letters import Rejected, bare_dead_letter
+from streams.runtime import metrics
+from streams.runtime.topics import INCIDENT_REPORTS_DLQ
+
+# (topic, key, value) of one record to publish
+Outgoing = tuple[str, bytes | None, bytes]
 
 log = structlog.get_logger("patrol.errors")
 
@@ -72,3 +79,42 @@ def unpublishable(record, exc: BaseException) -> bytes:
     letter = bare_dead_letter(record.topic, record.partition, record.offset,
                               Rejected("publish_failed", describe(exc)), datetime.now(timezone.utc))
     return letter.to_json_bytes()
+
+
+class DeadLetterPolicy:
+    """The error policy of the district pipeline's handlers, by name: a failure of one record's handling that is
+    not the broker's or the network's (a defect of ours meeting it) dead-letters that record, and the stream goes
+    on; a transient failure is raised, restarting the loop from its last commit, where the record comes again.
+
+    `dead_letter_of(record, rejection, stage)` is the dead letter the pipeline would write for the record itself
+    (it reads the record, so it may fail too: then a bare one, built from the record's position alone, is
+    written)."""
+
+    def __init__(self, dead_letter_of: Callable[[object, Rejected, str], Outgoing]):
+        self.dead_letter_of = dead_letter_of
+
+    def guard(self, stage: str, handle: Callable[[object], Awaitable[list[Outgoing]]]):
+        """`handle` under this policy: what it returns, or the record's dead letter if it fails for the record."""
+        async def guarded(record) -> list[Outgoing]:
+            try:
+                return await handle(record)
+            except Exception as exc:  # noqa: BLE001 - the last line of defence: nothing may stop the stream
+                if is_transient(exc):
+                    raise
+                return [self.failed(record, stage, exc)]
+        guarded.__name__ = f"guarded_{getattr(handle, '__name__', 'handler')}"
+        return guarded
+
+    def failed(self, record, stage: str, exc: Exception) -> Outgoing:
+        rejection = Rejected("processing_error", describe(exc))
+        # the traceback without its frames' variables: they hold the message, and with it personal data
+        log.error("processing failed; message dead-lettered", stage=stage, topic=record.topic,
+                  partition=record.partition, offset=record.offset, error=rejection.error, exc_info=exc)
+        try:
+            return self.dead_letter_of(record, rejection, stage)
+        except Exception as again:  # noqa: BLE001 - the fallback that reads nothing of the record
+            log.error("its dead letter failed too; a bare one is written", error=describe(again))
+            metrics.DEAD_LETTERS.labels(stage, rejection.reason).inc()
+            letter = bare_dead_letter(record.topic, record.partition, record.offset, rejection,
+                                      datetime.now(timezone.utc))
+            return INCIDENT_REPORTS_DLQ, None, letter.to_json_bytes()

@@ -17,7 +17,7 @@ import asyncio
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 
 import asyncpg
@@ -31,20 +31,27 @@ from processors.dead_letters import Rejected, bare_provenance, dead_letter
 from streams.runtime import health, metrics
 from streams.sink.retention import Periodic
 from streams.runtime.error_policy import describe, refused_for_content
-from streams.runtime.consumer_loop import group_consumer, restart_on_failure
+from streams.runtime import clients
+from streams.runtime.clients import group_consumer
+from streams.runtime.consumer_loop import restart_on_failure
 from streams.settings import Settings
-from streams.runtime.topics import DISPATCH_ORDERS, INCIDENT_EVENTS, INCIDENT_REPORTS_DLQ, SLA_ESCALATIONS, reporters_topic
+from streams.runtime.topics import INCIDENT_REPORTS_DLQ, Topics
 
 log = structlog.get_logger("patrol.sink")
 
 
+def _rows(model: type):
+    """A Batch field collecting the messages of `model` (the topic registry says which topic carries it)."""
+    return field(default_factory=list, metadata={"model": model})
+
+
 @dataclass
 class Batch:
-    events: list[IncidentEvent] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    orders: list[DispatchOrder] = field(default_factory=list)
-    escalations: list[Escalation] = field(default_factory=list)
-    reporters: list[ReporterRecord] = field(default_factory=list)
+    events: list[IncidentEvent] = _rows(IncidentEvent)
+    dead_letters: list[DeadLetter] = _rows(DeadLetter)
+    orders: list[DispatchOrder] = _rows(DispatchOrder)
+    escalations: list[Escalation] = _rows(Escalation)
+    reporters: list[ReporterRecord] = _rows(ReporterRecord)
     # the consumed record each message came from, in the order they were added
     records: list = field(default_factory=list)
 
@@ -53,7 +60,7 @@ class Batch:
                 + len(self.reporters))
 
     def add(self, message, record=None) -> None:
-        getattr(self, ROWS_OF[type(message)]).append(message)
+        getattr(self, _FIELD_OF[type(message)]).append(message)
         self.records.append((record, message))
 
     def halves(self) -> tuple["Batch", "Batch"]:
@@ -63,6 +70,10 @@ class Batch:
         for i, (record, message) in enumerate(self.records):
             (first if i < middle else rest).add(message, record)
         return first, rest
+
+
+# message model -> the Batch field its rows collect in (declared with the field)
+_FIELD_OF = {f.metadata["model"]: f.name for f in fields(Batch) if "model" in f.metadata}
 
 
 # The advisory lock class of "an incident's reporter is being written" (its second key: the report id's hash).
@@ -211,16 +222,6 @@ LOOP = "sink"
 # how often an idle sink asks PostgreSQL whether it answers (for readiness), and how long it waits for the answer
 REACH_EVERY_S, REACH_TIMEOUT_S = 5.0, 5.0
 
-# topic -> the message model on it
-AUDITED = {
-    INCIDENT_EVENTS: IncidentEvent,
-    INCIDENT_REPORTS_DLQ: DeadLetter,
-    DISPATCH_ORDERS: DispatchOrder,
-    SLA_ESCALATIONS: Escalation,
-}
-# message model -> the Batch field its rows collect in
-ROWS_OF = {IncidentEvent: "events", DeadLetter: "dead_letters", DispatchOrder: "orders", Escalation: "escalations",
-           ReporterRecord: "reporters"}
 
 
 class Sink:
@@ -229,8 +230,10 @@ class Sink:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.group_id = f"{settings.app_id}-sink"
-        # topic -> the message model on it: the audit topics, and the reporters on their way to the incident record
-        self.models = {**AUDITED, reporters_topic(settings): ReporterRecord}
+        # topic -> the message model on it (the registry's audited topics): the audit topics, and the reporters on
+        # their way to the incident record
+        topics = Topics(settings)
+        self.models = {name: topics.model_of(name) for name in topics.audited()}
         self._stopping = asyncio.Event()
         self._consumer = None  # while running: whether it has partitions
         self._reached_database = False  # the last write or ping reached PostgreSQL
@@ -257,7 +260,7 @@ class Sink:
     async def run(self) -> None:
         s = self.settings
         consumer = group_consumer(s, self.group_id, *self.models, fetch_max_wait_ms=s.sink_flush_ms)
-        producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap, **s.producer_options())
+        producer = clients.producer(s)
         # min_size=0: no connection is made up front, so a database that is down when the
         # worker starts is waited for like any other outage, by the write retries below
         pool = await asyncpg.create_pool(s.database_url, min_size=0, max_size=2)
