@@ -43,8 +43,9 @@ def _ready(port: int) -> bool:
 
 
 async def _broker_view(settings: Settings) -> tuple[list[str], list[str]]:
-    from streams.runtime.clients import admin_client
-    admin = admin_client(settings)
+    from streams.runtime import clients
+
+    admin = clients.admin(settings)
     await admin.start()
     try:
         topics = sorted(await admin.list_topics())

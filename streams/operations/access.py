@@ -17,12 +17,12 @@ What each service does on Kafka, read off the code:
 - **worker** (`patrol worker`, streams/pipeline/worker.py): intake reads `incident.reports`, `unit.events` and
   `unit.register` (the unit register's changes); the district
   core writes `dispatch.orders`, `incident.events`, `sla.escalations` and dead letters to `incident.reports.dlq`.
-  Its own topics all start with `<app id>-`: the district work log, the unit map, the district snapshots, the
-  reporters (streams/runtime/topics.py) and faust's leader topic (`<app id>-__assignor-__leader`, which faust creates at
-  start-up); it reads and writes them, creates them when missing (ensure_topics at start-up, faust), and reads and
-  aligns their configuration (topics._align). Its consumer groups: faust's (`<app id>`) and the district pipeline's
-  (`<app id>-pipeline`, whose committed offsets recovery reads). Consumer lag is measured from its own consumers'
-  positions: no further right.
+  Its own topics all start with `<app id>-`: the district work log, the unit map, the district snapshots and the
+  reporters (streams/runtime/topics.py); it reads and writes them, creates them when missing (ensure_topics at
+  start-up), and reads and aligns their configuration (topics._align). Its one consumer group is the district
+  pipeline's (`<app id>-pipeline`, whose committed offsets recovery reads): faust, its runtime, starts no Kafka
+  client (docs/adr/0001-faust-runtime.md). Consumer lag is measured from its own consumers' positions: no further
+  right.
 - **sink** (`patrol sink`, streams/sink/sink.py): reads the audit topics and `<app id>-reporters` in its group
   `<app id>-sink`, and dead-letters a record it cannot write to `incident.reports.dlq`.
 - **command centre**: reads the district core's outputs and writes `unit.register` (audited changes of the unit
@@ -41,8 +41,8 @@ What each service does on Kafka, read off the code:
 Who creates topics: the contract topics (and, in production, ours too) are created by an administrator — on the
 embedded broker by ADMIN, a super user that only sets up (SCRAM users, these ACLs, ensure_topics); in Kubernetes by
 the Strimzi topic operator (deploy/kubernetes/21-topics.yaml). The worker may create only topics under its own
-prefix, since faust makes its leader topic itself. The worker runs ensure_topics at start-up too: on a cluster set up
-this way it finds every contract topic present, and needs no right to create them.
+prefix (ensure_topics makes a missing internal topic itself). The worker runs ensure_topics at start-up too: on a
+cluster set up this way it finds every contract topic present, and needs no right to create them.
 
 The worker's entry assumes the sink runs as its own process and principal (PATROL_SINK_IN_WORKER=false, as in
 deploy/kubernetes/40-workers.yaml); a worker that runs the sink in itself needs the sink's ACLs as well.
@@ -102,7 +102,6 @@ def principals(app_id: str) -> dict[str, tuple[Acl, ...]]:
             *_topics(WRITE, DISPATCH_ORDERS, INCIDENT_EVENTS, SLA_ESCALATIONS, INCIDENT_REPORTS_DLQ),
             Acl("TOPIC", own, "PREFIXED",
                 ("CREATE", "READ", "WRITE", "DESCRIBE", "DESCRIBE_CONFIGS", "ALTER_CONFIGS")),
-            Acl("GROUP", app_id, "LITERAL", READ),
             Acl("GROUP", f"{app_id}-pipeline", "LITERAL", READ),
         ),
         SINK: (

@@ -6,10 +6,9 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-
 from streams.settings import Settings
 from streams.runtime import clients
-from streams.runtime.topics import INCIDENT_REPORTS, UNIT_EVENTS
+from streams.runtime.topics import INBOUND_TOPICS, key_field
 
 
 class UnroutableLine(ValueError):
@@ -30,17 +29,14 @@ def classify(line: bytes, line_number: int, topic: str | None = None) -> Outgoin
     except ValueError:
         doc = None
     if topic is None:
-        if isinstance(doc, dict) and "report_id" in doc:
-            topic = INCIDENT_REPORTS
-        elif isinstance(doc, dict) and "unit_id" in doc:
-            topic = UNIT_EVENTS
-        else:
+        # the inbound topic whose key field the line has (the topic registry's, streams/runtime/topics.py)
+        topic = next((t for t in INBOUND_TOPICS if isinstance(doc, dict) and key_field(t) in doc), None)
+        if topic is None:
             raise UnroutableLine(
                 f"line {line_number}: neither a report (report_id) nor a unit event (unit_id); "
                 "pass --topic to send it as it is"
             )
-    key_field = "report_id" if topic == INCIDENT_REPORTS else "unit_id"
-    key = doc.get(key_field) if isinstance(doc, dict) else None
+    key = doc.get(key_field(topic)) if isinstance(doc, dict) else None
     return Outgoing(topic, str(key).encode() if key is not None else None, line)
 
 

@@ -5,7 +5,6 @@ topic under which key, the one table the worker publishes by and the sink reads 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,44 +87,54 @@ def internal_topics(settings: Settings) -> list[str]:
 
 @dataclass(frozen=True)
 class Topic:
-    """One topic of the registry: its name (`name_of` the settings), the message model on it (None: not a JSON
-    message of ours, e.g. the snapshots' chunks) and the key a message is published under (the partitioning: what
-    must stay in order, stays on one partition). `audited`: the sink writes it to PostgreSQL."""
+    """One topic of the registry: its name (an internal one's after the app id: `<app id>-<name>`), the message
+    model on it (None: not a JSON message of ours, e.g. the snapshots' chunks) and the field of that message that
+    is its key (the partitioning: what must stay in order stays on one partition). `audited`: the sink writes it
+    to PostgreSQL."""
 
-    name_of: Callable[[Settings], str]
+    name: str
     model: type | None
-    key: Callable[[Any], str | None]
+    key_field: str
+    internal: bool = False
     audited: bool = False
 
-
-def _named(name: str) -> Callable[[Settings], str]:
-    return lambda settings: name
+    def name_for(self, settings: Settings) -> str:
+        return f"{settings.app_id}-{self.name}" if self.internal else self.name
 
 
 # Which message goes to which topic with which key (docs/contracts.md, Topics). A model appears once, so a
 # message's type says its topic.
 REGISTRY: tuple[Topic, ...] = (
-    Topic(_named(INCIDENT_REPORTS), IncidentReport, lambda report: report.report_id),
-    Topic(_named(UNIT_EVENTS), _UnitEventBase, lambda event: event.unit_id),
-    Topic(_named(DISPATCH_ORDERS), DispatchOrder, lambda order: order.unit_id, audited=True),
-    Topic(_named(INCIDENT_EVENTS), IncidentEvent, lambda event: event.incident_id, audited=True),
-    Topic(_named(SLA_ESCALATIONS), Escalation, lambda escalation: escalation.incident_id, audited=True),
+    Topic(INCIDENT_REPORTS, IncidentReport, "report_id"),
+    Topic(UNIT_EVENTS, _UnitEventBase, "unit_id"),
+    Topic(DISPATCH_ORDERS, DispatchOrder, "unit_id", audited=True),
+    Topic(INCIDENT_EVENTS, IncidentEvent, "incident_id", audited=True),
+    Topic(SLA_ESCALATIONS, Escalation, "incident_id", audited=True),
     # a dead letter keeps the key of the record it stands for
-    Topic(_named(INCIDENT_REPORTS_DLQ), DeadLetter, lambda letter: letter.key, audited=True),
-    Topic(worklog_topic, WorkItem, lambda item: item.district),
+    Topic(INCIDENT_REPORTS_DLQ, DeadLetter, "key", audited=True),
+    Topic("district-worklog", WorkItem, "district", internal=True),
     # the reporters reach the sink (the incident record) this way only
-    Topic(reporters_topic, ReporterRecord, lambda reporter: reporter.report_id, audited=True),
-    # the unit map's entries are a district's name as text, keyed by unit (streams/pipeline/unit_districts.py)
-    Topic(unit_districts_topic, None, lambda unit_id: unit_id),
-    Topic(snapshots_topic, None, lambda slot: slot),
+    Topic("reporters", ReporterRecord, "report_id", internal=True, audited=True),
+    # a unit's district as text, keyed by unit (streams/pipeline/unit_districts.py)
+    Topic("unit-districts", None, "unit_id", internal=True),
+    # chunks of a partition's snapshot, keyed by slot (streams/pipeline/snapshots.py)
+    Topic("district-snapshots", None, "slot", internal=True),
 )
+
+
+def key_field(topic: str) -> str:
+    """The field that is the key of a message on `topic`, one of the contract's (for raw lines: `patrol publish`)."""
+    for entry in REGISTRY:
+        if not entry.internal and entry.name == topic:
+            return entry.key_field
+    raise KeyError(topic)
 
 
 class Topics:
     """The registry with the names of one app id resolved."""
 
     def __init__(self, settings: Settings, registry: tuple[Topic, ...] = REGISTRY):
-        self.by_name = {topic.name_of(settings): topic for topic in registry}
+        self.by_name = {topic.name_for(settings): topic for topic in registry}
         self._name_of_model = {topic.model: name for name, topic in self.by_name.items() if topic.model is not None}
 
     def topic_of(self, message: Any) -> str:
@@ -137,7 +146,7 @@ class Topics:
     def outgoing(self, message: Any) -> tuple[str, bytes | None, bytes]:
         """(topic, key, value) of `message`, as published: JSON without its unset fields."""
         topic = self.topic_of(message)
-        key = self.by_name[topic].key(message)
+        key = getattr(message, self.by_name[topic].key_field)
         return topic, key.encode() if key else None, message.model_dump_json(exclude_none=True).encode()
 
     def model_of(self, topic: str) -> type:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from streams.sink.sink import AUDITED
 from streams.runtime.topics import (
     CONTRACT_TOPICS,
     DISPATCH_COMMANDS,
@@ -31,6 +30,7 @@ from streams.runtime.topics import (
     SLA_ESCALATIONS,
     UNIT_EVENTS,
     UNIT_REGISTER,
+    Topics,
     internal_topics,
     reporters_topic,
 )
@@ -58,10 +58,12 @@ def test_the_acls_grant_each_process_what_its_code_does_and_no_more():
         assert allowed(worker, "topic", topic, "Read") and not allowed(worker, "topic", topic, "Write"), topic
     for topic in (INCIDENT_EVENTS, DISPATCH_ORDERS, SLA_ESCALATIONS, INCIDENT_REPORTS_DLQ):
         assert allowed(worker, "topic", topic, "Write") and not allowed(worker, "topic", topic, "Read"), topic
-    for topic in [*internal, f"{APP.app_id}-__assignor-__leader"]:  # faust's leader topic is <app id>-__assignor-__leader
+    for topic in internal:
         assert all(allowed(worker, "topic", topic, op) for op in ("Read", "Write", "Create", "Describe")), topic
-    assert all(allowed(worker, "group", group, "Read") for group in (pipeline_group(APP), APP.app_id))
-    for topic in [*AUDITED, reporters_topic(APP)]:
+    assert allowed(worker, "group", pipeline_group(APP), "Read")
+    # faust, the worker's runtime, joins no group of its own (docs/adr/0001-faust-runtime.md)
+    assert not allowed(worker, "group", APP.app_id, "Read")
+    for topic in Topics(APP).audited():
         assert allowed(sink, "topic", topic, "Read"), topic
     assert allowed(sink, "group", f"{APP.app_id}-sink", "Read") and not allowed(worker, "group", f"{APP.app_id}-sink", "Read")
     # the reporters' names and phones: only the worker, which writes them, and the sink, which stores them

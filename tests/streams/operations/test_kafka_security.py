@@ -211,10 +211,10 @@ async def _creates(settings: Settings, *names: str) -> dict[str, bool]:
 def test_the_table_names_the_groups_and_topics_the_code_uses():
     table = principals(APP)
     groups = {p: {a.name for a in acls if a.resource_type == "GROUP"} for p, acls in table.items()}
-    # faust's group is the app id; the district pipeline's and the sink's are named where they are used
-    assert groups[WORKER] == {APP, pipeline_group(BASE)}
+    # the district pipeline's and the sink's, named where they are used (faust, the worker's runtime, has none)
+    assert groups[WORKER] == {pipeline_group(BASE)}
     assert groups[SINK] == {Sink(BASE).group_id}
-    # every internal topic falls under the worker's prefix (so may faust's own, made at start-up)
+    # every internal topic falls under the worker's prefix
     [prefix] = [a.name for a in table[WORKER] if a.pattern_type == "PREFIXED"]
     assert all(t.startswith(prefix) for t in OWN) and not any(t.startswith(prefix) for t in CONTRACT_TOPICS)
     assert set(table) == set(MAY_WRITE) and ADMIN not in table  # the set-up principal is a super user instead
@@ -271,7 +271,7 @@ async def test_the_command_centre_reads_and_writes_only_register_changes(secured
 async def test_consumer_groups_are_each_services_own(secured):
     worker, sink = secured.as_(WORKER), secured.as_(SINK)
     assert await _commits(worker, pipeline_group(BASE), INCIDENT_REPORTS)
-    assert await _commits(worker, APP, INCIDENT_REPORTS)  # faust's
+    assert not await _commits(worker, APP, INCIDENT_REPORTS)  # the group faust would have joined
     assert not await _commits(worker, f"{APP}-sink", INCIDENT_REPORTS)
     assert await _commits(sink, f"{APP}-sink", INCIDENT_EVENTS)
     assert not await _commits(sink, pipeline_group(BASE), INCIDENT_EVENTS)

@@ -3,7 +3,7 @@
 Two kinds of test:
 
 * **Client configuration** (no broker): what `Settings.kafka_client_options()` gives every aiokafka
-  client and what `streams.pipeline.worker.broker_credentials()` gives faust, for each security protocol and
+  client, and what the client factory (`streams.runtime.clients`) builds with it, for each security protocol and
   SASL mechanism. TLS contexts are checked by real handshakes in memory (`ssl.MemoryBIO`) against a
   server built from the test PKI, so "verifies the broker" and "presents the client certificate" are
   observed, not inferred from attributes.
@@ -32,17 +32,15 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import faust
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
-from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from streams.operations.embedded import free_port, spawn_child, stop_child, wait_for_port
 from streams.settings import Settings
-from streams.pipeline.worker import broker_credentials
+from streams.runtime import clients
 
 PASSWORD = "pa55-Not-For-Logs-7d1c"
 KEY_PASSWORD = "key-pa55-Not-For-Logs-91ab"
@@ -157,7 +155,6 @@ def test_plaintext_has_no_tls_and_no_credentials():
     settings = Settings()
     assert settings.kafka_client_options() == {"security_protocol": "PLAINTEXT"}
     assert settings.ssl_context() is None
-    assert broker_credentials(settings) is None
 
 
 def test_ssl_verifies_the_broker_against_the_given_ca(pki):
@@ -186,14 +183,16 @@ def test_ssl_without_a_cafile_still_verifies_against_the_system_store():
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname is True
 
 
-def test_mutual_tls_presents_the_client_certificate(pki):
+async def test_mutual_tls_presents_the_client_certificate(pki):
     settings = Settings(kafka_security_protocol="SSL", kafka_ssl_cafile=pki.ca,
                         kafka_ssl_certfile=pki.client_cert, kafka_ssl_keyfile=pki.client_key)
     requiring = _server_context(pki.server_cert, pki.server_key, client_ca=pki.ca)
     seen = _handshake(settings.kafka_client_options()["ssl_context"], requiring)
     assert _cn(seen) == "patrol-worker"
-    # faust's credentials carry the same certificate
-    assert _cn(_handshake(broker_credentials(settings).context, requiring)) == "patrol-worker"
+    # the client factory's clients carry the same certificate
+    client = clients.admin(settings.with_overrides(kafka_bootstrap="127.0.0.1:9"))
+    assert _cn(_handshake(client._client._ssl_context, requiring)) == "patrol-worker"
+    await client.close()
     # without the certificate settings, a server that requires one refuses the handshake
     with pytest.raises(ssl.SSLError):
         _handshake(Settings(kafka_security_protocol="SSL", kafka_ssl_cafile=pki.ca).ssl_context(), requiring)
@@ -227,7 +226,7 @@ def test_a_key_without_a_certificate_is_a_configuration_error(pki):
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
 @pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT", "SASL_SSL"])
-async def test_sasl_settings_reach_aiokafka_and_faust(pki, protocol, mechanism):
+async def test_sasl_settings_reach_aiokafka_and_the_client_factory(pki, protocol, mechanism):
     settings = Settings(kafka_security_protocol=protocol, kafka_sasl_mechanism=mechanism,
                         kafka_sasl_username="patrol-worker", kafka_sasl_password=PASSWORD, kafka_ssl_cafile=pki.ca)
     options = settings.kafka_client_options()
@@ -244,24 +243,21 @@ async def test_sasl_settings_reach_aiokafka_and_faust(pki, protocol, mechanism):
     # aiokafka accepts the options as they are (it validates mechanism and credentials on construction)
     AIOKafkaClient(bootstrap_servers="127.0.0.1:9", **options)
 
-    credentials = broker_credentials(settings)
-    assert isinstance(credentials, faust.SASLCredentials)
-    assert credentials.mechanism.value == mechanism
-    assert credentials.username == "patrol-worker"
-    assert credentials.password == PASSWORD
-    # faust turns its credentials into exactly the options our own clients use
-    via_faust = credentials_to_aiokafka_auth(credentials)
-    assert set(via_faust) == set(options) | {"ssl_context"}
-    for key in options.keys() - {"ssl_context"}:
-        assert via_faust[key] == options[key], key
-    assert (via_faust["ssl_context"] is None) == (protocol == "SASL_PLAINTEXT")
+    # every client the factory builds carries exactly these options
+    producer = clients.producer(settings.with_overrides(kafka_bootstrap="127.0.0.1:9"))
+    try:
+        built = producer.client
+        assert (built._security_protocol, built._sasl_mechanism) == (protocol, mechanism)
+        assert (built._sasl_plain_username, built._sasl_plain_password) == ("patrol-worker", PASSWORD)
+        assert (built._ssl_context is None) == (protocol == "SASL_PLAINTEXT")
+    finally:
+        await producer.stop()
 
 
 def test_sasl_mechanism_defaults_to_plain():
     options = Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username="u",
                        kafka_sasl_password=PASSWORD).kafka_client_options()
     assert options["sasl_mechanism"] == "PLAIN"
-    assert broker_credentials(Settings(kafka_security_protocol="SASL_PLAINTEXT")).mechanism.value == "PLAIN"
 
 
 def test_security_settings_come_from_the_environment(pki, monkeypatch):
@@ -290,20 +286,19 @@ def test_passwords_never_appear_in_reprs_or_logs(pki, caplog):
                         kafka_ssl_certfile=pki.client_cert, kafka_ssl_keyfile=pki.client_key_encrypted,
                         kafka_ssl_key_password=KEY_PASSWORD)
     options = settings.kafka_client_options()
-    credentials = broker_credentials(settings)
     logger = logging.getLogger("patrol.test_security")
     with caplog.at_level(logging.DEBUG, logger="patrol.test_security"):
         logger.info("kafka options %s", options)
-        logger.info("kafka options %r; credentials %s", options, credentials)
+        logger.info("kafka options %r", options)
         logger.info("settings %s", settings)
     rendered = [repr(settings), str(settings), repr(settings.model_dump()), repr(options), str(options),
-                f"{options}", repr(credentials), str(credentials), caplog.text]
+                f"{options}", caplog.text]
     for text in rendered:
         assert PASSWORD not in text
         assert KEY_PASSWORD not in text
     assert "patrol-worker" in caplog.text  # the log did render the options
     # the client libraries still get the real password
-    assert options["sasl_plain_password"] == PASSWORD and credentials.password == PASSWORD
+    assert options["sasl_plain_password"] == PASSWORD
 
 
 # --------------------------------------------------------------------------- TLS end to end (Tansu behind stunnel4)
@@ -466,10 +461,9 @@ async def test_tls_client_with_the_right_ca_connects(tls_broker, pki):
     await _round_trip(_tls(tls_broker, kafka_ssl_cafile=pki.ca), tls_broker)
 
 
-async def test_faust_credentials_connect_over_tls(tls_broker, pki):
-    """The worker's route: broker_credentials() as faust hands it to aiokafka."""
-    auth = credentials_to_aiokafka_auth(broker_credentials(_tls(tls_broker, kafka_ssl_cafile=pki.ca)))
-    admin = AIOKafkaAdminClient(bootstrap_servers=tls_broker.bootstrap, request_timeout_ms=TIMEOUT_MS, **auth)
+async def test_the_client_factory_connects_over_tls(tls_broker, pki):
+    """The worker's route: a client of the factory (streams/runtime/clients.py)."""
+    admin = clients.admin(_tls(tls_broker, kafka_ssl_cafile=pki.ca), request_timeout_ms=TIMEOUT_MS)
     await asyncio.wait_for(admin.start(), 10)
     try:
         assert isinstance(await asyncio.wait_for(admin.list_topics(), 10), list)
@@ -503,9 +497,8 @@ async def test_mutual_tls_client_with_our_certificate_connects(mtls_broker, pki)
     settings = _tls(mtls_broker, kafka_ssl_cafile=pki.ca, kafka_ssl_certfile=pki.client_cert,
                     kafka_ssl_keyfile=pki.client_key)
     await _round_trip(settings, mtls_broker)
-    # and through faust's credentials, as the worker connects
-    auth = credentials_to_aiokafka_auth(broker_credentials(settings))
-    admin = AIOKafkaAdminClient(bootstrap_servers=mtls_broker.bootstrap, request_timeout_ms=TIMEOUT_MS, **auth)
+    # and through the client factory, as the worker connects
+    admin = clients.admin(settings, request_timeout_ms=TIMEOUT_MS)
     await asyncio.wait_for(admin.start(), 10)
     try:
         assert isinstance(await asyncio.wait_for(admin.list_topics(), 10), list)
