@@ -158,7 +158,7 @@ async def test_a_database_outage_delays_the_audit_trail_but_loses_nothing(infras
 
 
 def test_a_worker_whose_broker_is_gone_still_stops(second_site, tmp_path):
-    """faust's shutdown waits on a broker that is gone; the worker must exit anyway (within its grace period)."""
+    """The stop sequence would wait for ever on a broker that is gone; the worker exits anyway (its grace timer)."""
     import signal
 
     from streams.operations.embedded import embedded_broker
