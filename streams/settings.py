@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     # --- our own additions ---
     app_id: str = Field(
         default="patrol-dispatch",
-        description="faust app id: names the consumer groups and prefixes internal topics",
+        description="the app id: names the consumer groups and prefixes internal topics",
     )
     topic_partitions: int = Field(default=4, ge=1, description="partitions of every topic we create")
     topic_replication: int = Field(

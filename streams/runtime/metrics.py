@@ -217,7 +217,7 @@ _described: dict[Gauge, set[tuple[str, ...]]] = {}
 
 
 async def measure_lag(group: str, consumer) -> int:
-    """Lag of each partition `consumer` owns (faust's consumer or aiokafka's: both have these calls); their sum."""
+    """Lag of each partition `consumer` (an aiokafka consumer) owns; their sum."""
     total = 0
     for tp in consumer.assignment():
         highwater = consumer.highwater(tp)
