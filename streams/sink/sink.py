@@ -243,7 +243,7 @@ class Sink:
 
     async def run_forever(self) -> None:
         """Run the sink; if it fails, start it again after a pause (its offsets guarantee nothing is skipped)."""
-        await restart_on_failure(self.run, "sink", self._stopping.is_set, loop=LOOP)
+        await restart_on_failure(self.run, "sink", self._stopping, loop=LOOP)
 
     def ready(self) -> tuple[bool, str]:
         """The sink's readiness (/readyz): it has partitions of the audit topics and reaches PostgreSQL."""
