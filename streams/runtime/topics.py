@@ -18,11 +18,13 @@ from processors.messages import (
     DispatchOrder,
     Escalation,
     IncidentEvent,
+    DispatcherCommand,
     IncidentReport,
     ReporterRecord,
     WorkItem,
     _UnitEventBase,
 )
+from processors.register import RegisterChange
 from streams.settings import Settings
 
 log = structlog.get_logger("patrol.topics")
@@ -112,6 +114,9 @@ REGISTRY: tuple[Topic, ...] = (
     Topic(SLA_ESCALATIONS, Escalation, "incident_id", audited=True),
     # a dead letter keeps the key of the record it stands for
     Topic(INCIDENT_REPORTS_DLQ, DeadLetter, "key", audited=True),
+    Topic(UNIT_REGISTER, RegisterChange, "unit_id"),
+    # keyed by the district of the command's incident, which the command API resolves (not a field of it)
+    Topic(DISPATCH_COMMANDS, DispatcherCommand, "district"),
     Topic("district-worklog", WorkItem, "district", internal=True),
     # the reporters reach the sink (the incident record) this way only
     Topic("reporters", ReporterRecord, "report_id", internal=True, audited=True),

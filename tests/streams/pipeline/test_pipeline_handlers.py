@@ -13,7 +13,9 @@ from aiokafka.errors import KafkaConnectionError
 
 from processors.messages import DeadLetter, IncidentEvent, WorkItem
 from streams.pipeline.district_log import DistrictLog
+from processors.register import UnitRegister
 from streams.pipeline.pipeline import DistrictPipeline
+from streams.pipeline.register import RegisterFollower
 from streams.pipeline.recovery import PartitionCores
 from streams.pipeline.snapshots import SnapshotStore
 from streams.pipeline.unit_districts import UnitDistricts
@@ -66,7 +68,10 @@ def pipeline() -> DistrictPipeline:
                             group_id="patrol-handlers-pipeline")
     districts.partitions[0] = PartitionCores()  # recovered, empty: nothing to read from the broker
     unit_districts = UnitDistricts(SETTINGS, unit_districts_topic(SETTINGS))
-    return DistrictPipeline(SETTINGS, catalogue, load_geography(SETTINGS), districts, unit_districts,
+    # a register that takes any unlisted unit at its word, read to its end: these tests are not about it
+    register = RegisterFollower(SETTINGS, UnitRegister(unlisted="admit"))
+    register.ready.set()
+    return DistrictPipeline(SETTINGS, catalogue, load_geography(SETTINGS), districts, unit_districts, register,
                             clock=lambda: NOW)
 
 
