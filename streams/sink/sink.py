@@ -35,7 +35,7 @@ from streams.runtime import clients
 from streams.runtime.clients import group_consumer
 from streams.runtime.consumer_loop import restart_on_failure
 from streams.settings import Settings
-from streams.runtime.topics import INCIDENT_REPORTS_DLQ, Topics
+from streams.runtime.topics import INCIDENT_REPORTS_DLQ, Topics, reporters_topic
 
 log = structlog.get_logger("patrol.sink")
 
