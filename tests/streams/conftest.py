@@ -46,7 +46,7 @@ async def _admin(url: str, sql: str) -> None:
         await connection.close()
 
 
-ISOLATED_DISTRICTS = 30
+ISOLATED_DISTRICTS = 40
 
 
 @dataclass(frozen=True)
