@@ -4,30 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import logging
 import signal
-import sys
 import tempfile
 from pathlib import Path
 from typing import Literal, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from streams.field_api.commands import add_commands as add_field_commands
-from streams.accounts_cli import accounts_app
+from streams.gateway.accounts_cli import accounts_app
 from streams.settings import Settings
+
+from streams.cli_support import (  # noqa: F401 - the verbs' shared parts, importable from here as before
+    _data_dir_or_exit,
+    _extra_or_exit,
+    _reference_or_exit,
+    _register_or_exit,
+    _settings,
+    console,
+    err_console,
+)
+from streams.cli_tools import add_tools
 
 app = typer.Typer(
     help="patrol-dispatch: intake, dispatch and SLA tracking for an integrated 24-hour patrol brigade.",
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _print_version(value: bool) -> None:
@@ -42,14 +47,6 @@ def _print_version(value: bool) -> None:
 def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                           help="print the version and exit")) -> None:
     """patrol-dispatch: intake, dispatch and SLA tracking for an integrated 24-hour patrol brigade."""
-
-
-def _settings() -> Settings:
-    from streams.runtime.logs import configure_logging
-
-    settings = Settings()
-    configure_logging(settings.log_level, settings.log_format)
-    return settings
 
 
 @app.command()
@@ -237,64 +234,6 @@ def unit_command(
 
 
 @app.command()
-def dashboards(out: Optional[Path] = typer.Option(
-        None, help="where to write the JSON (default: grafana/dashboards of the source tree, else the current directory)")) -> None:
-    """Write the Grafana dashboards (generated from streams/operations/dashboards.py) as JSON files."""
-    _extra_or_exit("dashboards", "grafana_foundation_sdk")
-    from streams.operations.dashboards import write_dashboards
-
-    if out is None:
-        committed = Path(__file__).resolve().parent.parent / "grafana" / "dashboards"
-        # an installed wheel has no source tree around it
-        out = committed if committed.is_dir() else Path.cwd()
-    for path in write_dashboards(out):
-        console.print(f"wrote {path}")
-
-
-@app.command()
-def simulate(
-    hours: float = typer.Option(24.0, min=0.1, help="length of the simulated day"),
-    speedup: float = typer.Option(1.0, min=1.0, help="how much faster than the clock the day runs"),
-    seed: int = typer.Option(1, help="the same seed plays the same day"),
-    write_catalogue: Optional[Path] = typer.Option(
-        None, help="write the catalogue with limits divided by --speedup here, for the worker to run with"),
-) -> None:
-    """Play a simulated day (reports, shifts, field units answering orders) against a running worker."""
-    from datetime import datetime, timedelta, timezone
-
-    from rich.live import Live
-
-    from streams.simulation.day_run import play_day
-    from streams.reference import catalogue_text, load_roster
-    from streams.simulation.simulator import FieldCrew, plan_day, scaled_catalogue
-
-    settings = _settings()
-    catalogue, geography = _reference_or_exit(settings)
-    if write_catalogue is not None:
-        write_catalogue.parent.mkdir(parents=True, exist_ok=True)
-        write_catalogue.write_text(scaled_catalogue(catalogue_text(settings), speedup))
-        console.print(f"wrote the catalogue for a {speedup:g}× day to {write_catalogue}")
-        return
-    if not settings.kafka_bootstrap:
-        err_console.print("PATROL_KAFKA_BOOTSTRAP is not set: simulate plays against a running broker and worker "
-                          "(or use `patrol up`)")
-        raise typer.Exit(2)
-    if speedup != 1:
-        err_console.print(f"note: at {speedup:g}× the worker must run with limits divided alike "
-                          f"(`patrol simulate --speedup {speedup:g} --write-catalogue FILE`, then PATROL_CATALOGUE=FILE)")
-    roster = load_roster()
-    start = (datetime.now(timezone.utc) - timedelta(hours=hours)).astimezone(timezone(timedelta(hours=8)))
-    plan = plan_day(catalogue, geography, roster, seed=seed, hours=hours, start=start)
-    crew = FieldCrew(roster, catalogue, seed=seed, speedup=speedup)
-    with Live(console=console, refresh_per_second=4) as screen:
-        final = asyncio.run(play_day(settings, plan, crew, speedup, lambda p: screen.update(
-            f"simulated {p.sim_time:%H:%M} ({100 * p.share:.0f}%) · published {p.published} · "
-            f"orders answered {p.orders_seen} · unit events {p.unit_events}")))
-    console.print(f"played {final.published} messages; the crew answered {final.orders_seen} orders "
-                  f"with {final.unit_events} unit events")
-
-
-@app.command()
 def gateway(
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 in a container)"),
     port: int = typer.Option(8080, min=1, max=65535, help="HTTP port"),
@@ -315,92 +254,7 @@ def gateway(
                 log_level=settings.log_level.lower(), proxy_headers=True, server_header=False)
 
 
-@app.command()
-def bench(
-    quick: bool = typer.Option(False, "--quick", help="small sizes, about a minute (what the test suite runs)"),
-    out: Path = typer.Option(Path("BENCHMARKS.md"), "--out",
-                             help="where to write the report; the plots go to benchmarks/ beside it"),
-) -> None:
-    """Benchmarks: throughput, latency, decision cost, dispatch quality and memory; writes BENCHMARKS.md and plots."""
-    import shlex
-
-    _extra_or_exit("bench", "scipy", "matplotlib")
-    from streams.bench.suite import run_bench
-
-    settings = _settings()
-    run_bench(settings, console, quick=quick, out=out, command="patrol " + shlex.join(sys.argv[1:]))
-
-
-@app.command()
-def schemas(
-    out: Optional[Path] = typer.Option(
-        None, help="write one <Message>.schema.json per message and asyncapi.json here (docs/schemas in the source tree)"),
-    asyncapi: bool = typer.Option(False, "--asyncapi", help="print the AsyncAPI 3.0 document of the topics instead"),
-) -> None:
-    """The JSON Schema of every contract message and the AsyncAPI document of the topics, for other languages."""
-    from streams.operations.asyncapi import asyncapi_document
-    from streams.operations.schemas import json_schemas
-
-    documents = json_schemas()
-    if out is None:
-        json.dump(asyncapi_document() if asyncapi else documents, sys.stdout, indent=2, ensure_ascii=False)
-        sys.stdout.write("\n")
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    documents = {f"{name}.schema.json": schema for name, schema in documents.items()}
-    documents["asyncapi.json"] = asyncapi_document()
-    for name, document in documents.items():
-        (out / name).write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
-    console.print(f"wrote {len(documents)} documents to {out}")
-
-
-@app.command()
-def catalogue() -> None:
-    """Print the catalogue of powers and duties in force (PATROL_CATALOGUE or the shipped one)."""
-    settings = _settings()
-    cat, _ = _reference_or_exit(settings, geography=False)
-    table = Table(title=f"Catalogue: {len(cat.categories)} categories")
-    table.add_column("code", no_wrap=True)
-    table.add_column("name")
-    table.add_column("domain / agencies", overflow="fold")
-    table.add_column("P", justify="right")
-    table.add_column("ack / arrive / resolve", no_wrap=True)
-    table.add_column("dedup", no_wrap=True)
-    table.add_column("aux")
-    for c in cat.categories:
-        table.add_row(
-            c.code, f"{c.name}\n{c.name_zh or ''}", f"{c.domain}\n{' + '.join(c.agencies)}", str(c.priority),
-            " / ".join(_duration(s) for s in (c.sla.ack_s, c.sla.arrive_s, c.sla.resolve_s)),
-            f"{c.dedup.radius_m:.0f} m\n{_duration(c.dedup.window_s)}", "yes" if c.auxiliary_ok else "no",
-        )
-    console.print(table)
-
-
-@app.command()
-def retention() -> None:
-    """Erase reporters' personal data older than PATROL_REPORTER_RETENTION_DAYS (the sink also does, hourly)."""
-    from streams.sink.retention import run_once
-
-    settings = _settings()
-    if not settings.database_url:
-        err_console.print("PATROL_DATABASE_URL is not set: retention erases in a running database")
-        raise typer.Exit(2)
-    erased = asyncio.run(run_once(settings))
-    console.print(f"erased the personal data of {erased.reports} report(s) and {erased.incidents} incident "
-                  f"record(s) received before {erased.before.isoformat(timespec='seconds')}")
-
-
-def _extra_or_exit(extra: str, *modules: str) -> None:
-    """Exit saying which extra to install when a verb's libraries are not (a worker's install leaves them out)."""
-    import importlib.util
-
-    missing = [name for name in modules if importlib.util.find_spec(name) is None]
-    if missing:
-        err_console.print(f"this verb needs {', '.join(missing)}: pip install 'patrol-dispatch[{extra}]'")
-        raise typer.Exit(2)
-
-
-app.add_typer(accounts_app, name="accounts")  # `patrol accounts add/disable` (streams/accounts_cli.py)
+app.add_typer(accounts_app, name="accounts")  # `patrol accounts add/disable` (streams/gateway/accounts_cli.py)
 
 
 def _add_keys() -> None:
@@ -412,54 +266,8 @@ def _add_keys() -> None:
 _add_keys()
 
 
-def _data_dir_or_exit(settings: Settings) -> None:
-    """Create PATROL_DATA_DIR with its parents (the embedded broker's and database's logs go there), or exit
-    saying why it cannot be: a traceback from deep inside the broker's start would not."""
-    try:
-        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=settings.data_dir):
-            pass
-    except OSError as exc:
-        err_console.print(f"[red]refusing to start:[/] PATROL_DATA_DIR {settings.data_dir} cannot be written "
-                          f"({exc.strerror or exc}): set PATROL_DATA_DIR to a directory that can")
-        raise typer.Exit(2)
-
-
-def _reference_or_exit(settings: Settings, geography: bool = True):
-    from processors.catalogue import CatalogueError
-    from processors.geography import GeographyError
-    from streams.reference import load_catalogue, load_geography
-
-    try:
-        return load_catalogue(settings), (load_geography(settings) if geography else None)
-    except (CatalogueError, GeographyError, OSError) as exc:
-        err_console.print(f"[red]refusing to start:[/] {exc}")
-        raise typer.Exit(2)
-
-
-def _register_or_exit(settings: Settings):
-    from processors.register import RegisterError
-    from streams.reference import load_register
-
-    try:
-        return load_register(settings)
-    except (RegisterError, OSError) as exc:
-        err_console.print(f"[red]refusing to start:[/] {exc}")
-        raise typer.Exit(2)
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.0f} h"
-    return f"{seconds / 86400:.0f} d"
-
-
-# the field API's verbs: `patrol field`, `patrol field-credentials issue|revoke`
 add_field_commands(app)
+add_tools(app)
 
 
 def main() -> None:
