@@ -97,7 +97,7 @@ def _stamp(out: list[Message], start: int, command: DispatcherCommand) -> None:
     stamp = {"command_id": command.command_id, "by": command.by.model_dump()}
     for i in range(start, len(out)):
         if isinstance(out[i], IncidentEvent):
-            out[i] = out[i].model_copy(update={"data": {**out[i].data, **stamp}})
+            out[i] = out[i].with_data(**stamp)
 
 
 # ----------------------------------------------------------------------------- checks

@@ -10,7 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, SerializeAsAny, create_model, model_validator
+
+from processors.event_data import DATA_OF_TYPE, EventData
 
 SCHEMA_VERSION = 1
 
@@ -154,12 +156,43 @@ IncidentEventType = Literal[
 
 
 class IncidentEvent(Message):
+    """One step of an incident's life; `data` is the payload of its `type` (processors/event_data.py). However
+    it is made, from a dict or from the wire, `data` is checked against its type's model and kept as one."""
+
     event_id: str = Field(description="deterministic, so that replays are idempotent")
     incident_id: str
     seq: int = Field(ge=1, description="per incident, gap-free")
     type: IncidentEventType
     at: datetime
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: SerializeAsAny[EventData] = Field(default_factory=EventData)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed_data(cls, values: Any) -> Any:
+        if isinstance(values, dict) and isinstance(values.get("type"), str):
+            model = DATA_OF_TYPE.get(values["type"])
+            data = values.get("data")
+            if model is not None and not isinstance(data, model):
+                data = data.as_dict() if isinstance(data, EventData) else (data if data is not None else {})
+                values = {**values, "data": model.model_validate(data)}
+        return values
+
+    def with_data(self, **more: Any) -> "IncidentEvent":
+        """The same event with `more` added to its payload (checked against its type again)."""
+        return type(self).model_validate({**dict(self.__dict__), "data": {**self.data.as_dict(), **more}})
+
+
+def _event_of_type(type_: str, data: type[EventData]) -> type[IncidentEvent]:
+    name = "".join(part.capitalize() for part in type_.split("_")) + "Event"
+    return create_model(name, __base__=IncidentEvent, __doc__=f"An incident event of type `{type_}`.",
+                        type=(Literal[type_], ...), data=(data, ...))  # type: ignore[call-overload]
+
+
+# The contract's form of an incident event: one model per type, told apart by `type` (what `patrol schemas`
+# publishes and a reader in another language generates from).
+INCIDENT_EVENT_TYPES = tuple(_event_of_type(t, model) for t, model in DATA_OF_TYPE.items())
+incident_event_adapter: TypeAdapter = TypeAdapter(
+    Annotated[Union[INCIDENT_EVENT_TYPES], Field(discriminator="type")])  # type: ignore[valid-type]
 
 
 class Escalation(Message):
@@ -277,7 +310,7 @@ CONTRACT_MESSAGES: dict[str, Any] = {
     "IncidentReport": IncidentReport,
     "UnitEvent": unit_event_adapter,
     "DispatchOrder": DispatchOrder,
-    "IncidentEvent": IncidentEvent,
+    "IncidentEvent": incident_event_adapter,
     "Escalation": Escalation,
     "DeadLetter": DeadLetter,
     "DispatcherCommand": DispatcherCommand,

@@ -14,9 +14,16 @@ from streams.sink.sink import Batch, write_batch
 T0 = datetime(2026, 11, 25, 8, 0, tzinfo=timezone.utc)
 
 
+# the least payload each type carries (processors/event_data.py)
+PAYLOADS = {
+    "dispatched": {"units": [{"unit_id": "U-1", "agency": "police", "role": "lead"}]},
+    "acknowledged": {"unit_id": "U-1", "order_id": "O-1"},
+}
+
+
 def event(incident_id, seq, type_, data=None):
     return IncidentEvent(schema_version=1, event_id=f"{incident_id}:{seq}", incident_id=incident_id, seq=seq,
-                         type=type_, at=T0 + timedelta(seconds=seq), data=data or {})
+                         type=type_, at=T0 + timedelta(seconds=seq), data=data or PAYLOADS.get(type_, {}))
 
 
 def created(incident_id, report_id):
@@ -164,10 +171,9 @@ async def test_street_performance_counts_limits_met_and_missed(db):
     now = datetime.now(timezone.utc)
     street = f"ST-{uuid.uuid4().hex[:6]}"
     incident = f"INC-{uuid.uuid4().hex[:8]}"
-    first = created(incident, f"R-{incident}").model_copy(update={"at": now})
-    first.data["street"] = street
+    first = created(incident, f"R-{incident}").with_data(street=street).model_copy(update={"at": now})
     acked = IncidentEvent(schema_version=1, event_id=f"{incident}:2", incident_id=incident, seq=2,
-                          type="acknowledged", at=now, data={"ack_on_time": True})
+                          type="acknowledged", at=now, data={"unit_id": "U-1", "order_id": "O-1", "ack_on_time": True})
     late = Escalation(schema_version=1, escalation_id=f"{incident}:L2:arrival_overdue", incident_id=incident,
                       level=2, reason="arrival_overdue", deadline=now, at=now, district="JINJIANG", street=street,
                       category="PS-FIGHT")
