@@ -91,33 +91,7 @@ async def write_batch(connection: asyncpg.Connection, batch: Batch) -> None:
             await connection.executemany(
                 """INSERT INTO reporters (report_id, reporter, description, received_at)
                    VALUES ($1, $2::jsonb, $3, $4) ON CONFLICT DO NOTHING""", reporters)
-        if batch.events:
-            await connection.executemany(
-                """INSERT INTO incident_events (event_id, incident_id, seq, type, at, data)
-                   VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING""",
-                [(e.event_id, e.incident_id, e.seq, e.type, e.at, json.dumps(_without_private(e.data)))
-                 for e in batch.events],
-            )
-            created = [e for e in batch.events if e.type == "created"]
-            if created:
-                await connection.executemany(
-                    """INSERT INTO incidents (incident_id, report_id, category, domain, priority, district,
-                           street, lat, lon, source, address, description, reporter, reported_at,
-                           created_at, status, status_at, last_seq)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
-                               coalesce($12, (SELECT description FROM reporters WHERE report_id = $2)),
-                               (SELECT reporter FROM reporters WHERE report_id = $2),
-                               $13::text::timestamptz, $14, 'created', $14, $15)
-                       ON CONFLICT DO NOTHING""",
-                    [_incident_row(e) for e in created],
-                )
-            moves = [e for e in batch.events if e.type in STATUS_AFTER and e.type != "created"]
-            if moves:
-                await connection.executemany(
-                    """UPDATE incidents SET status = $2, status_at = $3, last_seq = $4
-                       WHERE incident_id = $1 AND last_seq < $4""",
-                    [(e.incident_id, STATUS_AFTER[e.type], e.at, e.seq) for e in moves],
-                )
+        await _write_events(connection, batch.events)
         if batch.reporters:
             # the incidents created before their reporter and description came (the first report's, as the
             # insert takes them)
@@ -129,38 +103,75 @@ async def write_batch(connection: asyncpg.Connection, batch: Batch) -> None:
                      AND ((i.reporter IS NULL AND r.reporter IS NOT NULL)
                           OR (i.description IS NULL AND r.description IS NOT NULL))""",
                 [r.report_id for r in batch.reporters])
-        if batch.dead_letters:
-            await connection.executemany(
-                """INSERT INTO dead_letters (topic, "partition", "offset", reason, error, raw, raw_encoding,
-                       raw_masked, key, received_at, raw_truncated, raw_length, raw_sha256)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING""",
-                [
-                    (d.topic, d.partition, d.offset, d.reason, d.error, d.raw, d.raw_encoding, d.raw_masked, d.key,
-                     d.received_at, d.raw_truncated, d.raw_length, d.raw_sha256)
-                    for d in batch.dead_letters
-                ],
-            )
-        if batch.orders:
-            await connection.executemany(
-                """INSERT INTO dispatch_orders (order_id, kind, incident_id, unit_id, role, agency, category,
-                       priority, eta_s, ack_by, issued_at, joint_with)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING""",
-                [(o.order_id, o.kind, o.incident_id, o.unit_id, o.role, o.agency, o.category, o.priority,
-                  o.eta_s, o.ack_by, o.issued_at, o.joint_with) for o in batch.orders],
-            )
-        if batch.escalations:
-            await connection.executemany(
-                """INSERT INTO escalations (escalation_id, incident_id, level, reason, deadline, at, district,
-                       street, category)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING""",
-                [(e.escalation_id, e.incident_id, e.level, e.reason, e.deadline, e.at, e.district, e.street,
-                  e.category) for e in batch.escalations],
-            )
+        await _write_orders_and_the_rest(connection, batch)
     metrics.SINK_ROWS.labels("incident_events").inc(len(batch.events))
     metrics.SINK_ROWS.labels("escalations").inc(len(batch.escalations))
     metrics.SINK_ROWS.labels("dispatch_orders").inc(len(batch.orders))
     metrics.SINK_ROWS.labels("dead_letters").inc(len(batch.dead_letters))
     metrics.SINK_ROWS.labels("reporters").inc(len(batch.reporters))
+
+
+async def _write_events(connection: asyncpg.Connection, events: list[IncidentEvent]) -> None:
+    """The events into the audit trail; a `created` makes the incident record, the others move its status."""
+    if not events:
+        return
+    await connection.executemany(
+        """INSERT INTO incident_events (event_id, incident_id, seq, type, at, data)
+           VALUES ($1, $2, $3, $4, $5, $6::jsonb) ON CONFLICT DO NOTHING""",
+        [(e.event_id, e.incident_id, e.seq, e.type, e.at, json.dumps(_without_private(e.data)))
+         for e in events],
+    )
+    created = [e for e in events if e.type == "created"]
+    if created:
+        await connection.executemany(
+            """INSERT INTO incidents (incident_id, report_id, category, domain, priority, district,
+                   street, lat, lon, source, address, description, reporter, reported_at,
+                   created_at, status, status_at, last_seq)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+                       coalesce($12, (SELECT description FROM reporters WHERE report_id = $2)),
+                       (SELECT reporter FROM reporters WHERE report_id = $2),
+                       $13::text::timestamptz, $14, 'created', $14, $15)
+               ON CONFLICT DO NOTHING""",
+            [_incident_row(e) for e in created],
+        )
+    moves = [e for e in events if e.type in STATUS_AFTER and e.type != "created"]
+    if moves:
+        await connection.executemany(
+            """UPDATE incidents SET status = $2, status_at = $3, last_seq = $4
+               WHERE incident_id = $1 AND last_seq < $4""",
+            [(e.incident_id, STATUS_AFTER[e.type], e.at, e.seq) for e in moves],
+        )
+
+
+async def _write_orders_and_the_rest(connection: asyncpg.Connection, batch: Batch) -> None:
+    """Dead letters, dispatch orders and escalations into their tables."""
+    if batch.dead_letters:
+        await connection.executemany(
+            """INSERT INTO dead_letters (topic, "partition", "offset", reason, error, raw, raw_encoding,
+                   raw_masked, key, received_at, raw_truncated, raw_length, raw_sha256)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING""",
+            [
+                (d.topic, d.partition, d.offset, d.reason, d.error, d.raw, d.raw_encoding, d.raw_masked, d.key,
+                 d.received_at, d.raw_truncated, d.raw_length, d.raw_sha256)
+                for d in batch.dead_letters
+            ],
+        )
+    if batch.orders:
+        await connection.executemany(
+            """INSERT INTO dispatch_orders (order_id, kind, incident_id, unit_id, role, agency, category,
+                   priority, eta_s, ack_by, issued_at, joint_with)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING""",
+            [(o.order_id, o.kind, o.incident_id, o.unit_id, o.role, o.agency, o.category, o.priority,
+              o.eta_s, o.ack_by, o.issued_at, o.joint_with) for o in batch.orders],
+        )
+    if batch.escalations:
+        await connection.executemany(
+            """INSERT INTO escalations (escalation_id, incident_id, level, reason, deadline, at, district,
+                   street, category)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING""",
+            [(e.escalation_id, e.incident_id, e.level, e.reason, e.deadline, e.at, e.district, e.street,
+              e.category) for e in batch.escalations],
+        )
 
 
 async def _lock_reports(connection: asyncpg.Connection, report_ids: list) -> None:
