@@ -25,6 +25,7 @@ from streams.runtime.topics import (
     SLA_ESCALATIONS,
     UNIT_EVENTS,
     UNIT_REGISTER,
+    key_field,
 )
 from streams.settings import Settings
 
@@ -37,28 +38,27 @@ class Channel:
 
     topic: str
     message: str
-    key: str
     action: str  # what the platform does on it: "receive" (it reads) or "send" (it writes)
     description: str
 
 
 CHANNELS = (
-    Channel(INCIDENT_REPORTS, "IncidentReport", "report_id", "receive",
+    Channel(INCIDENT_REPORTS, "IncidentReport", "receive",
             "Reports from sensors, the hotline gateway, patrol apps and the simulator; read by intake."),
-    Channel(UNIT_EVENTS, "UnitEvent", "unit_id", "receive",
+    Channel(UNIT_EVENTS, "UnitEvent", "receive",
             "Field units' log-ons, positions and progress on their orders; read by intake for the district cores."),
-    Channel(DISPATCH_ORDERS, "DispatchOrder", "unit_id", "send",
+    Channel(DISPATCH_ORDERS, "DispatchOrder", "send",
             "Orders to field units (assign or cancel), written by the district cores."),
-    Channel(INCIDENT_EVENTS, "IncidentEvent", "incident_id", "send",
+    Channel(INCIDENT_EVENTS, "IncidentEvent", "send",
             "Each incident's life, in order (`seq` per incident), written by the district cores."),
-    Channel(SLA_ESCALATIONS, "Escalation", "incident_id", "send",
+    Channel(SLA_ESCALATIONS, "Escalation", "send",
             "Breaches of a time limit, once per incident, level and reason, written by the district cores."),
-    Channel(DISPATCH_COMMANDS, "DispatcherCommand", "the incident's district", "receive",
+    Channel(DISPATCH_COMMANDS, "DispatcherCommand", "receive",
             "Dispatchers' commands from the command API (and complainants' verification answers); read by intake "
             "for the district cores."),
-    Channel(INCIDENT_REPORTS_DLQ, "DeadLetter", "the key of the record refused, or none", "send",
+    Channel(INCIDENT_REPORTS_DLQ, "DeadLetter", "send",
             "Every record some stage refused, with a stable reason, a masked excerpt and the raw record's hash."),
-    Channel(UNIT_REGISTER, "RegisterChange", "unit_id", "receive",
+    Channel(UNIT_REGISTER, "RegisterChange", "receive",
             "The command centre's changes of the unit register, each naming who and why: the register's audit "
             "trail, read whole by intake and the field API."),
 )
@@ -113,7 +113,8 @@ def asyncapi_document() -> dict[str, Any]:
     for channel in CHANNELS:
         cid = _channel_id(channel.topic)
         messages[channel.message].setdefault("bindings", {"kafka": {
-            "key": {"type": "string", "description": f"the record key: {channel.key}"}, "bindingVersion": "0.5.0"}})
+            "key": {"type": "string", "description": f"the record key: `{key_field(channel.topic)}`"},
+            "bindingVersion": "0.5.0"}})
         channels[cid] = {
             "address": channel.topic,
             "description": channel.description,
