@@ -1,15 +1,14 @@
 """The city simulator: a day of reports in the sample district and the field units that answer the orders.
 
 `plan_day` is pure and seeded: the same seed gives the same day. `FieldCrew`
-plays the units: it reads their orders and answers with unit events after
-human-like delays. Simulated time runs `speedup` times faster than the wall
+(streams/simulation/crew.py, the one crew model) plays the units: it reads their orders and answers with
+unit events after human-like delays. Simulated time runs `speedup` times faster than the wall
 clock; the worker it talks to must then run with a catalogue whose limits are
 divided by the same factor (`scaled_catalogue`), which `patrol up` arranges.
 """
 
 from __future__ import annotations
 
-import heapq
 import json
 import math
 import random
@@ -22,6 +21,7 @@ import yaml
 from processors.catalogue import Catalogue, Category
 from processors.geography import Geography
 from processors.units import DETOUR_FACTOR, SPEED_M_S
+from streams.simulation.crew import CrewHabits, FieldCrew  # noqa: F401  (importable from here as before)
 
 # Reports per hour of the day for the whole district, by domain: traffic peaks at the
 # rush hours, city management in the day and the evening markets, public security at night.
@@ -155,101 +155,6 @@ def scaled_catalogue(catalogue_yaml: str, speedup: float) -> str:
         # working-hours calendars do not compress; a simulated day counts the clock as it runs
         category.pop("calendar", None)
     return yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
-
-
-# ---------------------------------------------------------------------- the field units
-
-
-@dataclass(frozen=True)
-class CrewHabits:
-    """How the simulated officers behave (simulated seconds and probabilities)."""
-
-    ack_median_s: float = 25.0
-    never_ack: float = 0.02
-    decline: float = 0.03
-    drop_out: float = 0.005  # logs off in the middle of a task
-    handle_share_of_limit: float = 0.25  # typical handling time as a share of the resolve limit
-    handle_cap_s: float = 5400.0
-    silent_for_s: float = 900.0  # how long a unit that missed an order stays out of reach
-
-    def ack_s(self, rnd: random.Random) -> float:
-        """How long an officer takes to acknowledge an order (one draw from `rnd`)."""
-        return rnd.lognormvariate(math.log(self.ack_median_s), 0.6)
-
-    def handle_s(self, rnd: random.Random, category: Category | None) -> float:
-        """How long handling an incident of `category` takes on scene (one draw from `rnd`)."""
-        limit = category.sla.resolve_s if category else 3600.0
-        return min(self.handle_cap_s, rnd.lognormvariate(math.log(max(60.0, limit * self.handle_share_of_limit)), 0.5))
-
-
-class FieldCrew:
-    """Answers every order of the simulated units with unit events, after simulated delays."""
-
-    def __init__(self, roster: list[dict], catalogue: Catalogue, *, seed: int, speedup: float,
-                 habits: CrewHabits = CrewHabits()):
-        self.rnd = random.Random(seed + 1)
-        self.units = {u["unit_id"]: dict(u) for u in roster}
-        self.catalogue = catalogue
-        self.speedup = speedup
-        self.habits = habits
-        self.pending: list[tuple[float, int, str, dict]] = []  # (due wall time, seq, unit, event)
-        self._seq = 0
-        self.cancelled: set[str] = set()
-        self.seen_orders = 0
-
-    def on_order(self, order: dict, now: float) -> None:
-        """React to a dispatch order read at wall-clock time `now` (loop.time())."""
-        unit = self.units.get(order["unit_id"])
-        if unit is None:
-            return
-        if order["kind"] == "cancel":
-            self.cancelled.add(order["order_id"])
-            # told the task is off (perhaps for answering too late), the officer reports ready again;
-            # otherwise the district would lose the unit until its next shift
-            self._later(now, self.habits.ack_median_s, unit, "available", None)
-            return
-        self.seen_orders += 1
-        h, rnd, order_id = self.habits, self.rnd, order["order_id"]
-        if rnd.random() < h.never_ack:
-            # the radio is off: the ladder reassigns the task; later the officer reports back
-            self._later(now, h.silent_for_s, unit, "available", None)
-            return
-        t = h.ack_s(rnd)
-        if rnd.random() < h.decline:
-            self._later(now, t, unit, "decline", order_id)
-            return
-        self._later(now, t, unit, "ack", order_id)
-        self._later(now, t + 5, unit, "en_route", order_id)
-        travel = (order.get("eta_s") or 300) * rnd.uniform(0.8, 1.5)
-        if rnd.random() < h.drop_out:
-            self._later(now, t + travel / 2, unit, "log_off", None)
-            return
-        self._later(now, t + 5 + travel, unit, "on_scene", order_id, lat=order["lat"], lon=order["lon"])
-        handle = h.handle_s(rnd, self.catalogue.get(order["category"]))
-        self._later(now, t + 5 + travel + handle, unit, "resolved", order_id, outcome="handled")
-
-    def _later(self, now: float, after_s: float, unit: dict, type_: str, order_id: str | None, **extra) -> None:
-        self._seq += 1
-        event = {"type": type_, "order_id": order_id, **extra}
-        heapq.heappush(self.pending, (now + after_s / self.speedup, self._seq, unit["unit_id"], event))
-
-    def due(self, now: float, sim_time: datetime) -> list[tuple[str, bytes]]:
-        """Unit events whose moment has come, as (key, value) for unit.events."""
-        out = []
-        while self.pending and self.pending[0][0] <= now:
-            _, seq, unit_id, event = heapq.heappop(self.pending)
-            order_id = event.pop("order_id")
-            if order_id is not None and order_id in self.cancelled:
-                continue
-            unit = self.units[unit_id]
-            doc = {"schema_version": 1, "event_id": f"crew-{unit_id}-{seq}", "unit_id": unit_id,
-                   "at": sim_time.isoformat(), "type": event.pop("type"), **event}
-            if order_id is not None:
-                doc["order_id"] = order_id
-            if doc["type"] == "on_scene":
-                unit["lat"], unit["lon"] = doc.pop("lat"), doc.pop("lon")
-            out.append((unit_id, json.dumps(doc).encode()))
-        return out
 
 
 # ---------------------------------------------------------------------- helpers

@@ -90,7 +90,8 @@ def test_the_crew_answers_an_order_step_by_step_and_drops_cancelled_ones(world):
         crew = FieldCrew(roster, catalogue, seed=seed, speedup=60)
         crew.on_order(order, now=0.0)
         types.append([json.loads(v)["type"] for _, v in crew.due(10_000.0, now)])
-    assert ["ack", "en_route", "on_scene", "resolved"] in types
+    # the officer reports where they are on reaching the scene, as the offline crew does
+    assert ["ack", "en_route", "location", "on_scene", "resolved"] in types
     assert all(t[:1] in (["ack"], ["decline"], ["available"], []) for t in types)
     crew = FieldCrew(roster, catalogue, seed=0, speedup=60)
     crew.on_order(order, now=0.0)
@@ -105,3 +106,25 @@ def test_a_compressed_day_compresses_the_limits():
     assert fast.get("PS-FIGHT").sla.ack_s == slow.get("PS-FIGHT").sla.ack_s / 60
     assert fast.get("PS-FIGHT").dedup.window_s == slow.get("PS-FIGHT").dedup.window_s / 60
     assert fast.get("PS-FIGHT").dedup.radius_m == slow.get("PS-FIGHT").dedup.radius_m
+
+
+def test_the_live_crew_is_the_offline_crew_on_a_compressed_clock(world):
+    """One crew model: `patrol up` / `patrol simulate` answer an order exactly as the benchmark's offline day does,
+    at the same simulated moments (wall seconds × the speed-up), travelling from the same place."""
+    from datetime import datetime, timezone
+
+    from streams.simulation.crew import Crew
+
+    catalogue, _, roster = world
+    unit = roster[0]
+    order = {"kind": "assign", "order_id": "I-1-O1", "incident_id": "I-1", "unit_id": unit["unit_id"],
+             "category": "PS-FIGHT", "eta_s": 120, "lat": unit["lat"] + 0.01, "lon": unit["lon"]}
+    now = datetime(2026, 11, 25, tzinfo=timezone.utc)
+    for seed in range(10):
+        offline = Crew(catalogue, seed)
+        offline.log_on(unit["unit_id"], unit["mode"], unit["lat"], unit["lon"])
+        expected = [(round(at, 6), fields["type"]) for at, _, fields in offline.on_order(order, 0.0)]
+        live = FieldCrew(roster, catalogue, seed=seed, speedup=60)
+        live.on_order(order, now=0.0)
+        due = sorted(live.pending)
+        assert [(round(at * 60, 6), event["type"]) for at, _, _, event in due] == expected
