@@ -84,7 +84,7 @@ def plan_day(catalogue: Catalogue, geography: Geography, roster: list[dict], *, 
     rnd = random.Random(seed)
     start = start or datetime(2026, 11, 25, 0, 0, tzinfo=timezone(timedelta(hours=8)))
     streets = geography.streets
-    hotspots = _hotspots(rnd, geography)
+    spots = hotspots(geography)
     out: list[Planned] = []
     seq = 0
 
@@ -122,7 +122,7 @@ def plan_day(catalogue: Catalogue, geography: Geography, roster: list[dict], *, 
                     continue
                 code = rnd.choices(in_domain, weights)[0]
                 category = catalogue.get(code)
-                lat, lon = _place(rnd, hotspots, streets, geography)
+                lat, lon = _place(rnd, spots, streets, geography)
                 n_report += 1
                 report_id = f"SIM{seed}-{n_report:06d}"
                 source = _weighted(rnd, SOURCES[domain])
@@ -160,8 +160,12 @@ def scaled_catalogue(catalogue_yaml: str, speedup: float) -> str:
 # ---------------------------------------------------------------------- helpers
 
 
-def _hotspots(rnd: random.Random, geography: Geography) -> list[tuple[float, float, float]]:
-    """A few busy places per street, more where more people live: (lat, lon, weight)."""
+def hotspots(geography: Geography) -> list[tuple[float, float, float]]:
+    """A few busy places per street, more where more people live: (lat, lon, weight).
+
+    Fixed for the districts, whatever the day's seed: demand varies from day to day, the places where it
+    gathers do not, so what is learned from one day's history can be tested on another day."""
+    rnd = random.Random("hotspots:" + ",".join(sorted({s.district for s in geography.streets})))
     spots = []
     for street in geography.streets:
         minx, miny, maxx, maxy = street.polygon.bounds

@@ -128,3 +128,20 @@ def test_the_live_crew_is_the_offline_crew_on_a_compressed_clock(world):
         live.on_order(order, now=0.0)
         due = sorted(live.pending)
         assert [(round(at * 60, 6), event["type"]) for at, _, _, event in due] == expected
+
+
+def test_hotspots_are_the_districts_not_the_days(world):
+    """Demand varies from day to day, its places do not: every seed's reports gather at the same hotspots."""
+    import json as _json
+
+    from processors.geography import distance_m
+    from streams.simulation.simulator import hotspots
+
+    catalogue, geography, roster = world
+    spots = hotspots(geography)
+    assert spots == hotspots(geography)
+    for seed in (1, 2, 3):
+        plan = plan_day(catalogue, geography, roster, seed=seed, hours=12)
+        points = [_json.loads(m.value) for m in plan.messages if m.what == "report"]
+        near = sum(1 for p in points if any(distance_m(p["lat"], p["lon"], lat, lon) <= 400 for lat, lon, _ in spots))
+        assert near > 0.6 * len(points)
