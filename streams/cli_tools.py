@@ -75,15 +75,25 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="small sizes, about a minute (what the test suite runs)"),
     out: Path = typer.Option(Path("BENCHMARKS.md"), "--out",
                              help="where to write the report; the plots go to benchmarks/ beside it"),
+    only: Optional[list[str]] = typer.Option(
+        None, "--only", help="run only this phase (repeatable): streams, cost, quality, memory, recovery; the "
+        "other sections of an existing report are kept"),
+    seeds: Optional[int] = typer.Option(None, "--seeds", min=1,
+                                        help="paired days per intensity in the quality phase (default 20)"),
 ) -> None:
     """Benchmarks: throughput, latency, decision cost, dispatch quality and memory; writes BENCHMARKS.md and plots."""
     import shlex
 
     _extra_or_exit("bench", "scipy", "matplotlib")
-    from streams.bench.suite import run_bench
+    from streams.bench.suite import SECTIONS, run_bench
 
+    unknown = sorted(set(only or ()) - set(SECTIONS))
+    if unknown:
+        err_console.print(f"unknown phase {', '.join(unknown)}: choose from {', '.join(SECTIONS)}")
+        raise typer.Exit(2)
     settings = _settings()
-    run_bench(settings, console, quick=quick, out=out, command="patrol " + shlex.join(sys.argv[1:]))
+    run_bench(settings, console, quick=quick, out=out, command="patrol " + shlex.join(sys.argv[1:]),
+              sections=tuple(s for s in SECTIONS if not only or s in only), seeds=seeds)
 
 
 def schemas(
