@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from processors.candidates import CANDIDATES_EXPLAINED, pick, preemptable, rank, reach_order
+from processors.candidates import CANDIDATES_EXPLAINED, pick, preempt_choice, preemptable, queue_order, rank, reach_order
 from processors.incidents import Incident, record_event
 from processors.messages import Message
 from processors.orders import assign, withdraw
@@ -61,11 +61,14 @@ def _choose(core: DistrictCore, incident: Incident, at: datetime, out: list[Mess
              "street_pressure": round(state.load.pressure(state.units[uid].home_street), 3)}
             for eta, _, uid in ranking[:CANDIDATES_EXPLAINED]
         ]
-        chosen_one = pick(state, core.catalogue, core.policy, ranking, incident, at)
-        if chosen_one is None and incident.priority == 1 and core.policy.preempt:
-            chosen_one = preemptable(state, incident, agency, taken)
-            if chosen_one is not None:
-                bumped.append(preempt(core, state.units[chosen_one[1]], incident, at, out))
+        policy = core.policy
+        chosen_one = pick(state, core.catalogue, policy, ranking, incident, at)
+        if incident.priority == 1 and policy.preempt and (chosen_one is None or policy.preempt_margin_s is not None):
+            busy = preempt_choice(chosen_one, preemptable(state, incident, agency, taken, policy.preempt_on_scene_from),
+                                  policy.preempt_margin_s)
+            if busy is not None:
+                chosen_one = busy
+                bumped.append(preempt(core, state.units[busy[1]], incident, at, out))
         if chosen_one is not None:
             eta, unit_id = chosen_one
             taken.add(unit_id)
@@ -78,6 +81,7 @@ def _send(core: DistrictCore, incident: Incident, chosen: list[tuple[str, Unit, 
     """Issue the chosen units' orders, each naming its team, and tell the incident's story."""
     state = core.state
     orders = [assign(state, core.catalogue, incident, agency, unit, eta, at) for agency, unit, eta in chosen]
+    incident.bumped = False  # back on the road: no longer ahead of its priority's queue
     team = sorted(a.unit_id for a in incident.active.values())
     for order in orders:
         out.append(order.model_copy(update={"joint_with": [u for u in team if u != order.unit_id]}))
@@ -116,6 +120,7 @@ def preempt(core: DistrictCore, unit: Unit, by: Incident, at: datetime, out: lis
     state = core.state
     bumped = state.incidents[unit.incident_id]
     agency = withdraw(state, unit, bumped, at, out, exclude=False)
+    bumped.bumped = True
     state.queue.add(bumped.incident_id)
     record_event(bumped, "queued", at, out, {
         "reason": "preempted", "by_incident": by.incident_id, "unit_id": unit.unit_id,
@@ -127,12 +132,13 @@ def offer(core: DistrictCore, unit: Unit, at: datetime, out: list[Message]) -> N
     """A unit has come free: queued incidents it could serve are dispatched again, most urgent first."""
     state = core.state
     incidents = state.incidents
-    if core.policy.queue_by_reach:
+    policy = core.policy
+    if policy.queue_by_reach:
         def order(i: str) -> tuple:
-            return reach_order(core.catalogue, unit, incidents[i], at)
+            return reach_order(core.catalogue, unit, incidents[i], at, policy)
     else:
         def order(i: str) -> tuple:
-            return incidents[i].priority, incidents[i].created_at, i
+            return queue_order(policy, incidents[i], at)
     for incident_id in sorted(state.queue, key=order):
         if not unit.free:
             return
