@@ -24,6 +24,33 @@ from processors.catalogue import Catalogue, Category
 from processors.geography import distance_m
 from processors.units import DETOUR_FACTOR, SPEED_M_S
 
+# Time on scene by category, in simulated seconds: (median, log-normal sigma). Why each is what it is:
+# - a fight: separate the parties, first aid, names and statements (~30 min; whoever is taken in is booked at the
+#   station by others); an assault: the same and the victim's account, often waiting for the ambulance (~40 min);
+# - theft: the victim's statement and the scene (~30 min); a missing person: a first search and a description
+#   circulated, then the case goes to investigators (~45 min);
+# - a drunk or a dispute: talked down or taken home within ~20 min; noise: a warning at the door (~10 min);
+# - a traffic accident: photographs, the drivers' details, clearing the lane or waiting for the tow (~35 min);
+#   a jam or an obstacle: directing traffic until it clears (~25 min); a dead signal: manual control until the
+#   technicians arrive (~40 min); illegal parking, e-bikes, moto-taxis: a ticket or a warning (~8-12 min);
+# - street vending, frontage, barbecue: a warning and the stall moved on (~15 min); garbage, bicycles,
+#   fly-posting, adverts: photographed and passed on, or cleared (~10-20 min); a broken light, a loose manhole:
+#   the spot secured and the utility called (~20-30 min); a building site: permits checked (~30 min);
+# - emergencies (a crowd, a suspicious package, a flood, a collapse): a cordon held until specialists take over
+#   (~60-90 min).
+# The spread (sigma 0.5) puts the 90th percentile near twice the median: some matters drag on.
+HANDLING_S: dict[str, tuple[float, float]] = {
+    "PS-FIGHT": (1800, 0.5), "PS-ASSAULT": (2400, 0.5), "PS-THEFT": (1800, 0.5), "PS-MISSING": (2700, 0.5),
+    "PS-DRUNK": (1200, 0.5), "PS-DISPUTE": (1200, 0.5), "PS-NOISE": (600, 0.5),
+    "TR-ACCIDENT": (2100, 0.5), "TR-JAM": (1500, 0.5), "TR-OBSTACLE": (1500, 0.5), "TR-SIGNAL": (2400, 0.5),
+    "TR-PARKING": (480, 0.5), "TR-EBIKE": (600, 0.5), "TR-MOTOTAXI": (720, 0.5),
+    "CM-VENDING": (900, 0.5), "CM-FRONTAGE": (900, 0.5), "CM-BBQ": (900, 0.5), "CM-GARBAGE": (1200, 0.5),
+    "CM-BIKES": (900, 0.5), "CM-FLYPOST": (600, 0.5), "CM-ADVERT": (900, 0.5), "CM-LIGHT": (1200, 0.5),
+    "CM-MANHOLE": (1800, 0.5), "CM-BUILD": (1800, 0.5), "CM-NOISE": (900, 0.5), "CM-MUCK": (1800, 0.5),
+    "EM-CROWD": (5400, 0.5), "EM-PACKAGE": (3600, 0.5), "EM-FLOOD": (5400, 0.5), "EM-COLLAPSE": (5400, 0.5),
+}
+
+
 # the crew's note on an event that carries no order id of its own (a position report) saying which order it is for
 FOR_ORDER = "_for_order"
 
@@ -36,6 +63,7 @@ class CrewHabits:
     never_ack: float = 0.02
     decline: float = 0.03
     drop_out: float = 0.005  # logs off in the middle of a task
+    # a category HANDLING_S does not know: a quarter of its resolve limit, as a rough guess
     handle_share_of_limit: float = 0.25
     handle_cap_s: float = 5400.0
     silent_for_s: float = 900.0  # how long a unit that missed an order stays out of reach
@@ -45,9 +73,13 @@ class CrewHabits:
         return rnd.lognormvariate(math.log(self.ack_median_s), 0.6)
 
     def handle_s(self, rnd: random.Random, category: Category | None) -> float:
-        """How long handling an incident of `category` takes on scene (one draw from `rnd`)."""
-        limit = category.sla.resolve_s if category else 3600.0
-        return min(self.handle_cap_s, rnd.lognormvariate(math.log(max(60.0, limit * self.handle_share_of_limit)), 0.5))
+        """How long handling an incident of `category` takes on scene (one draw from `rnd`): HANDLING_S."""
+        if category is not None and category.code in HANDLING_S:
+            median, sigma = HANDLING_S[category.code]
+        else:
+            limit = category.sla.resolve_s if category else 3600.0
+            median, sigma = max(60.0, limit * self.handle_share_of_limit), 0.5
+        return min(self.handle_cap_s, rnd.lognormvariate(math.log(median), sigma))
 
 
 @dataclass

@@ -53,6 +53,7 @@ SOURCES = {
 DUPLICATION = {"PS-FIGHT": 0.6, "PS-ASSAULT": 0.6, "EM-CROWD": 0.8, "TR-ACCIDENT": 0.5, "TR-JAM": 0.5,
                "PS-NOISE": 0.4, "CM-MANHOLE": 0.3}
 MALFORMED_SHARE = 0.02
+SHIFT_HOURS = 12
 RESEND_SHARE = 0.03
 
 
@@ -93,10 +94,11 @@ def plan_day(catalogue: Catalogue, geography: Geography, roster: list[dict], *, 
         seq += 1
         out.append(Planned(at_s, seq, topic, key, value, what))
 
-    # shifts: half the brigade by day (08-20), half by night; everyone on duty at the start is logged on then
+    # shifts of SHIFT_HOURS: from the unit's planned start (`shift_start_h`, written by `patrol roster plan`), or
+    # without one half the brigade by day (08-20), half by night; everyone on duty at the start is logged on then
     for i, unit in enumerate(roster):
-        day_shift = i % 2 == 0
-        on, off = (8, 20) if day_shift else (20, 32)
+        on = unit.get("shift_start_h", 8 if i % 2 == 0 else 20)
+        off = on + SHIFT_HOURS
         for shift_start in (on - 24, on, on + 24):
             begin, end = shift_start * 3600, (shift_start + off - on) * 3600
             if end <= 0 or begin >= hours * 3600:

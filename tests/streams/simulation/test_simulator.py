@@ -145,3 +145,20 @@ def test_hotspots_are_the_districts_not_the_days(world):
         points = [_json.loads(m.value) for m in plan.messages if m.what == "report"]
         near = sum(1 for p in points if any(distance_m(p["lat"], p["lon"], lat, lon) <= 400 for lat, lon, _ in spots))
         assert near > 0.6 * len(points)
+
+
+def test_time_on_scene_follows_its_categorys_distribution(world):
+    """A parking ticket takes minutes, a fight half an hour, a cordon at a crowd over an hour: HANDLING_S, not a
+    share of the resolve limit (which made a parking ticket an hour's work)."""
+    import random
+    import statistics
+
+    from streams.simulation.crew import HANDLING_S, CrewHabits
+
+    catalogue = world[0]
+    habits = CrewHabits()
+    for code in ("TR-PARKING", "PS-FIGHT", "EM-CROWD"):
+        draws = [habits.handle_s(random.Random(k), catalogue.get(code)) for k in range(2000)]
+        assert statistics.median(draws) == pytest.approx(HANDLING_S[code][0], rel=0.1), code
+    assert set(HANDLING_S) >= {c.code for c in catalogue.categories if c.code in __import__(
+        "streams.simulation.simulator", fromlist=["CATEGORY_MIX"]).CATEGORY_MIX}
