@@ -46,6 +46,8 @@ class DispatchPolicy:
     # Priority 1 takes a busy unit whenever it is this much faster than the best free one, not only when no unit
     # is free (None: only then): three minutes is what decides whether a fight is reached within fifteen.
     preempt_margin_s: float | None = 180.0
+    # ...and then only off a task of this priority or lower: a priority-2 matter keeps its unit unless none is free
+    preempt_margin_from: int = 3
     # A task a unit was pulled off waits at the head of its priority: it has waited once already.
     bumped_first: bool = True
     # Street balancing for priority 1 (off: a fight gets the fastest unit, whatever its street can spare).
@@ -53,7 +55,7 @@ class DispatchPolicy:
     # A priority-5 incident waiting this long queues with priority 4's broken promises (those that can no longer
     # be reached within the limit counted from the report), oldest first, so it is not starved, at no cost to an
     # incident of priority 1-4 whose promise can still be kept.
-    age_after_s: float | None = 3600.0
+    age_after_s: float | None = 4 * 3600.0
 
 
 CLOSEST_IDLE = DispatchPolicy(balance_streets=False, balance_in_time_only=False, preempt=False, queue_by_reach=False,
@@ -114,9 +116,9 @@ def pick(state: DistrictState, catalogue: Catalogue, policy: DispatchPolicy, ran
 
 
 def preemptable(state: DistrictState, incident: Incident, agency: str, taken: set[str],
-                on_scene_from: int | None = None) -> tuple[float, str] | None:
-    """For a priority-1 incident: the fastest unit busy on a lower-priority task, short of the scene or (from
-    priority `on_scene_from` down) on it."""
+                on_scene_from: int | None = None, busy_from: int = 2) -> tuple[float, str] | None:
+    """For a priority-1 incident: the fastest unit busy on a task of priority `busy_from` or lower, short of the
+    scene or (from priority `on_scene_from` down) on it."""
     units, incidents = state.units, state.incidents
 
     def eligible(unit_id: str) -> bool:
@@ -128,7 +130,7 @@ def preemptable(state: DistrictState, incident: Incident, agency: str, taken: se
         busy_with = incidents[unit.incident_id].priority
         if unit.stage == "on_scene" and (on_scene_from is None or busy_with < on_scene_from):
             return False
-        return busy_with > incident.priority and unit.may_act_for(incident.category, agency)
+        return busy_with > incident.priority and busy_with >= busy_from and unit.may_act_for(incident.category, agency)
 
     ranking = state.grid.nearest(incident.lat, incident.lon, 1, FEWEST_SECONDS_PER_M, eligible)
     return (ranking[0][0], ranking[0][2]) if ranking else None

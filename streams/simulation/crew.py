@@ -218,13 +218,16 @@ class FieldCrew:
         self._seq = 0
         self.seen_orders = 0
 
-    def on_order(self, order: dict, now: float) -> None:
-        """React to a dispatch order read at wall-clock time `now` (loop.time())."""
+    def on_order(self, order: dict, now: float, transit_s: float = 0.0) -> None:
+        """React to a dispatch order read at wall-clock time `now` (loop.time()), `transit_s` after the worker
+        issued it: the officer's answers are timed from the issue, as offline, so the hop from the worker to the
+        crew is kept out of the outcome."""
         if order.get("unit_id") not in self.crew.units:
             return
         if order.get("kind") != "cancel":
             self.seen_orders += 1
-        for at, unit_id, event in self.crew.on_order(OrderView.of(order), now * self.speedup):
+        issued = now - min(max(transit_s, 0.0), 1.0)
+        for at, unit_id, event in self.crew.on_order(OrderView.of(order), issued * self.speedup):
             self._seq += 1
             heapq.heappush(self.pending, (at / self.speedup, self._seq, unit_id, event))
 

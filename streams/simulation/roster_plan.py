@@ -22,6 +22,9 @@ from streams.simulation.simulator import SHIFT_HOURS, plan_day
 
 # Between an order and the unit on scene: acknowledgement and a typical drive across part of the district.
 REACH_S = 600.0
+# Every hour keeps at least this share of a group's average cover, however quiet: a fight at 06:00 still needs a
+# car within 15 minutes, which takes officers spread over the district, not officers in proportion to the work.
+FLOOR_SHARE = 0.6
 HISTORY_SEEDS = tuple(range(1001, 1015))  # two weeks of simulated history, disjoint from the benchmark's days
 MODE_ORDER = {"car": 0, "bike": 1, "foot": 2}
 
@@ -59,16 +62,21 @@ def typical_handle_s(habits: CrewHabits, category) -> float:
 
 
 def plan_shifts(roster: list[dict], work: dict[str, list[float]]) -> dict[str, int]:
-    """unit_id -> the hour its 12-hour shift starts: per agency, officers on duty in proportion to each hour's work."""
+    """unit_id -> the hour its 12-hour shift starts: per agency and kind, units on duty each hour a floor plus a
+    share in proportion to the hour's work."""
     starts: dict[str, int] = {}
-    by_agency: dict[str, list[dict]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for unit in roster:
-        by_agency[unit["agency"]].append(unit)
-    for agency, units in sorted(by_agency.items()):
+        # officers and auxiliaries apart: only officers may take most urgent matters, so each hour needs its share
+        groups[(unit["agency"], unit["kind"])].append(unit)
+    for (agency, _kind), units in sorted(groups.items()):
         hourly = work.get(agency) or [1.0] * 24
         total = sum(hourly) or 1.0
-        # what each hour should have on duty, out of the officer-hours the agency's head count gives a day
-        target = [len(units) * SHIFT_HOURS * w / total for w in hourly]
+        # what each hour should have on duty, out of the unit-hours the group gives a day: a floor for every
+        # hour, the rest in proportion to the hour's work
+        day = len(units) * SHIFT_HOURS
+        floor = FLOOR_SHARE * day / 24
+        target = [floor + (day - 24 * floor) * w / total for w in hourly]
         on_duty = [0.0] * 24
         for unit in sorted(units, key=lambda u: (MODE_ORDER.get(u["mode"], 3), u["kind"] != "officer", u["unit_id"])):
             best = max(range(24), key=lambda h: (sum(target[(h + k) % 24] - on_duty[(h + k) % 24]

@@ -95,7 +95,9 @@ def plan_day(catalogue: Catalogue, geography: Geography, roster: list[dict], *, 
         out.append(Planned(at_s, seq, topic, key, value, what))
 
     # shifts of SHIFT_HOURS: from the unit's planned start (`shift_start_h`, written by `patrol roster plan`), or
-    # without one half the brigade by day (08-20), half by night; everyone on duty at the start is logged on then
+    # without one half the brigade by day (08-20), half by night; everyone on duty at the start is logged on then.
+    # Their jitter has a generator of its own, so that the day's reports are the same whatever the roster.
+    shifts = random.Random(f"{seed}:shifts")
     for i, unit in enumerate(roster):
         on = unit.get("shift_start_h", 8 if i % 2 == 0 else 20)
         off = on + SHIFT_HOURS
@@ -103,11 +105,11 @@ def plan_day(catalogue: Catalogue, geography: Geography, roster: list[dict], *, 
             begin, end = shift_start * 3600, (shift_start + off - on) * 3600
             if end <= 0 or begin >= hours * 3600:
                 continue
-            at = max(0.0, begin) + rnd.uniform(0, 120)
+            at = max(0.0, begin) + shifts.uniform(0, 120)
             add(at, "unit.events", unit["unit_id"],
                 _unit_event(unit, "log_on", start + timedelta(seconds=at), f"{seed}-{i}-{shift_start}-on"), "log_on")
             if end < hours * 3600:
-                add(end + rnd.uniform(0, 300), "unit.events", unit["unit_id"],
+                add(end + shifts.uniform(0, 300), "unit.events", unit["unit_id"],
                     _unit_event(unit, "log_off", start + timedelta(seconds=end), f"{seed}-{i}-{shift_start}-off"),
                     "log_off")
 
@@ -148,11 +150,16 @@ def plan_day(catalogue: Catalogue, geography: Geography, roster: list[dict], *, 
     return DayPlan(start=start, hours=hours, messages=out)
 
 
-def scaled_catalogue(catalogue_yaml: str, speedup: float) -> str:
-    """The catalogue with every time limit and dedup window divided by `speedup`, for a compressed day."""
+def scaled_catalogue(catalogue_yaml: str, speedup: float, ack_transit_s: float = 0.0) -> str:
+    """The catalogue with every time limit and dedup window divided by `speedup`, for a compressed day.
+
+    `ack_transit_s` (wall seconds) is added to each acknowledgement limit: the crew's answer crosses the broker
+    once before the worker reads it, and at 360× a 50 ms hop is 18 simulated seconds of a 60 s limit; offline
+    no hop costs anything, so without the allowance a compressed day withdraws orders the offline day keeps."""
     doc = yaml.safe_load(catalogue_yaml)
     for category in doc["categories"]:
-        category["sla"] = {k: round(v / speedup, 3) for k, v in category["sla"].items()}
+        category["sla"] = {k: round(v / speedup + (ack_transit_s if k == "ack_s" else 0.0), 3)
+                           for k, v in category["sla"].items()}
         category["dedup"]["window_s"] = round(category["dedup"]["window_s"] / speedup, 3)
         # working-hours calendars do not compress; a simulated day counts the clock as it runs
         category.pop("calendar", None)

@@ -111,6 +111,11 @@ async def observe(database_url: str, report_ids: frozenset[str], since: datetime
         await connection.close()
 
 
+# The acknowledgement limits' allowance for the crew's answer crossing the broker (wall seconds): about the p99 of
+# one hop on this machine at a few hundred messages a second (BENCHMARKS.md, section 2), with room to spare.
+ACK_TRANSIT_S = 0.1
+
+
 @dataclass(frozen=True)
 class DayOptions:
     hours: float = 24.0
@@ -131,7 +136,7 @@ def run_up(settings: Settings, console: Console, timeout_s: float = 120.0, day: 
         if day is not None:
             # the compressed day needs limits compressed alike, and a clock that ticks often enough for them
             scaled = workdir / "catalogue.scaled.yaml"
-            scaled.write_text(scaled_catalogue(catalogue_text(live), day.speedup))
+            scaled.write_text(scaled_catalogue(catalogue_text(live), day.speedup, ACK_TRANSIT_S))
             worker_settings = worker_settings.with_overrides(
                 catalogue=scaled, tick_interval_s=max(0.02, min(1.0, 30.0 / day.speedup)))
         worker = start_worker(worker_settings, workdir / "worker.log")

@@ -133,3 +133,13 @@ def test_an_auxiliary_fills_a_support_place_beside_an_officer_where_the_catalogu
     s.report("R2", "EM-PACKAGE", *SS)
     sent = [o.unit_id for o in s.orders() if o.incident_id == s.incident_of("R2")]
     assert "OFF-PS" in sent and "AUX-TR" not in sent
+
+
+def test_with_a_free_unit_at_hand_a_priority_two_task_keeps_its_unit(s):
+    # the busy car is minutes faster, but it is on its way to a drunk (priority 2): the free car goes instead
+    s.log_on("P-NEAR", "police", *near(LZL, east_m=100))
+    s.report("R-DRUNK", "PS-DRUNK", *LZL)
+    s.status("P-NEAR", "ack")
+    s.log_on("P-FAR", "police", *near(LZL, north_m=3000), street="JJ-LZL")
+    s.report("R-FIGHT", "PS-FIGHT", *near(LZL, north_m=200))
+    assert s.orders()[-1].unit_id == "P-FAR" and s.orders("cancel") == []

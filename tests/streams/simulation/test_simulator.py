@@ -42,8 +42,14 @@ def test_the_day_has_rush_hours_night_noise_and_uneven_streets(world):
     morning = sum(1 for m in plan.messages if m.what == "report" and hour(m) in (9, 10, 11, 12)
                   and json.loads(m.value)["category"] in ("PS-NOISE", "CM-NOISE"))
     assert night > morning
-    streets = Counter(geography.locate(r["lat"], r["lon"]).street for r in reports)
-    assert max(streets.values()) > 3 * min(streets.values())
+    # streets are uneven on a typical day (the hotspots are the district's; one day alone may be evener)
+    ratios = []
+    for seed in range(1, 6):
+        day = plan_day(catalogue, geography, roster, seed=seed)
+        streets = Counter(geography.locate(r["lat"], r["lon"]).street
+                          for r in (json.loads(m.value) for m in day.messages if m.what == "report"))
+        ratios.append(max(streets.values()) / min(streets.values()))
+    assert sorted(ratios)[2] > 3
     assert {r["source"] for r in reports} == {"sensor", "hotline", "patrol", "app"}
 
 
@@ -162,3 +168,20 @@ def test_time_on_scene_follows_its_categorys_distribution(world):
         assert statistics.median(draws) == pytest.approx(HANDLING_S[code][0], rel=0.1), code
     assert set(HANDLING_S) >= {c.code for c in catalogue.categories if c.code in __import__(
         "streams.simulation.simulator", fromlist=["CATEGORY_MIX"]).CATEGORY_MIX}
+
+
+def test_broker_transit_is_kept_out_of_a_compressed_day(world):
+    """The crew times its answers from when the worker issued the order, not when the order reached it, and the
+    acknowledgement limit allows for the answer's own hop back: what transit costs at 360× stays out."""
+    catalogue, _, roster = world
+    text = resources.files("processors.data").joinpath("catalogue.yaml").read_text()
+    fast = parse_catalogue(scaled_catalogue(text, 360, ack_transit_s=0.1))
+    slow = parse_catalogue(text)
+    assert fast.get("PS-FIGHT").sla.ack_s == pytest.approx(slow.get("PS-FIGHT").sla.ack_s / 360 + 0.1, abs=1e-3)
+    assert fast.get("PS-FIGHT").sla.arrive_s == pytest.approx(slow.get("PS-FIGHT").sla.arrive_s / 360, abs=1e-3)
+    order = {"kind": "assign", "order_id": "I-1-O1", "incident_id": "I-1", "unit_id": roster[0]["unit_id"],
+             "category": "PS-FIGHT", "lat": roster[0]["lat"], "lon": roster[0]["lon"]}
+    prompt, late = (FieldCrew(roster, catalogue, seed=2, speedup=360) for _ in range(2))
+    prompt.on_order(order, now=10.0)
+    late.on_order(order, now=10.05, transit_s=0.05)
+    assert [round(p[0], 9) for p in prompt.pending] == [round(p[0], 9) for p in late.pending]
