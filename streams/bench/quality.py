@@ -17,7 +17,8 @@ from processors.district import BEFORE, CLOSEST_IDLE, DispatchPolicy
 from processors.geography import Geography, distance_m
 from processors.units import DETOUR_FACTOR, SPEED_M_S, Unit
 from streams.bench.quality_results import FIFTEEN_MINUTES_S, QualityDay, QualityRow
-from streams.bench.reference import Steps
+from processors.coverage import street_points
+from streams.bench.reference import DISTRICT, Steps
 from streams.bench.sim import DayRun, _Case, _sim_seconds, simulate_day
 from streams.simulation.crew import CrewHabits
 from streams.simulation.simulator import DayPlan, plan_day
@@ -149,17 +150,29 @@ def _load_world(world: tuple) -> None:
     _world = world
 
 
-def play_seed(args: tuple) -> tuple[int, int, int, dict[str, QualityRow]]:
-    """One seed's day under every policy, judged, with the ceiling: (seed, reports, messages, rows by policy)."""
+def play_seed(args: tuple) -> tuple[int, int, int, dict[str, QualityRow], dict]:
+    """One seed's day under every policy, judged, with the ceiling: (seed, reports, messages, rows by policy,
+    ours' 15-minute circle per street)."""
     seed, hours, intensity, policies = args
     catalogue, geography, roster = _world
     plan = plan_day(catalogue, geography, roster, seed=seed, hours=hours, intensity=intensity)
     rows, runs = {}, {}
     for name, policy in policies.items():
-        runs[name] = simulate_day(catalogue, geography, plan, policy, name, seed=seed)
+        runs[name] = simulate_day(catalogue, geography, plan, policy, name, seed=seed,
+                                  circle_points=_circle_points(geography) if name == "ours" else None)
         rows[name] = judge(runs[name], catalogue, roster, plan.start)
     rows[CEILING] = judge(capacity_relaxed(roster, plan, runs["ours"]), catalogue, roster, plan.start)
-    return seed, plan.count("report"), len(plan.messages), rows
+    return seed, plan.count("report"), len(plan.messages), rows, runs["ours"].circle
+
+
+_points: dict | None = None
+
+
+def _circle_points(geography: Geography) -> dict:
+    global _points
+    if _points is None:
+        _points = street_points(geography, DISTRICT)
+    return _points
 
 
 def dispatch_quality(catalogue: Catalogue, geography: Geography, roster: list[dict], *, hours: float,
@@ -188,6 +201,13 @@ def dispatch_quality(catalogue: Catalogue, geography: Geography, roster: list[di
     results.sort(key=lambda r: r[0])
     names = [*policies, CEILING]
     per_seed = {name: [r[3][name] for r in results] for name in names}
+    circle: dict[str, list[int]] = {}
+    for r in results:
+        for street, (ok, n) in r[4].items():
+            circle.setdefault(street, [0, 0])
+            circle[street][0] += ok
+            circle[street][1] += n
     return QualityDay(intensity=intensity, hours=hours, seeds=tuple(r[0] for r in results),
                       reports=sum(r[1] for r in results), messages=sum(r[2] for r in results), units=len(roster),
-                      rows=[QualityRow.merge(per_seed[name]) for name in names], per_seed=per_seed)
+                      rows=[QualityRow.merge(per_seed[name]) for name in names], per_seed=per_seed,
+                      circle={s: ok / n for s, (ok, n) in circle.items() if n})

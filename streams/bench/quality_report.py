@@ -11,11 +11,12 @@ from streams.bench.results import _met, _min, _pct
 PRIORITIES = (1, 2, 3, 4, 5)
 
 
-def quality_markdown(days: list[QualityDay]) -> list[str]:
+def quality_markdown(days: list[QualityDay], measured: str = "") -> list[str]:
     seeds = days[0].seeds if days else ()
     lines = [
         "## 4. Dispatch quality",
         "",
+        *([f"Measured by {measured}.", ""] if measured else []),
         "The simulator's day (`plan_day`: the shipped roster on its shifts, reports by time-of-day profile at "
         "hotspots fixed for the district whatever the day, repeat calls, resends, malformed input) played offline "
         "through the district core in simulated time: every message goes through the real intake, the clock "

@@ -161,7 +161,8 @@ def markdown(result: BenchResult) -> str:
         lines += _cost_analysis(c)
 
     if result.quality:
-        lines += quality_markdown(result.quality)
+        lines += quality_markdown(result.quality, measured=f"`{result.command}`, {m.date}, "
+                                  f"{result.seconds.get('quality', 0):,.0f} s")
 
     mem = result.memory
     if mem is not None:

@@ -8,10 +8,11 @@ import heapq
 import math
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from processors.catalogue import Catalogue, Category
+from processors.coverage import covered
 from processors.district import DispatchPolicy, DistrictCore
 from processors.geography import Geography, distance_m
 from processors.intake import Inbound, Limits, Rejected, admit_report, admit_unit_event
@@ -45,6 +46,8 @@ class DayRun:
     escalations: Counter
     reassigned: int
     end_s: float
+    # street -> [samples its whole area was within 15 minutes of a free unit for a fight, samples]
+    circle: dict[str, list[int]] = field(default_factory=dict)
 
 
 def _sim_seconds(start: datetime, at: datetime) -> float:
@@ -53,7 +56,7 @@ def _sim_seconds(start: datetime, at: datetime) -> float:
 
 def simulate_day(catalogue: Catalogue, geography: Geography, plan: DayPlan, policy: DispatchPolicy, name: str, *,
                  seed: int, tick_s: float = 5.0, drain_s: float = 7200.0,
-                 advance=None) -> DayRun:
+                 advance=None, circle_points: dict | None = None, circle_every_s: float = 300.0) -> DayRun:
     """Play `plan` through a district core in simulated time: the day's messages, the crew's answers, clock ticks."""
     core = DistrictCore(DISTRICT, catalogue, policy)
     crew = SimCrew(catalogue, seed)
@@ -72,6 +75,9 @@ def simulate_day(catalogue: Catalogue, geography: Geography, plan: DayPlan, poli
     escalations: Counter = Counter()
     reassigned = 0
     next_tick = tick_s
+    next_circle = circle_every_s
+    circle: dict[str, list[int]] = {}
+    fight = catalogue.get("PS-FIGHT")
     offset = 0
     last_progress = 0.0
 
@@ -113,6 +119,12 @@ def simulate_day(catalogue: Catalogue, geography: Geography, plan: DayPlan, poli
             now = next_tick
             next_tick += tick_s
             take(core.apply(WorkItem(kind="tick", district=DISTRICT, at=start + timedelta(seconds=now))), now)
+            if circle_points and fight is not None and now >= next_circle and now <= plan.hours * 3600:
+                next_circle += circle_every_s
+                for street, ok in covered(core.state, circle_points, fight).items():
+                    tally = circle.setdefault(street, [0, 0])
+                    tally[0] += ok
+                    tally[1] += 1
         else:
             now, _, kind, payload = heapq.heappop(heap)
             if now > end_s:
@@ -134,7 +146,7 @@ def simulate_day(catalogue: Catalogue, geography: Geography, plan: DayPlan, poli
         if advance is not None and now - last_progress >= 600:
             advance(to=min(now, end_s))
             last_progress = now
-    return DayRun(name, cases, handled, escalations, reassigned, end_s)
+    return DayRun(name, cases, handled, escalations, reassigned, end_s, circle)
 
 
 def _admit(m, at: datetime, offset: int, catalogue, geography, limits, unit_district, crew: SimCrew) -> WorkItem | None:

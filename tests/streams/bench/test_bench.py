@@ -22,7 +22,7 @@ from streams.simulation.simulator import plan_day
 
 pytestmark = pytest.mark.integration
 
-POLICIES = {"ours", "closest-idle", "ceiling"}
+POLICIES = {"ours", "before", "closest-idle", "ceiling"}
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +98,8 @@ def test_quality_compares_three_policies_on_the_same_day(quick_run):
     assert len(result.quality) == len(QUICK.day_intensities)
     for day in result.quality:
         assert {r.policy for r in day.rows} == POLICIES
-        incidents = {r.incidents for r in day.rows}
-        assert len(incidents) == 1 and incidents.pop() > 0  # the ceiling meets the same incidents
+        # the ceiling meets the same incidents as ours (the policies may merge a report or two differently)
+        assert day.row("ceiling").incidents == day.row("ours").incidents > 0
         for r in day.rows:
             assert 0 <= r.late_sla <= r.judged <= r.incidents
             assert 0.0 <= r.late_share <= 1.0 and 0.0 <= r.late_report_share <= 1.0

@@ -58,7 +58,8 @@ def test_the_quality_phase_plays_paired_seeds_in_parallel_and_sums_them():
     catalogue, geography, roster = _world()
     day = dispatch_quality(catalogue, geography, roster, hours=3.0, intensity=1.0, seeds=(1, 2), processes=2)
     alone = dispatch_quality(catalogue, geography, roster, hours=3.0, intensity=1.0, seeds=(2,), processes=1)
-    assert day.seeds == (1, 2) and {r.policy for r in day.rows} == {"ours", "closest-idle", "ceiling"}
+    assert day.seeds == (1, 2) and {r.policy for r in day.rows} == {"ours", "before", "closest-idle", "ceiling"}
+    assert set(day.circle) >= {"JJ-LZL", "JJ-SS"} and all(0 <= v <= 1 for v in day.circle.values())
     assert day.per_seed["ours"][1].p1_within_15min == alone.row("ours").p1_within_15min
     assert day.row("ours").incidents == sum(r.incidents for r in day.per_seed["ours"])
     assert day.row("ceiling").p1_share >= day.row("ours").p1_share
