@@ -43,13 +43,14 @@ def simulate(
 
     from streams.simulation.day_run import play_day
     from streams.reference import catalogue_text, load_roster
-    from streams.simulation.simulator import FieldCrew, plan_day, scaled_catalogue
+    from streams.simulation.simulator import ACK_TRANSIT_S, FieldCrew, plan_day, scaled_catalogue
 
     settings = _settings()
     catalogue, geography = _reference_or_exit(settings)
     if write_catalogue is not None:
         write_catalogue.parent.mkdir(parents=True, exist_ok=True)
-        write_catalogue.write_text(scaled_catalogue(catalogue_text(settings), speedup))
+        write_catalogue.write_text(scaled_catalogue(catalogue_text(settings), speedup,
+                                                    ACK_TRANSIT_S if speedup > 1 else 0.0))
         console.print(f"wrote the catalogue for a {speedup:g}× day to {write_catalogue}")
         return
     if not settings.kafka_bootstrap:

@@ -150,6 +150,11 @@ def plan_day(catalogue: Catalogue, geography: Geography, roster: list[dict], *, 
     return DayPlan(start=start, hours=hours, messages=out)
 
 
+# The acknowledgement limits' allowance for the crew's answer crossing the broker (wall seconds): about the p99 of
+# one hop on this machine at a few hundred messages a second (BENCHMARKS.md, section 2), with room to spare.
+ACK_TRANSIT_S = 0.1
+
+
 def scaled_catalogue(catalogue_yaml: str, speedup: float, ack_transit_s: float = 0.0) -> str:
     """The catalogue with every time limit and dedup window divided by `speedup`, for a compressed day.
 

@@ -29,7 +29,7 @@ from streams.sink.migrate import migrate
 from streams.operations.publish import Outgoing, publish, read_lines
 from streams.reference import catalogue_text, load_catalogue, load_geography, load_roster
 from streams.settings import Settings
-from streams.simulation.simulator import FieldCrew, plan_day, scaled_catalogue
+from streams.simulation.simulator import ACK_TRANSIT_S, FieldCrew, plan_day, scaled_catalogue
 from streams.runtime.topics import INCIDENT_REPORTS, UNIT_EVENTS, ensure_topics
 
 
@@ -109,11 +109,6 @@ async def observe(database_url: str, report_ids: frozenset[str], since: datetime
                         Counter({r["reason"]: r["n"] for r in letters}), orders)
     finally:
         await connection.close()
-
-
-# The acknowledgement limits' allowance for the crew's answer crossing the broker (wall seconds): about the p99 of
-# one hop on this machine at a few hundred messages a second (BENCHMARKS.md, section 2), with room to spare.
-ACK_TRANSIT_S = 0.1
 
 
 @dataclass(frozen=True)
