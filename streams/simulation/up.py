@@ -155,7 +155,7 @@ def _run_day(live: Settings, console: Console, worker, metrics_port: int, workdi
     reports = sum(1 for m in plan.messages if m.topic == INCIDENT_REPORTS)
     console.print(f"a {day.hours:g}-hour day in the sample district, {day.speedup:g}× faster than the clock: "
                   f"{reports} reports ({plan.count('duplicate')} repeat calls, {plan.count('resend')} resends, "
-                  f"{plan.count('malformed')} malformed), {len(roster)} units on two shifts")
+                  f"{plan.count('malformed')} malformed), {len(roster)} units on their shifts")
     with Live(console=console, refresh_per_second=4, transient=False) as screen:
         def show(p) -> None:
             if worker.poll() is not None:
