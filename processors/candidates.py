@@ -48,6 +48,10 @@ class DispatchPolicy:
     preempt_margin_s: float | None = 180.0
     # ...and then only off a task of this priority or lower: a priority-2 matter keeps its unit unless none is free
     preempt_margin_from: int = 3
+    # A unit that comes free takes over a priority-1 place from a unit still on its way, if it gets there this
+    # much sooner (None: never): dispatched at once to the only free car across town, a fight should not keep it
+    # when a car round the corner finishes its parking ticket a minute later.
+    take_over_margin_s: float | None = 180.0
     # A task a unit was pulled off waits at the head of its priority: it has waited once already.
     bumped_first: bool = True
     # Street balancing for priority 1 (off: a fight gets the fastest unit, whatever its street can spare).
@@ -60,10 +64,10 @@ class DispatchPolicy:
 
 CLOSEST_IDLE = DispatchPolicy(balance_streets=False, balance_in_time_only=False, preempt=False, queue_by_reach=False,
                               preempt_on_scene_from=None, preempt_margin_s=None, bumped_first=False,
-                              balance_priority_1=True, age_after_s=None)
+                              balance_priority_1=True, age_after_s=None, take_over_margin_s=None)
 # Ours as it was before the rules above (on-scene pre-emption and onwards) were added: the benchmark's "before".
 BEFORE = DispatchPolicy(preempt_on_scene_from=None, preempt_margin_s=None, bumped_first=False, balance_priority_1=True,
-                        age_after_s=None)
+                        age_after_s=None, take_over_margin_s=None)
 # Only priority 5 ages (into priority 4's broken promises): an aged priority 4 would queue ahead of every
 # priority 4 whose promise can still be kept, and cost them more than it gains (measured in the benchmark).
 AGEING_FROM = 5

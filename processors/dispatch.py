@@ -131,7 +131,9 @@ def preempt(core: DistrictCore, unit: Unit, by: Incident, at: datetime, out: lis
 
 
 def offer(core: DistrictCore, unit: Unit, at: datetime, out: list[Message]) -> None:
-    """A unit has come free: queued incidents it could serve are dispatched again, most urgent first."""
+    """A unit has come free: it takes over a priority-1 place it reaches much sooner than the unit on its way
+    there, or else queued incidents it could serve are dispatched again, most urgent first."""
+    take_over(core, unit, at, out)
     state = core.state
     incidents = state.incidents
     policy = core.policy
@@ -156,3 +158,38 @@ def replace(core: DistrictCore, unit: Unit, at: datetime, out: list[Message], re
     incident = core.state.incidents[unit.incident_id]
     withdraw(core.state, unit, incident, at, out, exclude=True)
     dispatch(core, incident, at, out, reason=reason, replaces=unit.unit_id)
+
+
+# Only priority-1 incidents this close (in the freed unit's travel time) are looked at for a take-over.
+TAKE_OVER_WITHIN_S = 15 * 60.0
+TAKE_OVER_LOOKED_AT = 4
+EN_ROUTE_STAGES = ("assigned", "acknowledged", "en_route")
+
+
+def take_over(core: DistrictCore, unit: Unit, at: datetime, out: list[Message]) -> None:
+    """A unit come free takes a priority-1 place from a unit still on its way there, if it arrives at least
+    `take_over_margin_s` sooner than that unit's remaining travel; the unit relieved is offered work in turn."""
+    policy, state = core.policy, core.state
+    if policy.take_over_margin_s is None or not unit.free:
+        return
+    codes = tuple(c.code for c in core.catalogue.categories
+                  if c.priority == 1 and any(unit.may_act_for(c, a) for a in c.agencies))
+    if not codes:
+        return
+    within_m = TAKE_OVER_WITHIN_S / unit.seconds_per_m
+    for _, distance, incident_id in state.open_incidents.nearest(codes, unit.lat, unit.lon, TAKE_OVER_LOOKED_AT,
+                                                                   1.0, within_m=within_m):
+        incident = state.incidents[incident_id]
+        if unit.unit_id in incident.excluded:
+            continue
+        eta = unit.eta_s(distance)
+        for agency, assignment in sorted(incident.active.items()):
+            remaining = assignment.eta_s - (at - assignment.issued_at).total_seconds()
+            if (assignment.stage in EN_ROUTE_STAGES and unit.may_act_for(incident.category, agency)
+                    and remaining >= eta + policy.take_over_margin_s):
+                relieved = state.units[assignment.unit_id]
+                withdraw(state, relieved, incident, at, out, exclude=False)
+                _send(core, incident, [(agency, unit, eta)], [], at, out, reason="faster_unit",
+                      replaces=relieved.unit_id)
+                offer(core, relieved, at, out)
+                return

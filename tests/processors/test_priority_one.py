@@ -143,3 +143,19 @@ def test_with_a_free_unit_at_hand_a_priority_two_task_keeps_its_unit(s):
     s.log_on("P-FAR", "police", *near(LZL, north_m=3000), street="JJ-LZL")
     s.report("R-FIGHT", "PS-FIGHT", *near(LZL, north_m=200))
     assert s.orders()[-1].unit_id == "P-FAR" and s.orders("cancel") == []
+
+
+def test_a_unit_come_free_takes_over_a_fight_from_a_unit_still_far_away(catalogue, geography):
+    for policy, expected in ((DispatchPolicy(), "P-NEAR"), (DispatchPolicy(take_over_margin_s=None), "P-FAR")):
+        s = Scenario(catalogue, geography)
+        s.core.policy = policy
+        s.log_on("P-NEAR", "police", *near(LZL, east_m=100))
+        s.report("R-DRUNK", "PS-DRUNK", *LZL)  # priority 2 on scene: never pulled off
+        s.status("P-NEAR", "on_scene")
+        s.log_on("P-FAR", "police", *near(LZL, north_m=4000), street="JJ-LZL")
+        s.report("R-FIGHT", "PS-FIGHT", *near(LZL, north_m=200))
+        assert s.active_units("R-FIGHT") == {"police": "P-FAR"}
+        s.status("P-FAR", "ack", order_id=s.order_of("P-FAR"))
+        s.status("P-NEAR", "resolved")
+        assert s.active_units("R-FIGHT") == {"police": expected}, policy
+    assert s.core.state.units["P-NEAR"].free
