@@ -213,10 +213,17 @@ class FieldCrew:
         self.crew = Crew(catalogue, seed, habits)
         for u in roster:
             self.crew.log_on(u["unit_id"], u["mode"], u["lat"], u["lon"])
+        self.roster = {u["unit_id"]: u for u in roster}
         self.speedup = speedup
         self.pending: list[tuple[float, int, str, dict]] = []  # (due wall time, seq, unit, event)
         self._seq = 0
         self.seen_orders = 0
+
+    def logged_on(self, unit_id: str) -> None:
+        """The unit starts a shift at its post (its roster log-on was published), as the offline crew does."""
+        unit = self.roster.get(unit_id)
+        if unit is not None:
+            self.crew.log_on(unit_id, unit["mode"], unit["lat"], unit["lon"])
 
     def on_order(self, order: dict, now: float, transit_s: float = 0.0) -> None:
         """React to a dispatch order read at wall-clock time `now` (loop.time()), `transit_s` after the worker

@@ -66,6 +66,8 @@ async def play_day(settings: Settings, plan: DayPlan, crew: FieldCrew, speedup: 
             while i < len(messages) and messages[i].at_s / speedup <= elapsed:
                 m = messages[i]
                 await producer.send(m.topic, m.value, key=m.key.encode() if m.key else None)
+                if m.what == "log_on" and m.key:
+                    crew.logged_on(m.key)  # back at the post, where the worker now places the unit
                 i += 1
             for key, value in crew.due(loop.time(), sim_now()):
                 await producer.send(UNIT_EVENTS, value, key=key.encode())

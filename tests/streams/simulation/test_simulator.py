@@ -185,3 +185,12 @@ def test_broker_transit_is_kept_out_of_a_compressed_day(world):
     prompt.on_order(order, now=10.0)
     late.on_order(order, now=10.05, transit_s=0.05)
     assert [round(p[0], 9) for p in prompt.pending] == [round(p[0], 9) for p in late.pending]
+
+
+def test_the_live_crew_starts_each_shift_at_its_post(world):
+    catalogue, _, roster = world
+    unit = roster[0]
+    crew = FieldCrew(roster, catalogue, seed=1, speedup=60)
+    crew.crew.units[unit["unit_id"]].lat += 0.05  # where its last task took it
+    crew.logged_on(unit["unit_id"])
+    assert (crew.crew.units[unit["unit_id"]].lat, crew.crew.units[unit["unit_id"]].lon) == (unit["lat"], unit["lon"])
