@@ -116,8 +116,14 @@ def quality_analysis(days: list[QualityDay]) -> list[str]:
             f"incident waited {_min(ours.mean_wait_s)} min on average for its first dispatch (closest-idle "
             f"{_min(closest.mean_wait_s)}).")
     out += [
-        "- The gap between ours and the ceiling is the time units are busy: queueing for a free unit, not the "
-        "choice among free units, makes most of the time to arrival.",
+        "- *before* → *ours* is what the priority-1 rules buy (a unit pulled off on-scene work of priority 3-5, a "
+        "busy unit 3 minutes faster taken off a task of priority 3-5, a unit come free taking over from one still "
+        "far away, no street balancing for priority 1, priority 5 ageing into priority 4's broken promises). The "
+        "interrupted task heading its priority's queue costs the others of that priority a little: it was reached "
+        "already, so resuming it first gains nothing the within-limit share can see.",
+        "- The gap between ours and the ceiling is the time units are busy: most late priority-1 incidents are "
+        "dispatched at once, to the nearest unit that may go, which is far because the near ones are on scene at "
+        "work of priority 1-2 (traffic accidents at the rush hours above all).",
         "- Mean and p90 arrival are over the incidents reached: a policy that reaches more of the incidents that "
         "waited long shows a higher mean for it; the late shares count every incident.",
         "",
