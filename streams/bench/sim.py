@@ -15,12 +15,17 @@ from processors.catalogue import Catalogue, Category
 from processors.coverage import covered
 from processors.district import DispatchPolicy, DistrictCore
 from processors.geography import Geography, distance_m
+from processors.register import UnitRegister
 from processors.intake import Inbound, Limits, Rejected, admit_report, admit_unit_event
 from processors.messages import DispatchOrder, Escalation, IncidentEvent, LogOff, LogOn, WorkItem, unit_event_adapter
 from processors.units import DETOUR_FACTOR, SPEED_M_S
 from streams.bench.reference import DISTRICT
 from streams.simulation.crew import Crew as SimCrew, CrewUnit as _SimUnit  # noqa: F401
 from streams.simulation.simulator import DayPlan
+
+
+# The simulated brigade logs on as its roster says: a register that takes every log-on at its word.
+SIM_REGISTER = UnitRegister(unlisted="admit")
 
 
 @dataclass
@@ -156,7 +161,7 @@ def _admit(m, at: datetime, offset: int, catalogue, geography, limits, unit_dist
         result = admit_report(record, catalogue, geography, limits)
         return None if isinstance(result, Rejected) else result.item
     key = m.key or ""
-    result = admit_unit_event(record, geography, limits, unit_district.get(key))
+    result = admit_unit_event(record, geography, limits, unit_district.get(key), SIM_REGISTER)
     if isinstance(result, Rejected):
         return None
     event = result.unit_event
