@@ -108,10 +108,13 @@ def test_a_joint_incident_does_not_close_while_an_agencys_place_is_unfilled(s, c
     s.report("R1", "EM-CROWD", *HJT)
     for agency in agencies[:-1]:
         s.status(f"U-{agency}", "resolved")
-    assert s.events("closed") == []
+    # neither closed nor asking the complainant yet: the last agency's place is still queued
+    assert s.events("closed") == [] and s.events("awaiting_verification") == []
+    assert s.incident_of("R1") in s.core.state.queue
     s.log_on(f"U-{agencies[-1]}", agencies[-1], *near(HJT, east_m=300))
     assert s.orders()[-1].unit_id == f"U-{agencies[-1]}"
     s.status(f"U-{agencies[-1]}", "resolved")
+    s.verify("R1", "satisfied")
     [closed] = s.events("closed")
     assert closed.data["units"] == sorted(f"U-{a}" for a in agencies)
 
