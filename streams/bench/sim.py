@@ -82,7 +82,6 @@ def simulate_day(catalogue: Catalogue, geography: Geography, plan: DayPlan, poli
     next_tick = tick_s
     next_circle = circle_every_s
     circle: dict[str, list[int]] = {}
-    fight = catalogue.get("PS-FIGHT")
     offset = 0
     last_progress = 0.0
 
@@ -124,12 +123,9 @@ def simulate_day(catalogue: Catalogue, geography: Geography, plan: DayPlan, poli
             now = next_tick
             next_tick += tick_s
             take(core.apply(WorkItem(kind="tick", district=DISTRICT, at=start + timedelta(seconds=now))), now)
-            if circle_points and fight is not None and now >= next_circle and now <= plan.hours * 3600:
+            if circle_points and now >= next_circle and now <= plan.hours * 3600:
                 next_circle += circle_every_s
-                for street, ok in covered(core.state, circle_points, fight).items():
-                    tally = circle.setdefault(street, [0, 0])
-                    tally[0] += ok
-                    tally[1] += 1
+                _sample_circle(core, circle_points, circle)
         else:
             now, _, kind, payload = heapq.heappop(heap)
             if now > end_s:
@@ -152,6 +148,17 @@ def simulate_day(catalogue: Catalogue, geography: Geography, plan: DayPlan, poli
             advance(to=min(now, end_s))
             last_progress = now
     return DayRun(name, cases, handled, escalations, reassigned, end_s, circle)
+
+
+def _sample_circle(core: DistrictCore, points: dict, circle: dict[str, list[int]]) -> None:
+    """One sample of the 15-minute circle for a fight: per street, [samples covered, samples]."""
+    fight = core.catalogue.get("PS-FIGHT")
+    if fight is None:
+        return
+    for street, ok in covered(core.state, points, fight).items():
+        tally = circle.setdefault(street, [0, 0])
+        tally[0] += ok
+        tally[1] += 1
 
 
 def _admit(m, at: datetime, offset: int, catalogue, geography, limits, unit_district, crew: SimCrew) -> WorkItem | None:
