@@ -40,9 +40,37 @@ class DispatchPolicy:
     # from the oldest incident as often as not; sending it across the district makes that one late anyway
     # and keeps the unit off the road longer, while the incident next to it goes late waiting.
     queue_by_reach: bool = True
+    # Priority 1 may pull a unit off on-scene work of this priority or lower (None: never off a scene). A
+    # parking ticket or a street stall can wait for a second visit; a fight cannot wait for a car across town.
+    preempt_on_scene_from: int | None = 3
+    # Priority 1 takes a busy unit whenever it is this much faster than the best free one, not only when no unit
+    # is free (None: only then): three minutes is what decides whether a fight is reached within fifteen.
+    preempt_margin_s: float | None = 180.0
+    # ...and then only off a task of this priority or lower: a priority-2 matter keeps its unit unless none is free
+    preempt_margin_from: int = 3
+    # A unit that comes free takes over a priority-1 place from a unit still on its way, if it gets there this
+    # much sooner (None: never): dispatched at once to the only free car across town, a fight should not keep it
+    # when a car round the corner finishes its parking ticket a minute later.
+    take_over_margin_s: float | None = 180.0
+    # A task a unit was pulled off waits at the head of its priority: it has waited once already.
+    bumped_first: bool = True
+    # Street balancing for priority 1 (off: a fight gets the fastest unit, whatever its street can spare).
+    balance_priority_1: bool = False
+    # A priority-5 incident waiting this long queues with priority 4's broken promises (those that can no longer
+    # be reached within the limit counted from the report), oldest first, so it is not starved, at no cost to an
+    # incident of priority 1-4 whose promise can still be kept.
+    age_after_s: float | None = 4 * 3600.0
 
 
-CLOSEST_IDLE = DispatchPolicy(balance_streets=False, balance_in_time_only=False, preempt=False, queue_by_reach=False)
+CLOSEST_IDLE = DispatchPolicy(balance_streets=False, balance_in_time_only=False, preempt=False, queue_by_reach=False,
+                              preempt_on_scene_from=None, preempt_margin_s=None, bumped_first=False,
+                              balance_priority_1=True, age_after_s=None, take_over_margin_s=None)
+# Ours as it was before the rules above (on-scene pre-emption and onwards) were added: the benchmark's "before".
+BEFORE = DispatchPolicy(preempt_on_scene_from=None, preempt_margin_s=None, bumped_first=False, balance_priority_1=True,
+                        age_after_s=None, take_over_margin_s=None)
+# Only priority 5 ages (into priority 4's broken promises): an aged priority 4 would queue ahead of every
+# priority 4 whose promise can still be kept, and cost them more than it gains (measured in the benchmark).
+AGEING_FROM = 5
 
 Ranking = list[tuple[float, float, str]]
 
@@ -78,7 +106,7 @@ def pick(state: DistrictState, catalogue: Catalogue, policy: DispatchPolicy, ran
     """The fastest unit, except that among near-ties the one whose home street can spare it best wins."""
     if not ranking:
         return None
-    if not policy.balance_streets:
+    if not policy.balance_streets or (incident.priority == 1 and not policy.balance_priority_1):
         return ranking[0][0], ranking[0][2]
     best = ranking[0][0]
     near = [r for r in ranking if r[0] <= best + max(NEAR_TIE_S, NEAR_TIE_SHARE * best)]
@@ -91,31 +119,68 @@ def pick(state: DistrictState, catalogue: Catalogue, policy: DispatchPolicy, ran
     return eta, unit_id
 
 
-def preemptable(state: DistrictState, incident: Incident, agency: str, taken: set[str]) -> tuple[float, str] | None:
-    """For a priority-1 incident with no free unit: the fastest unit busy on a lower-priority task short of the scene."""
+def preemptable(state: DistrictState, incident: Incident, agency: str, taken: set[str],
+                on_scene_from: int | None = None, busy_from: int = 2) -> tuple[float, str] | None:
+    """For a priority-1 incident: the fastest unit busy on a task of priority `busy_from` or lower, short of the
+    scene or (from priority `on_scene_from` down) on it."""
     units, incidents = state.units, state.incidents
 
     def eligible(unit_id: str) -> bool:
         unit = units[unit_id]
         if unit_id in taken or unit_id in incident.excluded or not unit.on_duty or not unit.available:
             return False
-        if unit.order_id is None or unit.stage == "on_scene":
+        if unit.order_id is None:
             return False
-        return (incidents[unit.incident_id].priority > incident.priority
-                and unit.may_act_for(incident.category, agency))
+        busy_with = incidents[unit.incident_id].priority
+        if unit.stage == "on_scene" and (on_scene_from is None or busy_with < on_scene_from):
+            return False
+        return busy_with > incident.priority and busy_with >= busy_from and unit.may_act_for(incident.category, agency)
 
     ranking = state.grid.nearest(incident.lat, incident.lon, 1, FEWEST_SECONDS_PER_M, eligible)
     return (ranking[0][0], ranking[0][2]) if ranking else None
 
 
-def reach_order(catalogue: Catalogue, unit: Unit, incident: Incident, at: datetime) -> tuple:
-    """Priority first, always: a fight never waits behind a parking complaint. Within a priority, the
-    incidents this unit can reach within the arrive limit come first, and of those the ones whose promise
-    to the citizen (the limit counted from the report) can still be kept, earliest promise first, so the
-    unit saves the most promises it can; the rest, oldest first, as before."""
+def preempt_choice(free: tuple[float, str] | None, busy: tuple[float, str] | None,
+                   margin_s: float | None) -> tuple[float, str] | None:
+    """The busy unit a priority-1 incident takes instead of `free` (the best free one), if any: when no unit is
+    free, or (with a margin) when the busy one is at least `margin_s` faster."""
+    if busy is None:
+        return None
+    if free is None:
+        return busy
+    if margin_s is not None and busy[0] + margin_s <= free[0]:
+        return busy
+    return None
+
+
+def aged(policy: DispatchPolicy, incident: Incident, at: datetime) -> bool:
+    """A priority 4-5 incident that has waited long enough to queue with priority 3."""
+    return (policy.age_after_s is not None and incident.priority >= AGEING_FROM
+            and (at - incident.created_at).total_seconds() >= policy.age_after_s)
+
+
+def queue_order(policy: DispatchPolicy, incident: Incident, at: datetime) -> tuple:
+    """Oldest first within a priority (a bumped task ahead of the rest), as closest-idle serves its queue."""
+    if aged(policy, incident, at):
+        return (incident.priority - 1, True, incident.created_at, incident.incident_id)
+    return (incident.priority, not (policy.bumped_first and incident.bumped), incident.created_at,
+            incident.incident_id)
+
+
+def reach_order(catalogue: Catalogue, unit: Unit, incident: Incident, at: datetime,
+                policy: DispatchPolicy = DispatchPolicy()) -> tuple:
+    """Priority first, always: a fight never waits behind a parking complaint. Within a priority, a task a unit
+    was pulled off comes first; then the incidents this unit can reach within the arrive limit, and of those
+    the ones whose promise to the citizen (the limit counted from the report) can still be kept, earliest
+    promise first, so the unit saves the most promises it can; the rest, oldest first, as before. A priority
+    4-5 incident that has waited long (`aged`) queues with priority 3's hopeless cases, oldest first."""
+    if aged(policy, incident, at):
+        # after every priority-3 incident whose promise can still be kept, among (oldest first) those whose can't
+        return (incident.priority - 1, True, False, True, incident.created_at, incident.created_at,
+                incident.incident_id)
     eta = unit.eta_s(distance_m(unit.lat, unit.lon, incident.lat, incident.lon))
     reached = arrival(at, eta)
     in_time = reached <= arrive_limit(catalogue, incident, at)
     kept = reached <= incident.due_by
-    return (incident.priority, not in_time, not kept, incident.due_by if kept else incident.created_at,
-            incident.created_at, incident.incident_id)
+    return (incident.priority, not (policy.bumped_first and incident.bumped), not in_time, not kept,
+            incident.due_by if kept else incident.created_at, incident.created_at, incident.incident_id)

@@ -42,6 +42,8 @@ class Category(BaseModel):
     sla: Sla
     dedup: Dedup
     auxiliary_ok: bool = False
+    # an auxiliary may fill a support place (any agency but the first, the lead) beside the officer who leads
+    auxiliary_support_ok: bool = False
     calendar: str | None = Field(
         default=None, description="name of a working-time calendar its SLA limits are counted in")
     verify_window_s: Annotated[float, Field(gt=0)] = Field(
@@ -52,6 +54,11 @@ class Category(BaseModel):
     @property
     def is_joint(self) -> bool:
         return len(self.agencies) > 1
+
+    def auxiliary_may_fill(self, agency: str) -> bool:
+        """May an auxiliary fill this category's `agency` place: alone where `auxiliary_ok`, or in a support place
+        beside an officer where `auxiliary_support_ok`."""
+        return self.auxiliary_ok or (self.auxiliary_support_ok and agency != self.agencies[0])
 
 
 class Catalogue(BaseModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from processors.candidates import CANDIDATES_EXPLAINED, pick, preemptable, rank, reach_order
+from processors.candidates import CANDIDATES_EXPLAINED, pick, preempt_choice, preemptable, queue_order, rank, reach_order
 from processors.incidents import Incident, record_event
 from processors.messages import Message
 from processors.orders import assign, withdraw
@@ -61,11 +61,16 @@ def _choose(core: DistrictCore, incident: Incident, at: datetime, out: list[Mess
              "street_pressure": round(state.load.pressure(state.units[uid].home_street), 3)}
             for eta, _, uid in ranking[:CANDIDATES_EXPLAINED]
         ]
-        chosen_one = pick(state, core.catalogue, core.policy, ranking, incident, at)
-        if chosen_one is None and incident.priority == 1 and core.policy.preempt:
-            chosen_one = preemptable(state, incident, agency, taken)
-            if chosen_one is not None:
-                bumped.append(preempt(core, state.units[chosen_one[1]], incident, at, out))
+        policy = core.policy
+        chosen_one = pick(state, core.catalogue, policy, ranking, incident, at)
+        if incident.priority == 1 and policy.preempt and (chosen_one is None or policy.preempt_margin_s is not None):
+            # with a free unit at hand, only a task of lesser priority than 2 is worth interrupting
+            busy_from = 2 if chosen_one is None else policy.preempt_margin_from
+            busy = preempt_choice(chosen_one, preemptable(state, incident, agency, taken, policy.preempt_on_scene_from,
+                                                          busy_from), policy.preempt_margin_s)
+            if busy is not None:
+                chosen_one = busy
+                bumped.append(preempt(core, state.units[busy[1]], incident, at, out))
         if chosen_one is not None:
             eta, unit_id = chosen_one
             taken.add(unit_id)
@@ -78,6 +83,7 @@ def _send(core: DistrictCore, incident: Incident, chosen: list[tuple[str, Unit, 
     """Issue the chosen units' orders, each naming its team, and tell the incident's story."""
     state = core.state
     orders = [assign(state, core.catalogue, incident, agency, unit, eta, at) for agency, unit, eta in chosen]
+    incident.bumped = False  # back on the road: no longer ahead of its priority's queue
     team = sorted(a.unit_id for a in incident.active.values())
     for order in orders:
         out.append(order.model_copy(update={"joint_with": [u for u in team if u != order.unit_id]}))
@@ -116,6 +122,7 @@ def preempt(core: DistrictCore, unit: Unit, by: Incident, at: datetime, out: lis
     state = core.state
     bumped = state.incidents[unit.incident_id]
     agency = withdraw(state, unit, bumped, at, out, exclude=False)
+    bumped.bumped = True
     state.queue.add(bumped.incident_id)
     record_event(bumped, "queued", at, out, {
         "reason": "preempted", "by_incident": by.incident_id, "unit_id": unit.unit_id,
@@ -124,15 +131,18 @@ def preempt(core: DistrictCore, unit: Unit, by: Incident, at: datetime, out: lis
 
 
 def offer(core: DistrictCore, unit: Unit, at: datetime, out: list[Message]) -> None:
-    """A unit has come free: queued incidents it could serve are dispatched again, most urgent first."""
+    """A unit has come free: it takes over a priority-1 place it reaches much sooner than the unit on its way
+    there, or else queued incidents it could serve are dispatched again, most urgent first."""
+    take_over(core, unit, at, out)
     state = core.state
     incidents = state.incidents
-    if core.policy.queue_by_reach:
+    policy = core.policy
+    if policy.queue_by_reach:
         def order(i: str) -> tuple:
-            return reach_order(core.catalogue, unit, incidents[i], at)
+            return reach_order(core.catalogue, unit, incidents[i], at, policy)
     else:
         def order(i: str) -> tuple:
-            return incidents[i].priority, incidents[i].created_at, i
+            return queue_order(policy, incidents[i], at)
     for incident_id in sorted(state.queue, key=order):
         if not unit.free:
             return
@@ -148,3 +158,38 @@ def replace(core: DistrictCore, unit: Unit, at: datetime, out: list[Message], re
     incident = core.state.incidents[unit.incident_id]
     withdraw(core.state, unit, incident, at, out, exclude=True)
     dispatch(core, incident, at, out, reason=reason, replaces=unit.unit_id)
+
+
+# Only priority-1 incidents this close (in the freed unit's travel time) are looked at for a take-over.
+TAKE_OVER_WITHIN_S = 15 * 60.0
+TAKE_OVER_LOOKED_AT = 4
+EN_ROUTE_STAGES = ("assigned", "acknowledged", "en_route")
+
+
+def take_over(core: DistrictCore, unit: Unit, at: datetime, out: list[Message]) -> None:
+    """A unit come free takes a priority-1 place from a unit still on its way there, if it arrives at least
+    `take_over_margin_s` sooner than that unit's remaining travel; the unit relieved is offered work in turn."""
+    policy, state = core.policy, core.state
+    if policy.take_over_margin_s is None or not unit.free:
+        return
+    codes = tuple(c.code for c in core.catalogue.categories
+                  if c.priority == 1 and any(unit.may_act_for(c, a) for a in c.agencies))
+    if not codes:
+        return
+    within_m = TAKE_OVER_WITHIN_S / unit.seconds_per_m
+    for _, distance, incident_id in state.open_incidents.nearest(codes, unit.lat, unit.lon, TAKE_OVER_LOOKED_AT,
+                                                                   1.0, within_m=within_m):
+        incident = state.incidents[incident_id]
+        if unit.unit_id in incident.excluded:
+            continue
+        eta = unit.eta_s(distance)
+        for agency, assignment in sorted(incident.active.items()):
+            remaining = assignment.eta_s - (at - assignment.issued_at).total_seconds()
+            if (assignment.stage in EN_ROUTE_STAGES and unit.may_act_for(incident.category, agency)
+                    and remaining >= eta + policy.take_over_margin_s):
+                relieved = state.units[assignment.unit_id]
+                withdraw(state, relieved, incident, at, out, exclude=False)
+                _send(core, incident, [(agency, unit, eta)], [], at, out, reason="faster_unit",
+                      replaces=relieved.unit_id)
+                offer(core, relieved, at, out)
+                return

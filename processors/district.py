@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Container
 
 from processors.candidates import (  # noqa: F401  (the core's names, importable from here as before)
+    BEFORE,
     CANDIDATES_EXPLAINED,
     CANDIDATES_PER_PLACE,
     CLOSEST_IDLE,
@@ -36,7 +37,7 @@ from processors.reports import RESENDS_KEPT, forget_old_reports, on_report  # no
 from processors.unit_events import on_unit_event
 
 __all__ = [
-    "CANDIDATES_EXPLAINED", "CANDIDATES_PER_PLACE", "CLOSED_KEPT", "CLOSEST_IDLE", "NEAR_TIE_S", "NEAR_TIE_SHARE",
+    "BEFORE", "CANDIDATES_EXPLAINED", "CANDIDATES_PER_PLACE", "CLOSED_KEPT", "CLOSEST_IDLE", "NEAR_TIE_S", "NEAR_TIE_SHARE",
     "REACH_MARGIN_S", "RESENDS_KEPT", "DispatchPolicy", "DistrictCore", "DistrictState", "Incident",
     "incident_id_for",
 ]

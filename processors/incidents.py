@@ -93,6 +93,8 @@ class Incident:
     # since when the incident has had no unit at all (None while someone is on it)
     waiting_since: datetime | None = None
     arrived: bool = False
+    # a unit was pulled off it for a priority-1 incident: it waits at the head of its priority's queue
+    bumped: bool = False
     # (level, reason) pairs already escalated: each is raised once per incident
     raised: set[tuple[int, str]] = field(default_factory=set)
     # when its last unit resolved it (it then awaits verification: processors/verification.py)

@@ -107,7 +107,8 @@ def on_order_status(core: DistrictCore, item: WorkItem, unit: Unit, event, out: 
     if stage == "resolved":
         incident.resolved[agency] = incident.active.pop(agency)
         release(state, unit)
-        if not incident.active:
+        # a joint incident stays open while an agency's place is still waiting for its unit
+        if not incident.active and not incident.missing():
             # resolved is not closed: the complainant is asked first (核查结案)
             await_verification(core, incident, item.at, out)
         offer(core, unit, item.at, out)

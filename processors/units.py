@@ -58,7 +58,7 @@ class Unit:
 
     def may_act_for(self, category: Category, agency: str) -> bool:
         """May this unit fill the `agency` place of a dispatch for `category`?"""
-        if self.kind == "auxiliary" and not category.auxiliary_ok:
+        if self.kind == "auxiliary" and not category.auxiliary_may_fill(agency):
             return False
         if self.agency == agency:
             return True
@@ -82,7 +82,7 @@ def implausible_move(unit: Unit, lat: float, lon: float, at: datetime) -> str | 
 
 def places_for(category: Category, agency: str) -> tuple[tuple[str, str], ...]:
     """The authority keys (`Unit.authorities`) under which a unit may fill the `agency` place of `category`."""
-    kinds = ("officer", "auxiliary") if category.auxiliary_ok else ("officer",)
+    kinds = ("officer", "auxiliary") if category.auxiliary_may_fill(agency) else ("officer",)
     return tuple((kind, place) for kind in kinds for place in ("agency:" + agency, "category:" + category.code))
 
 

@@ -30,7 +30,6 @@ VERIFIED, UNVERIFIED, BY_COMMAND = "verified", "unverified", "closed_by_command"
 def await_verification(core: DistrictCore, incident: Incident, at: datetime, out: list[Message]) -> None:
     """Every place resolved: the limits of the work stop, the verification window starts."""
     state = core.state
-    # a joint place still waiting in the queue is no longer needed once the others have resolved it
     state.queue.discard(incident.incident_id)
     _drop_work_clocks(core, incident)
     incident.resolved_at = at

@@ -15,6 +15,7 @@ from rich.text import Text
 
 from streams.field_api.commands import add_commands as add_field_commands
 from streams.gateway.accounts_cli import accounts_app
+from streams.simulation.roster_commands import add_commands as add_roster_commands
 from streams.settings import Settings
 
 from streams.cli_support import (  # noqa: F401 - the verbs' shared parts, importable from here as before
@@ -268,6 +269,10 @@ _add_keys()
 
 add_field_commands(app)
 add_tools(app)
+
+
+# the roster's verbs: `patrol roster plan`
+add_roster_commands(app)
 
 
 def main() -> None:

@@ -43,13 +43,14 @@ def simulate(
 
     from streams.simulation.day_run import play_day
     from streams.reference import catalogue_text, load_roster
-    from streams.simulation.simulator import FieldCrew, plan_day, scaled_catalogue
+    from streams.simulation.simulator import ACK_TRANSIT_S, FieldCrew, plan_day, scaled_catalogue
 
     settings = _settings()
     catalogue, geography = _reference_or_exit(settings)
     if write_catalogue is not None:
         write_catalogue.parent.mkdir(parents=True, exist_ok=True)
-        write_catalogue.write_text(scaled_catalogue(catalogue_text(settings), speedup))
+        write_catalogue.write_text(scaled_catalogue(catalogue_text(settings), speedup,
+                                                    ACK_TRANSIT_S if speedup > 1 else 0.0))
         console.print(f"wrote the catalogue for a {speedup:g}× day to {write_catalogue}")
         return
     if not settings.kafka_bootstrap:
@@ -75,15 +76,25 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="small sizes, about a minute (what the test suite runs)"),
     out: Path = typer.Option(Path("BENCHMARKS.md"), "--out",
                              help="where to write the report; the plots go to benchmarks/ beside it"),
+    only: Optional[list[str]] = typer.Option(
+        None, "--only", help="run only this phase (repeatable): streams, cost, quality, memory, recovery; the "
+        "other sections of an existing report are kept"),
+    seeds: Optional[int] = typer.Option(None, "--seeds", min=1,
+                                        help="paired days per intensity in the quality phase (default 20)"),
 ) -> None:
     """Benchmarks: throughput, latency, decision cost, dispatch quality and memory; writes BENCHMARKS.md and plots."""
     import shlex
 
     _extra_or_exit("bench", "scipy", "matplotlib")
-    from streams.bench.suite import run_bench
+    from streams.bench.suite import SECTIONS, run_bench
 
+    unknown = sorted(set(only or ()) - set(SECTIONS))
+    if unknown:
+        err_console.print(f"unknown phase {', '.join(unknown)}: choose from {', '.join(SECTIONS)}")
+        raise typer.Exit(2)
     settings = _settings()
-    run_bench(settings, console, quick=quick, out=out, command="patrol " + shlex.join(sys.argv[1:]))
+    run_bench(settings, console, quick=quick, out=out, command="patrol " + shlex.join(sys.argv[1:]),
+              sections=tuple(s for s in SECTIONS if not only or s in only), seeds=seeds)
 
 
 def schemas(

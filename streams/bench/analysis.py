@@ -162,36 +162,3 @@ def _cost_analysis(cost: DecisionCost) -> list[str]:
                "factor over the full scan; cells that shrink with the density would keep it flat." if tail > 0.7
                else "."))
     return out + [""]
-
-
-def _quality_analysis(result: BenchResult) -> list[str]:
-    out = ["**Reading the comparison.**"]
-    for day in result.quality:
-        ours, closest, best = day.row("ours"), day.row("closest-idle"), day.row("hindsight")
-        verdict = ("fewer late arrivals than" if ours.late_sla < closest.late_sla else
-                   "as many late arrivals as" if ours.late_sla == closest.late_sla else "more late arrivals than")
-        out.append(
-            f"- {day.intensity:g}× day: ours has {verdict} closest-idle under the SLA rule "
-            f"({ours.late_sla} vs {closest.late_sla}) and {ours.late_report} vs {closest.late_report} counted from "
-            f"the report; priority-1 incidents reached within 15 minutes: {ours.p1_within_15min} of {ours.p1} vs "
-            f"{closest.p1_within_15min}; work spread across streets: CV {ours.workload_cv:.3f} vs "
-            f"{closest.workload_cv:.3f}. An incident waited {_min(ours.mean_wait_s)} min on average for its first "
-            f"dispatch (closest-idle {_min(closest.mean_wait_s)}): the day keeps the brigade busy, and queueing, "
-            f"not the choice among free units, makes most of the time to arrival. Hindsight: {best.late_sla} late "
-            f"(SLA), {best.late_report} from the report.")
-    out += [
-        "- Most of ours' gain is the queue: a unit that comes free takes, of the most urgent queued incidents, "
-        "one it can still reach within the arrive limit (the earliest promise to the citizen first) rather than "
-        "the oldest, which in a busy day is as often as not across the district and late whatever happens; "
-        "closest-idle serves its queue oldest first. Priority stays strict: a priority-1 never waits behind a "
-        "lesser task.",
-        "- Pre-emption pulls a unit off a lower-priority task for a priority-1 incident; the bumped task keeps "
-        "the arrive limit of its first dispatch, so it often arrives late: the trade buys priority-1 arrivals "
-        "within 15 minutes at the cost of some late lesser tasks (the SLA count weighs a late parking complaint "
-        "the same as a late fight). Balancing takes a unit up to 60 s or 15 % slower when its street can spare "
-        "it better, and only when that unit still arrives within the limit.",
-        "- Mean and p90 arrival are over the incidents reached: a plan that reaches more of the incidents that "
-        "waited long (hindsight on the busier day) shows a higher mean for it; the late shares count every incident.",
-        "",
-    ]
-    return out

@@ -100,7 +100,7 @@ def district_history(catalogue: Catalogue, geography: Geography, roster: list[di
                     continue
                 crew.happened(unit_id, fields)
             event = unit_event_adapter.validate_python(
-                {"schema_version": 1, "event_id": f"h{seed}-{offset}", "unit_id": unit_id, "at": at, **fields})
+                {"schema_version": 1, "event_id": f"h{seed}-{offset}", "unit_id": unit_id, "at": at, **crew.wire(fields)})
             item = WorkItem(kind="unit_event", district=DISTRICT, at=at, unit_event=event)
         if item is not None:
             apply(item, now)

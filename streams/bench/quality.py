@@ -1,22 +1,31 @@
-"""Benchmark 4, dispatch quality: judging a simulated day (arrival times, lateness, workload spread), the
-hindsight assignment that knows the whole day, and the policy sweep.
+"""Benchmark 4, dispatch quality: judging a simulated day (arrival times, lateness from the report and from
+dispatch, per priority and per street, workload spread), the capacity-relaxed ceiling, and the days of each
+intensity over many seeds (in parallel: the offline day is pure).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import multiprocessing
+import os
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
 from processors.catalogue import Catalogue
-from processors.district import CLOSEST_IDLE, DispatchPolicy
-from processors.geography import Geography
-from processors.units import Unit
-from streams.bench.reference import Steps
-from streams.bench.results import QualityDay, QualityRow, SweepRow
-from streams.bench.sim import DayRun, SimCrew, _Case, _SimUnit, _sim_seconds, simulate_day
+from processors.district import BEFORE, CLOSEST_IDLE, DispatchPolicy
+from processors.geography import Geography, distance_m
+from processors.units import DETOUR_FACTOR, SPEED_M_S, Unit
+from streams.bench.quality_results import FIFTEEN_MINUTES_S, QualityDay, QualityRow
+from processors.coverage import street_points
+from streams.bench.reference import DISTRICT, Steps
+from streams.bench.sim import DayRun, _Case, _sim_seconds, simulate_day
+from streams.simulation.crew import CrewHabits
 from streams.simulation.simulator import DayPlan, plan_day
+
+# The policies each day is played under; "before" is ours with the rules added since the honest measurement off.
+POLICIES: dict[str, DispatchPolicy] = {"ours": DispatchPolicy(), "before": BEFORE, "closest-idle": CLOSEST_IDLE}
+CEILING = "ceiling"
 
 
 def _workload_cv(handled: Counter, roster: list[dict]) -> float:
@@ -36,8 +45,12 @@ def _workload_cv(handled: Counter, roster: list[dict]) -> float:
 
 
 def judge(run: DayRun, catalogue: Catalogue, roster: list[dict], start: datetime) -> QualityRow:
-    """The figures of a played day: time to arrival, late arrivals (the core's SLA rule and the citizen's), spread."""
+    """The figures of a played day: time to arrival, late arrivals (from the report, as the citizen counts, and
+    the core's rule from the first dispatch), per priority and per street, and the spread of work."""
     arrival, waits, late_sla, late_report, judged, p1, p1_fast, reached = [], [], 0, 0, 0, 0, 0, 0
+    by_priority: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    p1_arrival: list[float] = []
+    p1_streets: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for case in run.cases.values():
         if case.dispatched_s is not None:
             waits.append(case.dispatched_s - case.created_s)
@@ -49,28 +62,38 @@ def judge(run: DayRun, catalogue: Catalogue, roster: list[dict], start: datetime
             by_sla = _sim_seconds(start, catalogue.deadline(category, dispatched, category.sla.arrive_s))
         else:
             by_sla = from_report  # nobody sent: the waiting clock (arrive_s) is what runs out
+        took = case.arrived_s - case.created_s if case.arrived_s is not None else math.inf
         if category.priority == 1:
             p1 += 1
-            if case.arrived_s is not None and case.arrived_s - case.created_s <= 900:
-                p1_fast += 1
+            fast = took <= FIFTEEN_MINUTES_S
+            p1_fast += fast
+            p1_streets[case.street][0] += 1
+            p1_streets[case.street][1] += fast
+            if case.arrived_s is not None or case.created_s + FIFTEEN_MINUTES_S <= run.end_s:
+                p1_arrival.append(took)
         if case.arrived_s is not None:
             reached += 1
-            arrival.append(case.arrived_s - case.created_s)
+            arrival.append(took)
             judged += 1
             late_sla += case.arrived_s > by_sla
             late_report += case.arrived_s > from_report
+            by_priority[category.priority][0] += 1
+            by_priority[category.priority][1] += case.arrived_s <= from_report
         elif min(by_sla, from_report) <= run.end_s:
             # never reached while its limit ran out within the observed time: late
             judged += 1
             late_sla += by_sla <= run.end_s
             late_report += from_report <= run.end_s
+            if from_report <= run.end_s:
+                by_priority[category.priority][0] += 1
     return QualityRow(policy=run.policy, incidents=len(run.cases), reached=reached, arrival_s=arrival, wait_s=waits,
                       late_sla=late_sla, late_report=late_report, judged=judged, p1=p1, p1_within_15min=p1_fast,
                       workload_cv=_workload_cv(run.handled, roster), escalations=run.escalations,
-                      reassigned=run.reassigned)
+                      reassigned=run.reassigned, by_priority=dict(by_priority), p1_arrival_s=p1_arrival,
+                      p1_streets=dict(p1_streets))
 
 
-# -------------------------------------------------------------------- the hindsight bound
+# -------------------------------------------------------------------- the capacity-relaxed ceiling
 
 
 def _shifts(plan: DayPlan, end_s: float) -> dict[str, list[tuple[float, float]]]:
@@ -89,119 +112,102 @@ def _shifts(plan: DayPlan, end_s: float) -> dict[str, list[tuple[float, float]]]
     return spans
 
 
-def hindsight(catalogue: Catalogue, roster: list[dict], plan: DayPlan, reference_run: DayRun, crew_seed: int, *,
-              window_s: float = 300.0, late_penalty_s: float = 3600.0, advance=None) -> DayRun:
-    """An offline assignment that knows the whole day: who is on duty when, where every incident will be,
-    how long each will take to handle. Every `window_s` the incidents of the window (and any left over)
-    are matched to units by scipy's linear_sum_assignment, minimising time to arrival plus a penalty for
-    each arrival later than the category's arrive limit; a unit still busy may be booked for the moment
-    it comes free. No officer declines, ignores an order or walks away, and nothing is merged differently:
-    the incidents are those the core created with our policy. A reference point, not a strict lower bound
-    (the matching is optimal within each window, not over the whole day)."""
-    import numpy as np
-    from scipy.optimize import linear_sum_assignment
+def capacity_relaxed(roster: list[dict], plan: DayPlan, run: DayRun, habits: CrewHabits = CrewHabits()) -> DayRun:
+    """The ceiling with capacity relaxed: every incident of `run` (the incidents the core made under our
+    policy) is met as if every officer on duty and eligible for one of its places were free at their post the
+    moment it is reported, acknowledged in the crew's median time and drove straight there. Nothing is ever
+    busy, so no dispatching policy with this roster can do better; what it does not reach in time is geography
+    and the roster's shifts, the rest of the gap is policy and staffing."""
+    spans = _shifts(plan, run.end_s)
+    units = [Unit(unit_id=p["unit_id"], agency=p["agency"], kind=p["kind"], home_street=p["home_street"],
+                  mode=p["mode"], delegations=frozenset(p.get("delegations") or ()), lat=p["lat"], lon=p["lon"])
+             for p in roster if p["unit_id"] in spans]
+    cases: dict[str, _Case] = {}
+    for cid, c in run.cases.items():
+        case = _Case(c.incident_id, c.category, c.street, c.lat, c.lon, c.created_s)
+        best = math.inf
+        for unit in units:
+            if not any(a <= c.created_s < b for a, b in spans[unit.unit_id]):
+                continue
+            if not any(unit.may_act_for(c.category, agency) for agency in c.category.agencies):
+                continue
+            travel = distance_m(unit.lat, unit.lon, c.lat, c.lon) * DETOUR_FACTOR / SPEED_M_S[unit.mode]
+            best = min(best, travel)
+        if best < math.inf:
+            case.dispatched_s = c.created_s
+            case.arrived_s = c.created_s + habits.ack_median_s + 5 + best
+        cases[cid] = case
+    return DayRun(CEILING, cases, Counter(), Counter(), 0, run.end_s)
 
-    crew = SimCrew(catalogue, crew_seed)
-    end_s = reference_run.end_s
-    profiles = {u["unit_id"]: u for u in roster}
-    spans = _shifts(plan, end_s)
-    units = {uid: Unit(unit_id=uid, agency=p["agency"], kind=p["kind"], home_street=p["home_street"], mode=p["mode"],
-                       delegations=frozenset(p.get("delegations") or ()), lat=p["lat"], lon=p["lon"])
-             for uid, p in profiles.items() if uid in spans}
-    free_at = {uid: 0.0 for uid in units}
-    sim_units = {uid: _SimUnit(uid, u.mode, u.lat, u.lon, True) for uid, u in units.items()}
-    # every agency place of every incident is a job
-    jobs = sorted(((case.created_s, case.incident_id, k, agency)
-                   for case in reference_run.cases.values()
-                   for k, agency in enumerate(case.category.agencies)), key=lambda j: (j[0], j[1], j[2]))
-    cases = {cid: _Case(c.incident_id, c.category, c.street, c.lat, c.lon, c.created_s)
-             for cid, c in reference_run.cases.items()}
-    handled: Counter = Counter()
-    backlog: list[tuple] = []
-    i = 0
-    window = 0.0
-    big = 1e12
-    while window < end_s:
-        window_end = window + window_s
-        while i < len(jobs) and jobs[i][0] < window_end:
-            backlog.append(jobs[i])
-            i += 1
-        if backlog:
-            unit_ids = sorted(units)
-            cost = np.full((len(backlog), len(unit_ids)), big)
-            plans = {}
-            for r, (created, cid, k, agency) in enumerate(backlog):
-                case = cases[cid]
-                limit = case.category.sla.arrive_s
-                ack = crew.ack_s(f"{cid}-O{k + 1}")
-                for c, uid in enumerate(unit_ids):
-                    unit = units[uid]
-                    if not unit.may_act_for(case.category, agency):
-                        continue
-                    begin = max(created, window, free_at[uid])
-                    span = next(((a, b) for a, b in spans[uid] if b > begin), None)
-                    if span is None:
-                        continue
-                    begin = max(begin, span[0])
-                    arrive = begin + ack + 5 + crew.travel_s(sim_units[uid], case.lat, case.lon)
-                    if arrive > span[1]:
-                        continue  # the shift ends before the unit would get there
-                    tta = arrive - created
-                    cost[r, c] = tta + (late_penalty_s if tta > limit else 0.0)
-                    plans[(r, c)] = (begin, arrive)
-            rows, cols = linear_sum_assignment(cost)
-            done = set()
-            for r, c in zip(rows, cols):
-                if cost[r, c] >= big:
-                    continue
-                created, cid, k, agency = backlog[r]
-                uid = unit_ids[c]
-                begin, arrive = plans[(r, c)]
-                case = cases[cid]
-                if case.dispatched_s is None or begin < case.dispatched_s:
-                    case.dispatched_s = begin
-                if case.arrived_s is None or arrive < case.arrived_s:
-                    case.arrived_s = arrive
-                free_at[uid] = arrive + crew.handle_s(cid, case.category)
-                sim_units[uid].lat, sim_units[uid].lon = case.lat, case.lon
-                handled[uid] += 1
-                done.add(r)
-            backlog = [job for r, job in enumerate(backlog) if r not in done]
-        window = window_end
-        if advance is not None:
-            advance(to=min(window, end_s))
-    return DayRun("hindsight", cases, handled, Counter(), 0, end_s)
+
+# -------------------------------------------------------------------- the days of an intensity
+
+_world: tuple | None = None
+
+
+def _load_world(world: tuple) -> None:
+    global _world
+    _world = world
+
+
+def play_seed(args: tuple) -> tuple[int, int, int, dict[str, QualityRow], dict]:
+    """One seed's day under every policy, judged, with the ceiling: (seed, reports, messages, rows by policy,
+    ours' 15-minute circle per street)."""
+    seed, hours, intensity, policies = args
+    catalogue, geography, roster = _world
+    plan = plan_day(catalogue, geography, roster, seed=seed, hours=hours, intensity=intensity)
+    rows, runs = {}, {}
+    for name, policy in policies.items():
+        runs[name] = simulate_day(catalogue, geography, plan, policy, name, seed=seed,
+                                  circle_points=_circle_points(geography) if name == "ours" else None)
+        rows[name] = judge(runs[name], catalogue, roster, plan.start)
+    rows[CEILING] = judge(capacity_relaxed(roster, plan, runs["ours"]), catalogue, roster, plan.start)
+    return seed, plan.count("report"), len(plan.messages), rows, runs["ours"].circle
+
+
+_points: dict | None = None
+
+
+def _circle_points(geography: Geography) -> dict:
+    global _points
+    if _points is None:
+        _points = street_points(geography, DISTRICT)
+    return _points
 
 
 def dispatch_quality(catalogue: Catalogue, geography: Geography, roster: list[dict], *, hours: float,
-                     intensity: float, seed: int = 1, steps: Steps | None = None) -> QualityDay:
-    plan = plan_day(catalogue, geography, roster, seed=seed, hours=hours, intensity=intensity)
-    runs = []
-    for name, policy in (("ours", DispatchPolicy()), ("closest-idle", CLOSEST_IDLE)):
-        total = hours * 3600 + 7200
-        with (steps.task(f"quality, {intensity:g}× day: {name}", total) if steps else contextlib.nullcontext()) as adv:
-            runs.append(simulate_day(catalogue, geography, plan, policy, name, seed=seed, advance=adv))
-    with (steps.task(f"quality, {intensity:g}× day: hindsight", runs[0].end_s) if steps
-          else contextlib.nullcontext()) as adv:
-        runs.append(hindsight(catalogue, roster, plan, runs[0], seed, advance=adv))
-    return QualityDay(intensity=intensity, hours=hours, seed=seed, reports=plan.count("report"),
-                      messages=len(plan.messages), units=len(roster),
-                      rows=[judge(run, catalogue, roster, plan.start) for run in runs])
-
-
-def policy_sweep(catalogue: Catalogue, geography: Geography, roster: list[dict], *, hours: float, intensity: float,
-                 seeds: tuple[int, ...], steps: Steps | None = None) -> list[SweepRow]:
-    """Ours against closest-idle on more days than one, to tell a real difference from one day's luck."""
-    rows = []
-    with (steps.task(f"quality, {intensity:g}× days: seeds", len(seeds)) if steps else contextlib.nullcontext()) as adv:
-        for seed in seeds:
-            plan = plan_day(catalogue, geography, roster, seed=seed, hours=hours, intensity=intensity)
-            late, late_report, judged = {}, {}, 0
-            for name, policy in (("ours", DispatchPolicy()), ("closest-idle", CLOSEST_IDLE)):
-                row = judge(simulate_day(catalogue, geography, plan, policy, name, seed=seed), catalogue, roster,
-                            plan.start)
-                late[name], late_report[name], judged = row.late_sla, row.late_report, row.judged
-            rows.append(SweepRow(seed, judged, late, late_report))
-            if adv:
-                adv()
-    return rows
+                     intensity: float, seeds: tuple[int, ...] = (1,), steps: Steps | None = None,
+                     policies: dict[str, DispatchPolicy] | None = None, processes: int | None = None) -> QualityDay:
+    """Every seed's day of this intensity under each policy (ours first), summed and per seed."""
+    policies = policies or POLICIES
+    jobs = [(seed, hours, intensity, policies) for seed in seeds]
+    world = (catalogue, geography, roster)
+    processes = processes or min(len(seeds), os.cpu_count() or 1, 2)
+    results = []
+    with (steps.task(f"quality, {intensity:g}× days", len(seeds)) if steps else contextlib.nullcontext()) as adv:
+        if processes > 1:
+            ctx = multiprocessing.get_context("fork")
+            with ctx.Pool(processes, initializer=_load_world, initargs=(world,)) as pool:
+                for result in pool.imap_unordered(play_seed, jobs):
+                    results.append(result)
+                    if adv:
+                        adv()
+        else:
+            _load_world(world)
+            for job in jobs:
+                results.append(play_seed(job))
+                if adv:
+                    adv()
+    results.sort(key=lambda r: r[0])
+    names = [*policies, CEILING]
+    per_seed = {name: [r[3][name] for r in results] for name in names}
+    circle: dict[str, list[int]] = {}
+    for r in results:
+        for street, (ok, n) in r[4].items():
+            circle.setdefault(street, [0, 0])
+            circle[street][0] += ok
+            circle[street][1] += n
+    return QualityDay(intensity=intensity, hours=hours, seeds=tuple(r[0] for r in results),
+                      reports=sum(r[1] for r in results), messages=sum(r[2] for r in results), units=len(roster),
+                      rows=[QualityRow.merge(per_seed[name]) for name in names], per_seed=per_seed,
+                      circle={s: ok / n for s, (ok, n) in circle.items() if n})

@@ -11,10 +11,10 @@ from streams.bench.analysis import (
     _first_broker,
     _growth_table,
     _latency_analysis,
-    _quality_analysis,
 )
 from streams.bench.brokers import side_by_side
 from streams.bench.profile import profile_markdown
+from streams.bench.quality_report import quality_markdown
 from streams.bench.recovery import recovery_markdown
 from streams.bench.results import BenchResult, _kb, _met, _min, _ms, _pct, _quantile, _ratio
 
@@ -161,73 +161,8 @@ def markdown(result: BenchResult) -> str:
         lines += _cost_analysis(c)
 
     if result.quality:
-        lines += [
-            "## 4. Dispatch quality",
-            "",
-            "The simulator's day (`plan_day`: the shipped roster on two shifts, reports by time-of-day profile, "
-            "hotspots, repeat calls, resends, malformed input) played offline through the district core in simulated "
-            "time: every message goes through the real intake, clock ticks every 5 simulated seconds (so every "
-            "time limit fires), and simulated officers answer the orders as `patrol simulate`'s do (acknowledge "
-            "after ~25 s, 2 % never, 3 % decline, 0.5 % walk away; handling ~¼ of the resolve limit), travelling at "
-            "their mode's speed × the core's detour factor from where they really are (they report their position "
-            "on reaching a scene). Every random draw is keyed by the order or the incident, so both policies meet "
-            "the same officers. Played for the day plus two hours.",
-            "",
-            "*closest-idle* is `CLOSEST_IDLE` (no street balancing, no pre-emption). *hindsight* knows the whole "
-            "day: every 5 minutes it matches the window's incidents (and those left over) to units with scipy's "
-            "`linear_sum_assignment`, minimising time to arrival plus an hour's penalty per late arrival, may book a "
-            "busy unit for when it comes free, and meets no declines, silent radios or walk-outs: a reference point "
-            "for what better decisions could reach, not a strict bound.",
-            "",
-            "*Late (SLA)* is the core's rule: nobody on scene within `arrive_s` of the first dispatch (or, never "
-            "dispatched, of the report); *late from report* counts `arrive_s` from the report, as the citizen does. "
-            "Both are shares of incidents whose limit ran its course. *Arrival* is report → first unit on scene, "
-            "over the incidents reached. *Spread* is the coefficient of variation across streets of incidents "
-            "handled per unit of the street (lower is more even).",
-            "",
-        ]
-        for day in result.quality:
-            lines += [
-                f"### The {'sample' if day.intensity == 1 else f'{day.intensity:g}× busier'} day "
-                f"({day.hours:g} h, seed {day.seed}, {day.reports:,} matters reported, {day.messages:,} messages, "
-                f"{day.units} units)",
-                "",
-                "| policy | incidents | reached | mean wait for dispatch min | mean arrival min | p90 arrival min "
-                "| late (SLA) | late from report | P1 reached ≤ 15 min | spread (CV) | reassigned | escalations |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-            ]
-            for r in day.rows:
-                simulated = r.policy != "hindsight"  # the hindsight plan has no ladder and no reassignments
-                lines.append(
-                    f"| {r.policy} | {r.incidents:,} | {r.reached:,} | {_min(r.mean_wait_s)} | {_min(r.mean_arrival_s)} "
-                    f"| {_min(r.p90_arrival_s)} | **{_pct(r.late_share)}** ({r.late_sla}/{r.judged}) "
-                    f"| {_pct(r.late_report_share)} | {r.p1_within_15min}/{r.p1} | {r.workload_cv:.3f} "
-                    f"| {r.reassigned if simulated else '–'} "
-                    f"| {f'{sum(r.escalations.values()):,}' if simulated else '–'} |")
-            lines.append("")
-            if day.sweep:
-                ours = sum(r.late["ours"] for r in day.sweep)
-                closest = sum(r.late["closest-idle"] for r in day.sweep)
-                ours_r = sum(r.late_report["ours"] for r in day.sweep)
-                closest_r = sum(r.late_report["closest-idle"] for r in day.sweep)
-                judged = sum(r.judged for r in day.sweep)
-                wins = sum(1 for r in day.sweep if r.late["ours"] < r.late["closest-idle"])
-                lines += [
-                    f"Over {len(day.sweep)} days of this kind (seeds "
-                    f"{', '.join(str(r.seed) for r in day.sweep)}): late (SLA) ours {ours:,} vs closest-idle "
-                    f"{closest:,} of {judged:,} ({_pct(ours / judged if judged else 0)} vs "
-                    f"{_pct(closest / judged if judged else 0)}); ours fewer on {wins} of {len(day.sweep)} days. "
-                    f"Late from report: ours {ours_r:,} vs {closest_r:,}.",
-                    "",
-                    "| seed | judged | late (SLA) ours | closest-idle | late from report ours | closest-idle |",
-                    "|---:|---:|---:|---:|---:|---:|",
-                ]
-                for r in day.sweep:
-                    lines.append(f"| {r.seed} | {r.judged} | {r.late['ours']} | {r.late['closest-idle']} "
-                                 f"| {r.late_report['ours']} | {r.late_report['closest-idle']} |")
-                lines.append("")
-        lines += ["![dispatch quality](benchmarks/quality.png)", ""]
-        lines += _quality_analysis(result)
+        lines += quality_markdown(result.quality, measured=f"`{result.command}`, {m.date}, "
+                                  f"{result.seconds.get('quality', 0):,.0f} s")
 
     mem = result.memory
     if mem is not None:

@@ -9,13 +9,13 @@ import contextlib
 import math
 import os
 import platform
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from streams.bench.brokers import BrokerRun, broker_targets
 from streams.bench.profile import Profile
+from streams.bench.quality_results import QualityDay, QualityRow, quality_targets  # noqa: F401
 from streams.bench.recovery import RecoveryBench, recovery_targets
 
 
@@ -41,6 +41,7 @@ class Sizes:
     growth_rate: int = 1000  # the raw pipe's offered rate while the broker's topics fill up
     growth_seconds: float = 5.0  # each block held this long
     growth_blocks: int = 5
+    quality_seeds: int = 20  # paired days at each intensity of the quality phase
 
 
 FULL = Sizes(stream_units=5000, throughput_reports=4000, pipe_records=30000, rates=(100, 500, 1000),
@@ -49,7 +50,7 @@ FULL = Sizes(stream_units=5000, throughput_reports=4000, pipe_records=30000, rat
 QUICK = Sizes(stream_units=600, throughput_reports=300, pipe_records=2000, rates=(50, 100), rate_seconds=2.0, drain_seconds=20.0,
               pipe_rate_seconds=1.0, cost_units=(100, 1000, 3000), cost_samples=60, day_hours=4.0,
               day_intensities=(1.0,), memory_units=2000, memory_incidents=1000, growth_rate=200, growth_seconds=1.0,
-              growth_blocks=2, recovery_days=(0.05,), recovery_baseline=False)
+              growth_blocks=2, recovery_days=(0.05,), recovery_baseline=False, quality_seeds=2)
 
 # The targets set for the pipeline, recorded next to what was measured.
 TARGET_THROUGHPUT_RATIO = 0.5
@@ -194,58 +195,6 @@ class DecisionCost:
 
 
 @dataclass
-class QualityRow:
-    policy: str
-    incidents: int
-    reached: int
-    arrival_s: list[float]  # report → first unit on scene, per reached incident
-    wait_s: list[float]  # report → first dispatch, per dispatched incident
-    late_sla: int  # the core's rule: someone on scene within arrive_s of the first dispatch
-    late_report: int  # the citizen's view: within arrive_s of the report
-    judged: int  # incidents whose arrive limit has run its course (reached, or limit passed)
-    p1: int
-    p1_within_15min: int
-    workload_cv: float  # coefficient of variation across streets of incidents handled per unit
-    escalations: Counter = field(default_factory=Counter)
-    reassigned: int = 0
-
-    @property
-    def mean_arrival_s(self) -> float:
-        return sum(self.arrival_s) / len(self.arrival_s) if self.arrival_s else float("nan")
-
-    @property
-    def mean_wait_s(self) -> float:
-        return sum(self.wait_s) / len(self.wait_s) if self.wait_s else float("nan")
-
-    @property
-    def p90_arrival_s(self) -> float:
-        return _quantile(self.arrival_s, 0.90)
-
-    @property
-    def late_share(self) -> float:
-        return self.late_sla / self.judged if self.judged else 0.0
-
-    @property
-    def late_report_share(self) -> float:
-        return self.late_report / self.judged if self.judged else 0.0
-
-
-@dataclass
-class QualityDay:
-    intensity: float
-    hours: float
-    seed: int
-    reports: int  # distinct matters reported (first reports), before dedup
-    messages: int  # every message of the day's plan
-    units: int
-    rows: list[QualityRow]
-    sweep: list["SweepRow"] = field(default_factory=list)
-
-    def row(self, policy: str) -> QualityRow:
-        return next(r for r in self.rows if r.policy == policy)
-
-
-@dataclass
 class Memory:
     units: int
     incidents: int
@@ -308,13 +257,7 @@ class BenchResult:
             tail = self.cost.tail_exponent()
             out.append(("assignment time grows sub-linearly with units",
                         f"exponent {e:.2f} over all sizes, {tail:.2f} between the two largest", max(e, tail) < 1.0))
-        for day in self.quality:
-            ours, closest = day.row("ours"), day.row("closest-idle")
-            out.append((f"ours better than closest-idle on late arrivals ({day.intensity:g}× day)",
-                        f"late {100 * ours.late_share:.1f} % vs {100 * closest.late_share:.1f} % "
-                        f"(from the report: {100 * ours.late_report_share:.1f} % vs "
-                        f"{100 * closest.late_report_share:.1f} %)",
-                        ours.late_sla < closest.late_sla))
+        out += quality_targets(self.quality)
         if self.recovery is not None:
             out += recovery_targets(self.recovery)
         return out
@@ -338,14 +281,6 @@ def _slope(xs: list[float], ys: list[float]) -> float:
     mx, my = sum(xs) / n, sum(ys) / n
     sxx = sum((x - mx) ** 2 for x in xs)
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else float("nan")
-
-
-@dataclass
-class SweepRow:
-    seed: int
-    judged: int
-    late: dict[str, int]  # policy -> late arrivals (the core's rule)
-    late_report: dict[str, int]  # policy -> late arrivals (from the report)
 
 
 @dataclass

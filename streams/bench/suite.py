@@ -12,8 +12,8 @@ Five benchmarks, each next to a baseline measured in the same run:
    100 to 50,000 units, next to a brute-force scan of every unit.
 4. **Dispatch quality** — a simulated day played offline and deterministically
    (discrete-event simulation, no Kafka) through the district core with our
-   policy and with closest-idle-unit, next to a hindsight assignment that knows
-   the whole day (scipy's linear_sum_assignment over time windows).
+   policy and with closest-idle-unit, next to the capacity-relaxed ceiling (every eligible officer
+   free at their post), over 20 paired days at 1× and 2× (`patrol bench --only quality --seeds N`).
 5. **Memory** — bytes per unit, per open and per closed incident of a district
    core, and the real worker's resident memory.
 
@@ -47,7 +47,8 @@ from streams.bench.cost import decision_cost
 from streams.bench.memory import memory_footprint, memory_probe
 from streams.bench.pipe import raw_pipe
 from streams.bench.plots import plots
-from streams.bench.quality import dispatch_quality, policy_sweep
+from streams.bench.quality import dispatch_quality
+from streams.bench.quality_report import PRINT_COLUMNS, print_rows
 from streams.bench.recovery import recovery_benchmark
 from streams.bench.reference import DISTRICT as DISTRICT, T0 as T0, Steps, reference
 from streams.bench.report import markdown
@@ -117,14 +118,12 @@ def _print_section(console: Console, result: BenchResult, section: str) -> None:
         console.print(table)
     elif section == "quality":
         for day in result.quality:
-            table = Table(title=f"4. Dispatch quality, {day.intensity:g}× day ({day.reports} matters)")
-            for column in ("policy", "reached", "mean min", "p90 min", "late (SLA)", "late from report", "P1 ≤ 15 min",
-                           "spread CV"):
+            table = Table(title=f"4. Dispatch quality, {day.intensity:g}× day ({len(day.seeds)} seeds, "
+                                f"{day.reports} matters)")
+            for column in PRINT_COLUMNS:
                 table.add_column(column, justify="right" if column != "policy" else "left")
-            for r in day.rows:
-                table.add_row(r.policy, f"{r.reached}/{r.incidents}", _min(r.mean_arrival_s), _min(r.p90_arrival_s),
-                              _pct(r.late_share), _pct(r.late_report_share), f"{r.p1_within_15min}/{r.p1}",
-                              f"{r.workload_cv:.3f}")
+            for row in print_rows(day):
+                table.add_row(*row)
             console.print(table)
     elif section == "memory" and result.memory is not None:
         mem = result.memory
@@ -149,8 +148,12 @@ SECTIONS = ("streams", "cost", "quality", "memory", "recovery")
 
 
 def run_bench(settings: Settings, console: Console, *, quick: bool = False, out: Path = Path("BENCHMARKS.md"),
-              command: str = "patrol bench", sections: tuple[str, ...] = SECTIONS) -> BenchResult:
-    """Run the benchmarks, print their figures, write `out` and the plots beside it (benchmarks/*.png)."""
+              command: str = "patrol bench", sections: tuple[str, ...] = SECTIONS,
+              seeds: int | None = None) -> BenchResult:
+    """Run the benchmarks, print their figures, write `out` and the plots beside it (benchmarks/*.png).
+
+    With only some `sections`, an existing `out` keeps its other sections: those run replace their own.
+    `seeds` is how many paired days the quality phase plays at each intensity."""
     sizes = QUICK if quick else FULL
     catalogue, geography, roster = reference(settings)
     result = BenchResult(command=command, quick=quick, machine=Machine.describe())
@@ -179,13 +182,10 @@ def run_bench(settings: Settings, console: Console, *, quick: bool = False, out:
             _print_section(console, result, "cost")
         if "quality" in sections:
             started = time.monotonic()
+            n = seeds or sizes.quality_seeds
             for intensity in sizes.day_intensities:
-                day = dispatch_quality(catalogue, geography, roster, hours=sizes.day_hours, intensity=intensity,
-                                       steps=steps)
-                if not quick:
-                    day.sweep = policy_sweep(catalogue, geography, roster, hours=sizes.day_hours, intensity=intensity,
-                                             seeds=tuple(range(1, 9)), steps=steps)
-                result.quality.append(day)
+                result.quality.append(dispatch_quality(catalogue, geography, roster, hours=sizes.day_hours,
+                                                       intensity=intensity, seeds=tuple(range(1, n + 1)), steps=steps))
             result.seconds["quality"] = time.monotonic() - started
             _print_section(console, result, "quality")
         if "memory" in sections:
@@ -205,10 +205,31 @@ def run_bench(settings: Settings, console: Console, *, quick: bool = False, out:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     result.plots = plots(result, out.parent / "benchmarks")
-    out.write_text(markdown(result), encoding="utf-8")
+    text = markdown(result)
+    if set(sections) != set(SECTIONS) and out.exists():
+        text = splice(out.read_text(encoding="utf-8"), text)
+    out.write_text(text, encoding="utf-8")
     print_figures(console, result)
     console.print(f"wrote {out} and {len(result.plots)} plots in {out.parent / 'benchmarks'}")
     return result
+
+
+def splice(old: str, new: str) -> str:
+    """`old` with each numbered section (`## N. …`) that `new` has replaced by `new`'s; the rest of `old` stays."""
+    def parts(text: str) -> dict[str, str]:
+        found = {}
+        for chunk in text.split("\n## ")[1:]:
+            heading = chunk.split("\n", 1)[0]
+            if heading[:1].isdigit():
+                found[heading.split(".", 1)[0]] = "## " + chunk.rstrip("\n") + "\n"
+        return found
+
+    fresh = parts(new)
+    out = old
+    for number, body in parts(old).items():
+        if number in fresh:
+            out = out.replace(body, fresh[number])
+    return out
 
 
 def _main(argv: list[str]) -> None:

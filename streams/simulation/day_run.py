@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -50,7 +51,10 @@ async def play_day(settings: Settings, plan: DayPlan, crew: FieldCrew, speedup: 
                 for records in batch.values():
                     for record in records:
                         try:
-                            crew.on_order(json.loads(record.value), loop.time())
+                            order = json.loads(record.value)
+                            issued = datetime.fromisoformat(order["issued_at"]).timestamp() \
+                                if order.get("issued_at") else time.time()
+                            crew.on_order(order, loop.time(), transit_s=time.time() - issued)
                         except (ValueError, KeyError):
                             continue  # not an order the crew can read: the worker's problem, not the city's
 
@@ -62,6 +66,8 @@ async def play_day(settings: Settings, plan: DayPlan, crew: FieldCrew, speedup: 
             while i < len(messages) and messages[i].at_s / speedup <= elapsed:
                 m = messages[i]
                 await producer.send(m.topic, m.value, key=m.key.encode() if m.key else None)
+                if m.what == "log_on" and m.key:
+                    crew.logged_on(m.key)  # back at the post, where the worker now places the unit
                 i += 1
             for key, value in crew.due(loop.time(), sim_now()):
                 await producer.send(UNIT_EVENTS, value, key=key.encode())

@@ -1,15 +1,14 @@
 """The city simulator: a day of reports in the sample district and the field units that answer the orders.
 
 `plan_day` is pure and seeded: the same seed gives the same day. `FieldCrew`
-plays the units: it reads their orders and answers with unit events after
-human-like delays. Simulated time runs `speedup` times faster than the wall
+(streams/simulation/crew.py, the one crew model) plays the units: it reads their orders and answers with
+unit events after human-like delays. Simulated time runs `speedup` times faster than the wall
 clock; the worker it talks to must then run with a catalogue whose limits are
 divided by the same factor (`scaled_catalogue`), which `patrol up` arranges.
 """
 
 from __future__ import annotations
 
-import heapq
 import json
 import math
 import random
@@ -22,6 +21,7 @@ import yaml
 from processors.catalogue import Catalogue, Category
 from processors.geography import Geography
 from processors.units import DETOUR_FACTOR, SPEED_M_S
+from streams.simulation.crew import CrewHabits, FieldCrew  # noqa: F401  (importable from here as before)
 
 # Reports per hour of the day for the whole district, by domain: traffic peaks at the
 # rush hours, city management in the day and the evening markets, public security at night.
@@ -53,6 +53,7 @@ SOURCES = {
 DUPLICATION = {"PS-FIGHT": 0.6, "PS-ASSAULT": 0.6, "EM-CROWD": 0.8, "TR-ACCIDENT": 0.5, "TR-JAM": 0.5,
                "PS-NOISE": 0.4, "CM-MANHOLE": 0.3}
 MALFORMED_SHARE = 0.02
+SHIFT_HOURS = 12
 RESEND_SHARE = 0.03
 
 
@@ -84,7 +85,7 @@ def plan_day(catalogue: Catalogue, geography: Geography, roster: list[dict], *, 
     rnd = random.Random(seed)
     start = start or datetime(2026, 11, 25, 0, 0, tzinfo=timezone(timedelta(hours=8)))
     streets = geography.streets
-    hotspots = _hotspots(rnd, geography)
+    spots = hotspots(geography)
     out: list[Planned] = []
     seq = 0
 
@@ -93,19 +94,22 @@ def plan_day(catalogue: Catalogue, geography: Geography, roster: list[dict], *, 
         seq += 1
         out.append(Planned(at_s, seq, topic, key, value, what))
 
-    # shifts: half the brigade by day (08-20), half by night; everyone on duty at the start is logged on then
+    # shifts of SHIFT_HOURS: from the unit's planned start (`shift_start_h`, written by `patrol roster plan`), or
+    # without one half the brigade by day (08-20), half by night; everyone on duty at the start is logged on then.
+    # Their jitter has a generator of its own, so that the day's reports are the same whatever the roster.
+    shifts = random.Random(f"{seed}:shifts")
     for i, unit in enumerate(roster):
-        day_shift = i % 2 == 0
-        on, off = (8, 20) if day_shift else (20, 32)
+        on = unit.get("shift_start_h", 8 if i % 2 == 0 else 20)
+        off = on + SHIFT_HOURS
         for shift_start in (on - 24, on, on + 24):
             begin, end = shift_start * 3600, (shift_start + off - on) * 3600
             if end <= 0 or begin >= hours * 3600:
                 continue
-            at = max(0.0, begin) + rnd.uniform(0, 120)
+            at = max(0.0, begin) + shifts.uniform(0, 120)
             add(at, "unit.events", unit["unit_id"],
                 _unit_event(unit, "log_on", start + timedelta(seconds=at), f"{seed}-{i}-{shift_start}-on"), "log_on")
             if end < hours * 3600:
-                add(end + rnd.uniform(0, 300), "unit.events", unit["unit_id"],
+                add(end + shifts.uniform(0, 300), "unit.events", unit["unit_id"],
                     _unit_event(unit, "log_off", start + timedelta(seconds=end), f"{seed}-{i}-{shift_start}-off"),
                     "log_off")
 
@@ -122,7 +126,7 @@ def plan_day(catalogue: Catalogue, geography: Geography, roster: list[dict], *, 
                     continue
                 code = rnd.choices(in_domain, weights)[0]
                 category = catalogue.get(code)
-                lat, lon = _place(rnd, hotspots, streets, geography)
+                lat, lon = _place(rnd, spots, streets, geography)
                 n_report += 1
                 report_id = f"SIM{seed}-{n_report:06d}"
                 source = _weighted(rnd, SOURCES[domain])
@@ -146,117 +150,36 @@ def plan_day(catalogue: Catalogue, geography: Geography, roster: list[dict], *, 
     return DayPlan(start=start, hours=hours, messages=out)
 
 
-def scaled_catalogue(catalogue_yaml: str, speedup: float) -> str:
-    """The catalogue with every time limit and dedup window divided by `speedup`, for a compressed day."""
+# The acknowledgement limits' allowance for the crew's answer crossing the broker (wall seconds): about the p99 of
+# one hop on this machine at a few hundred messages a second (BENCHMARKS.md, section 2), with room to spare.
+ACK_TRANSIT_S = 0.1
+
+
+def scaled_catalogue(catalogue_yaml: str, speedup: float, ack_transit_s: float = 0.0) -> str:
+    """The catalogue with every time limit and dedup window divided by `speedup`, for a compressed day.
+
+    `ack_transit_s` (wall seconds) is added to each acknowledgement limit: the crew's answer crosses the broker
+    once before the worker reads it, and at 360× a 50 ms hop is 18 simulated seconds of a 60 s limit; offline
+    no hop costs anything, so without the allowance a compressed day withdraws orders the offline day keeps."""
     doc = yaml.safe_load(catalogue_yaml)
     for category in doc["categories"]:
-        category["sla"] = {k: round(v / speedup, 3) for k, v in category["sla"].items()}
+        category["sla"] = {k: round(v / speedup + (ack_transit_s if k == "ack_s" else 0.0), 3)
+                           for k, v in category["sla"].items()}
         category["dedup"]["window_s"] = round(category["dedup"]["window_s"] / speedup, 3)
         # working-hours calendars do not compress; a simulated day counts the clock as it runs
         category.pop("calendar", None)
     return yaml.safe_dump(doc, allow_unicode=True, sort_keys=False)
 
 
-# ---------------------------------------------------------------------- the field units
-
-
-@dataclass(frozen=True)
-class CrewHabits:
-    """How the simulated officers behave (simulated seconds and probabilities)."""
-
-    ack_median_s: float = 25.0
-    never_ack: float = 0.02
-    decline: float = 0.03
-    drop_out: float = 0.005  # logs off in the middle of a task
-    handle_share_of_limit: float = 0.25  # typical handling time as a share of the resolve limit
-    handle_cap_s: float = 5400.0
-    silent_for_s: float = 900.0  # how long a unit that missed an order stays out of reach
-
-    def ack_s(self, rnd: random.Random) -> float:
-        """How long an officer takes to acknowledge an order (one draw from `rnd`)."""
-        return rnd.lognormvariate(math.log(self.ack_median_s), 0.6)
-
-    def handle_s(self, rnd: random.Random, category: Category | None) -> float:
-        """How long handling an incident of `category` takes on scene (one draw from `rnd`)."""
-        limit = category.sla.resolve_s if category else 3600.0
-        return min(self.handle_cap_s, rnd.lognormvariate(math.log(max(60.0, limit * self.handle_share_of_limit)), 0.5))
-
-
-class FieldCrew:
-    """Answers every order of the simulated units with unit events, after simulated delays."""
-
-    def __init__(self, roster: list[dict], catalogue: Catalogue, *, seed: int, speedup: float,
-                 habits: CrewHabits = CrewHabits()):
-        self.rnd = random.Random(seed + 1)
-        self.units = {u["unit_id"]: dict(u) for u in roster}
-        self.catalogue = catalogue
-        self.speedup = speedup
-        self.habits = habits
-        self.pending: list[tuple[float, int, str, dict]] = []  # (due wall time, seq, unit, event)
-        self._seq = 0
-        self.cancelled: set[str] = set()
-        self.seen_orders = 0
-
-    def on_order(self, order: dict, now: float) -> None:
-        """React to a dispatch order read at wall-clock time `now` (loop.time())."""
-        unit = self.units.get(order["unit_id"])
-        if unit is None:
-            return
-        if order["kind"] == "cancel":
-            self.cancelled.add(order["order_id"])
-            # told the task is off (perhaps for answering too late), the officer reports ready again;
-            # otherwise the district would lose the unit until its next shift
-            self._later(now, self.habits.ack_median_s, unit, "available", None)
-            return
-        self.seen_orders += 1
-        h, rnd, order_id = self.habits, self.rnd, order["order_id"]
-        if rnd.random() < h.never_ack:
-            # the radio is off: the ladder reassigns the task; later the officer reports back
-            self._later(now, h.silent_for_s, unit, "available", None)
-            return
-        t = h.ack_s(rnd)
-        if rnd.random() < h.decline:
-            self._later(now, t, unit, "decline", order_id)
-            return
-        self._later(now, t, unit, "ack", order_id)
-        self._later(now, t + 5, unit, "en_route", order_id)
-        travel = (order.get("eta_s") or 300) * rnd.uniform(0.8, 1.5)
-        if rnd.random() < h.drop_out:
-            self._later(now, t + travel / 2, unit, "log_off", None)
-            return
-        self._later(now, t + 5 + travel, unit, "on_scene", order_id, lat=order["lat"], lon=order["lon"])
-        handle = h.handle_s(rnd, self.catalogue.get(order["category"]))
-        self._later(now, t + 5 + travel + handle, unit, "resolved", order_id, outcome="handled")
-
-    def _later(self, now: float, after_s: float, unit: dict, type_: str, order_id: str | None, **extra) -> None:
-        self._seq += 1
-        event = {"type": type_, "order_id": order_id, **extra}
-        heapq.heappush(self.pending, (now + after_s / self.speedup, self._seq, unit["unit_id"], event))
-
-    def due(self, now: float, sim_time: datetime) -> list[tuple[str, bytes]]:
-        """Unit events whose moment has come, as (key, value) for unit.events."""
-        out = []
-        while self.pending and self.pending[0][0] <= now:
-            _, seq, unit_id, event = heapq.heappop(self.pending)
-            order_id = event.pop("order_id")
-            if order_id is not None and order_id in self.cancelled:
-                continue
-            unit = self.units[unit_id]
-            doc = {"schema_version": 1, "event_id": f"crew-{unit_id}-{seq}", "unit_id": unit_id,
-                   "at": sim_time.isoformat(), "type": event.pop("type"), **event}
-            if order_id is not None:
-                doc["order_id"] = order_id
-            if doc["type"] == "on_scene":
-                unit["lat"], unit["lon"] = doc.pop("lat"), doc.pop("lon")
-            out.append((unit_id, json.dumps(doc).encode()))
-        return out
-
-
 # ---------------------------------------------------------------------- helpers
 
 
-def _hotspots(rnd: random.Random, geography: Geography) -> list[tuple[float, float, float]]:
-    """A few busy places per street, more where more people live: (lat, lon, weight)."""
+def hotspots(geography: Geography) -> list[tuple[float, float, float]]:
+    """A few busy places per street, more where more people live: (lat, lon, weight).
+
+    Fixed for the districts, whatever the day's seed: demand varies from day to day, the places where it
+    gathers do not, so what is learned from one day's history can be tested on another day."""
+    rnd = random.Random("hotspots:" + ",".join(sorted({s.district for s in geography.streets})))
     spots = []
     for street in geography.streets:
         minx, miny, maxx, maxy = street.polygon.bounds

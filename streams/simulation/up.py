@@ -29,7 +29,7 @@ from streams.sink.migrate import migrate
 from streams.operations.publish import Outgoing, publish, read_lines
 from streams.reference import catalogue_text, load_catalogue, load_geography, load_roster
 from streams.settings import Settings
-from streams.simulation.simulator import FieldCrew, plan_day, scaled_catalogue
+from streams.simulation.simulator import ACK_TRANSIT_S, FieldCrew, plan_day, scaled_catalogue
 from streams.runtime.topics import INCIDENT_REPORTS, UNIT_EVENTS, ensure_topics
 
 
@@ -131,7 +131,7 @@ def run_up(settings: Settings, console: Console, timeout_s: float = 120.0, day: 
         if day is not None:
             # the compressed day needs limits compressed alike, and a clock that ticks often enough for them
             scaled = workdir / "catalogue.scaled.yaml"
-            scaled.write_text(scaled_catalogue(catalogue_text(live), day.speedup))
+            scaled.write_text(scaled_catalogue(catalogue_text(live), day.speedup, ACK_TRANSIT_S))
             worker_settings = worker_settings.with_overrides(
                 catalogue=scaled, tick_interval_s=max(0.02, min(1.0, 30.0 / day.speedup)))
         worker = start_worker(worker_settings, workdir / "worker.log")
@@ -155,7 +155,7 @@ def _run_day(live: Settings, console: Console, worker, metrics_port: int, workdi
     reports = sum(1 for m in plan.messages if m.topic == INCIDENT_REPORTS)
     console.print(f"a {day.hours:g}-hour day in the sample district, {day.speedup:g}× faster than the clock: "
                   f"{reports} reports ({plan.count('duplicate')} repeat calls, {plan.count('resend')} resends, "
-                  f"{plan.count('malformed')} malformed), {len(roster)} units on two shifts")
+                  f"{plan.count('malformed')} malformed), {len(roster)} units on their shifts")
     with Live(console=console, refresh_per_second=4, transient=False) as screen:
         def show(p) -> None:
             if worker.poll() is not None:

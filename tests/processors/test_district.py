@@ -147,9 +147,11 @@ def test_priority_one_preempts_a_lower_priority_task_short_of_the_scene(s):
     assert s.orders()[-1].incident_id == s.incident_of("R-NOISE")
 
 
-def test_a_unit_on_scene_is_not_preempted(s):
+def test_a_unit_on_scene_at_priority_two_work_is_not_preempted(s):
+    # on-scene work of priority 3-5 may be interrupted for a fight (tests/processors/test_priority_one.py);
+    # a drunk being looked after (priority 2) may not
     s.log_on("P1", "police", *near(LZL, east_m=100))
-    s.report("R-NOISE", "PS-NOISE", *LZL)
+    s.report("R-NOISE", "PS-DRUNK", *LZL)
     s.status("P1", "on_scene")
     s.report("R-FIGHT", "PS-FIGHT", *near(LZL, north_m=500))
     assert s.orders("cancel") == []
@@ -259,7 +261,7 @@ def test_near_ties_go_to_the_unit_whose_home_street_can_spare_it(s):
     s.log_on("P-IDLE", "police", *near(border, east_m=160), street="JJ-SYJ")
     for i in range(3):  # Chunxilu has open incidents waiting for someone
         s.report(f"Q{i}", "CM-GARBAGE", *near(CXL, north_m=-300 * i))
-    s.report("R1", "PS-FIGHT", *border)
+    s.report("R1", "PS-DRUNK", *border)  # priority 2: priority 1 is never balanced (test_priority_one.py)
     assert s.orders()[-1].unit_id == "P-IDLE"
     candidates = {c["unit_id"]: c for c in s.events("dispatched")[-1].data["candidates"]}
     assert candidates["P-BUSY"]["street_pressure"] > candidates["P-IDLE"]["street_pressure"]
@@ -365,6 +367,10 @@ def test_the_closest_idle_policy_serves_the_queue_oldest_first(catalogue, geogra
 def test_street_balancing_never_makes_an_arrival_late(s, category, sent):
     # P-BUSY is ~240 s away, P-IDLE ~290 s: a near-tie. Both reach a fight (8 min) in time, so the street
     # that can spare its unit gives it; an assault (5 min) is reached in time only by P-BUSY, which goes.
+    # (With priority 1 balanced, as it was: it no longer is by default.)
+    from processors.district import DispatchPolicy
+
+    s.core.policy = DispatchPolicy(balance_priority_1=True)
     border = (30.650, 104.072)
     s.log_on("P-BUSY", "police", *near(border, east_m=-1530), street="JJ-CXL")
     s.log_on("P-IDLE", "police", *near(border, east_m=1850), street="JJ-SYJ")

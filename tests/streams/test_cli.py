@@ -41,6 +41,7 @@ VERBS = {
     "retention": "Erase reporters' personal data older than",
     "accounts": "Dispatcher accounts of the command API",
     "keys": "API keys of the Open311 gateway",
+    "roster": "roster: shifts planned from demand",
 }
 
 

@@ -22,7 +22,7 @@ from streams.simulation.simulator import plan_day
 
 pytestmark = pytest.mark.integration
 
-POLICIES = {"ours", "closest-idle", "hindsight"}
+POLICIES = {"ours", "before", "closest-idle", "ceiling"}
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +98,8 @@ def test_quality_compares_three_policies_on_the_same_day(quick_run):
     assert len(result.quality) == len(QUICK.day_intensities)
     for day in result.quality:
         assert {r.policy for r in day.rows} == POLICIES
-        incidents = {r.incidents for r in day.rows}
-        assert len(incidents) == 1 and incidents.pop() > 0  # the hindsight plan serves the same incidents
+        # the ceiling meets the same incidents as ours (the policies may merge a report or two differently)
+        assert day.row("ceiling").incidents == day.row("ours").incidents > 0
         for r in day.rows:
             assert 0 <= r.late_sla <= r.judged <= r.incidents
             assert 0.0 <= r.late_share <= 1.0 and 0.0 <= r.late_report_share <= 1.0
@@ -155,9 +155,9 @@ def test_the_simulated_day_is_deterministic():
     assert {k: (c.dispatched_s, c.arrived_s) for k, c in one.cases.items()} == \
         {k: (c.dispatched_s, c.arrived_s) for k, c in two.cases.items()}
     assert one.handled == two.handled and one.cases
-    day = dispatch_quality(catalogue, geography, roster, hours=3.0, intensity=1.0, seed=4)
+    day = dispatch_quality(catalogue, geography, roster, hours=3.0, intensity=1.0, seeds=(4,))
     assert day.row("ours").late_sla == dispatch_quality(catalogue, geography, roster, hours=3.0, intensity=1.0,
-                                                        seed=4).row("ours").late_sla
+                                                        seeds=(4,)).row("ours").late_sla
 
 
 def test_patrol_lists_the_bench_verb():
