@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import heapq
 import math
-import random
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -14,13 +13,12 @@ from datetime import datetime, timedelta
 from processors.catalogue import Catalogue, Category
 from processors.coverage import covered
 from processors.district import DispatchPolicy, DistrictCore
-from processors.geography import Geography, distance_m
+from processors.geography import Geography
 from processors.register import UnitRegister
 from processors.intake import Inbound, Limits, Rejected, admit_report, admit_unit_event
 from processors.messages import DispatchOrder, Escalation, IncidentEvent, LogOff, LogOn, WorkItem, unit_event_adapter
-from processors.units import DETOUR_FACTOR, SPEED_M_S
 from streams.bench.reference import DISTRICT
-from streams.simulation.crew import Crew as SimCrew, CrewUnit as _SimUnit  # noqa: F401
+from streams.simulation.crew import Crew as SimCrew
 from streams.simulation.simulator import DayPlan
 
 
@@ -93,25 +91,7 @@ def simulate_day(catalogue: Catalogue, geography: Geography, plan: DayPlan, poli
                     seq += 1
                     heapq.heappush(heap, (at, seq, "crew", (unit_id, fields)))
             elif isinstance(out, IncidentEvent):
-                data = out.data
-                t = _sim_seconds(start, out.at)
-                if out.type == "created":
-                    category = catalogue.get(data["category"])
-                    cases[out.incident_id] = _Case(out.incident_id, category, data["street"], data["lat"],
-                                                   data["lon"], t)
-                    continue
-                case = cases.get(out.incident_id)
-                if case is None:
-                    continue
-                if out.type == "dispatched" and case.dispatched_s is None:
-                    case.dispatched_s = t
-                elif out.type == "on_scene" and case.arrived_s is None:
-                    case.arrived_s = t
-                    case.arrive_on_time = data.get("arrive_on_time")
-                elif out.type == "resolved":
-                    handled[data["unit_id"]] += 1
-                elif out.type == "reassigned":
-                    reassigned += 1
+                reassigned += _observe(out, _sim_seconds(start, out.at), catalogue, cases, handled)
             elif isinstance(out, Escalation):
                 escalations[(out.level, out.reason)] += 1
 
@@ -148,6 +128,27 @@ def simulate_day(catalogue: Catalogue, geography: Geography, plan: DayPlan, poli
             advance(to=min(now, end_s))
             last_progress = now
     return DayRun(name, cases, handled, escalations, reassigned, end_s, circle)
+
+
+def _observe(event: IncidentEvent, t: float, catalogue: Catalogue, cases: dict[str, _Case], handled: Counter) -> int:
+    """What an incident event tells the day's judge: a case opened, dispatched, reached or handled; 1 if it is a
+    reassignment (counted by the caller), else 0."""
+    data = event.data
+    if event.type == "created":
+        cases[event.incident_id] = _Case(event.incident_id, catalogue.get(data["category"]), data["street"],
+                                         data["lat"], data["lon"], t)
+        return 0
+    case = cases.get(event.incident_id)
+    if case is None:
+        return 0
+    if event.type == "dispatched" and case.dispatched_s is None:
+        case.dispatched_s = t
+    elif event.type == "on_scene" and case.arrived_s is None:
+        case.arrived_s = t
+        case.arrive_on_time = data.get("arrive_on_time")
+    elif event.type == "resolved":
+        handled[data["unit_id"]] += 1
+    return 1 if event.type == "reassigned" else 0
 
 
 def _sample_circle(core: DistrictCore, points: dict, circle: dict[str, list[int]]) -> None:
