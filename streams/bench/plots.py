@@ -39,28 +39,7 @@ def plots(result: BenchResult, directory: Path) -> list[Path]:
         written.append(_save(fig, directory / "latency.png"))
 
     if result.cost is not None:
-        c = result.cost
-        fig, ax = plt.subplots(figsize=(7, 5))
-        units = [r.units for r in c.rows]
-        for what, label, style in (("apply_us", "whole decision (apply), mean", "o-"),
-                                   ("search_us", "grid search, mean", "s-"),
-                                   ("brute_us", "baseline: full scan, mean", "^--")):
-            ax.plot(units, [r.mean(what) for r in c.rows], style, label=label)
-        ax.plot(units, [_quantile(r.apply_us, 0.99) for r in c.rows], "o:", label="whole decision, p99")
-        # the fitted growth through the geometric mean of the apply times
-        e = c.exponent()
-        gx = math.exp(sum(math.log(u) for u in units) / len(units))
-        gy = math.exp(sum(math.log(max(r.mean("apply_us"), 1e-9)) for r in c.rows) / len(units))
-        ax.plot(units, [gy * (u / gx) ** e for u in units], color="grey", lw=0.8,
-                label=f"fit: ∝ units^{e:.2f}")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("units in the district")
-        ax.set_ylabel("µs per assignment")
-        ax.set_title("Decision cost as the district grows")
-        ax.legend(fontsize=8)
-        ax.grid(True, which="both", alpha=0.3)
-        written.append(_save(fig, directory / "decision_cost.png"))
+        written.append(_cost_plot(plt, result.cost, directory))
 
     if result.quality:
         fig, axes = plt.subplots(1, 4, figsize=(15, 4.5))
@@ -91,6 +70,32 @@ def plots(result: BenchResult, directory: Path) -> list[Path]:
         ax.grid(True, axis="y", alpha=0.3)
         written.append(_save(fig, directory / "throughput.png"))
     return written
+
+
+
+def _cost_plot(plt, c, directory: Path) -> Path:
+    """Decision cost against the district's size, with the full scan and the fitted growth."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    units = [r.units for r in c.rows]
+    for what, label, style in (("apply_us", "whole decision (apply), mean", "o-"),
+                               ("search_us", "grid search, mean", "s-"),
+                               ("brute_us", "baseline: full scan, mean", "^--")):
+        ax.plot(units, [r.mean(what) for r in c.rows], style, label=label)
+    ax.plot(units, [_quantile(r.apply_us, 0.99) for r in c.rows], "o:", label="whole decision, p99")
+    # the fitted growth through the geometric mean of the apply times
+    e = c.exponent()
+    gx = math.exp(sum(math.log(u) for u in units) / len(units))
+    gy = math.exp(sum(math.log(max(r.mean("apply_us"), 1e-9)) for r in c.rows) / len(units))
+    ax.plot(units, [gy * (u / gx) ** e for u in units], color="grey", lw=0.8,
+            label=f"fit: ∝ units^{e:.2f}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("units in the district")
+    ax.set_ylabel("µs per assignment")
+    ax.set_title("Decision cost as the district grows")
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(fig, directory / "decision_cost.png")
 
 
 def _save(fig, path: Path) -> Path:
