@@ -352,7 +352,8 @@ async def test_the_terminal_in_tmux_reports_each_key_on_unit_events(infrastructu
                PATROL_FIELD_DEVICE_SECRET=device.secret, PATROL_LOG_LEVEL=infrastructure.log_level)
     env.update(TERM="xterm-256color", LANG="C.UTF-8")
     command = shlex.join([sys.executable, "-m", "streams.cli", "unit", unit_id, "--log-on", "--agency", "police",
-                          "--street", street, "--lat", str(lat), "--lon", str(lon), "--mode", "bike"])
+                          "--district", isolated_district.district, "--street", street, "--lat", str(lat), "--lon", str(lon),
+                          "--mode", "bike"])
     tmux = Tmux(env)
 
     def explain() -> str:
