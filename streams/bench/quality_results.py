@@ -18,6 +18,8 @@ TARGET_P34_DROP = 0.01  # within-limit share of priorities 3 and 4: at most this
 
 
 def quantile(values: list[float], q: float) -> float:
+    """The bench's one quantile: linear interpolation between closest ranks (numpy's default); an infinite value
+    (an incident never reached) is returned as it is rather than interpolated into."""
     if not values:
         return float("nan")
     ordered = sorted(values)

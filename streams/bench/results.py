@@ -16,6 +16,8 @@ from pathlib import Path
 from streams.bench.brokers import BrokerRun, broker_targets
 from streams.bench.profile import Profile
 from streams.bench.quality_results import QualityDay, QualityRow, quality_targets  # noqa: F401
+# the one quantile of the bench: linear between closest ranks (numpy's default)
+from streams.bench.quality_results import quantile as _quantile  # noqa: F401
 from streams.bench.recovery import RecoveryBench, recovery_targets
 
 
@@ -261,17 +263,6 @@ class BenchResult:
         if self.recovery is not None:
             out += recovery_targets(self.recovery)
         return out
-
-
-def _quantile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    # linear interpolation between closest ranks (numpy's default)
-    pos = q * (len(ordered) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def _slope(xs: list[float], ys: list[float]) -> float:
