@@ -19,7 +19,7 @@ DEPLOY = ROOT / "deploy"
 COMPOSE = DEPLOY / "docker-compose.yml"
 KUBERNETES = DEPLOY / "kubernetes"
 COMPOSE_SPEC = Path(__file__).with_name("compose-spec.json")
-PATROL_SERVICES = ("migrate", "worker-1", "worker-2", "sink", "gateway", "simulator")
+PATROL_SERVICES = ("migrate", "worker-1", "worker-2", "sink", "gateway", "field-api", "simulator")
 
 
 # ----------------------------------------------------------------------------- who may do what on the Kafka cluster

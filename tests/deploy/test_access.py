@@ -92,7 +92,7 @@ def test_the_acls_grant_each_process_what_its_code_does_and_no_more():
 
 # which principal each compose service logs in as (migrate needs no Kafka)
 COMPOSE_PRINCIPALS = {"worker-1": "worker", "worker-2": "worker", "sink": "sink", "gateway": "gateway",
-                      "simulator": "simulator"}
+                      "field-api": "field-api", "simulator": "simulator"}
 _ALLOW = re.compile(r"^\s*allow (\S+) (topic|group) (\S+) (literal|prefixed) ((?:\w+ ?)+)$", re.M)
 
 
@@ -211,7 +211,8 @@ def test_every_principal_is_a_kafka_user_with_exactly_its_acls():
 
 
 # which principal each Deployment logs in as
-DEPLOYMENT_PRINCIPALS = {"patrol-worker": "worker", "patrol-sink": "sink", "patrol-gateway": "gateway"}
+DEPLOYMENT_PRINCIPALS = {"patrol-worker": "worker", "patrol-sink": "sink", "patrol-gateway": "gateway",
+                         "patrol-field-api": "field-api"}
 
 
 def test_each_deployment_logs_in_as_its_own_principal_and_trusts_the_cluster_ca():

@@ -174,11 +174,27 @@ def test_the_gateway_service_and_its_monitor_select_the_gateway_pods():
         "/readyz", "/healthz"}
 
 
+def test_the_field_api_runs_behind_its_service_with_the_shared_token_key():
+    field = _one("Deployment", "patrol-field-api")
+    labels = field["spec"]["template"]["metadata"]["labels"]
+    container = _container(field)
+    assert "exec patrol field --host 0.0.0.0 --port 8090" in container["args"][0]
+    assert 'PATROL_UNIT_REGISTER="$ref/units.yaml"' in container["args"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": 8090}
+    service = _one("Service", "patrol-field-api")
+    assert service["spec"]["selector"] == {k: labels[k] for k in service["spec"]["selector"]}
+    assert not _selects({"matchLabels": _one("Service", "patrol-gateway")["spec"]["selector"]}, labels)
+    env = {e["name"]: e for e in container["env"]}
+    assert env["PATROL_FIELD_TOKEN_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "patrol-field-token", "key": "key"}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+
+
 def test_every_pod_gets_its_settings_from_objects_that_exist():
     config_maps = {d["metadata"]["name"] for d in _of_kind("ConfigMap")}
     secrets = {d["metadata"]["name"] for d in _of_kind("Secret")}
     pods = [d["spec"]["template"] for d in _of_kind("Deployment") + _of_kind("Job")]
-    assert len(pods) == 4
+    assert len(pods) == 5
     images = set()
     for pod in pods:
         spec = pod["spec"]
@@ -201,4 +217,7 @@ def test_every_pod_gets_its_settings_from_objects_that_exist():
     # each one a setting streams/settings.py reads (it ignores names it does not know, so a typo would go unseen)
     assert all(s.startswith("PATROL_") and s.removeprefix("PATROL_").lower() in Settings.model_fields for s in settings)
     Settings(**{s.removeprefix("PATROL_").lower(): v for s, v in _one("ConfigMap", "patrol-config")["data"].items()})
-    assert all(set(d["stringData"]) == {"PATROL_DATABASE_URL"} for d in _of_kind("Secret"))
+    # the database URLs, and the field API's token key (referenced by name, not read whole)
+    assert all(set(d["stringData"]) == {"PATROL_DATABASE_URL"} for d in _of_kind("Secret")
+               if d["metadata"]["name"] != "patrol-field-token")
+    assert set(_one("Secret", "patrol-field-token")["stringData"]) == {"key"}
