@@ -1,11 +1,11 @@
 """The Open311 routes: the services catalogue and discovery here, posting in `posting`, reading in `reading`; each
-registered by `add_routes` under its `.json` path, its `.xml` path and the bare one (JSON), every one behind the
+registered by `add_routes` on an APIRouter under its `.json` path, its `.xml` path and the bare one (JSON), every one behind the
 client address's rate limit. What a handler needs (settings, catalogue, geography, metrics, the Kafka producer, the
 database pool, the rate limits) it finds on `request.app.state`."""
 
 from __future__ import annotations
 
-from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 
 from processors.catalogue import Catalogue
 from processors.geography import Geography
@@ -31,7 +31,7 @@ from streams.gateway.throttle import throttled
 _XML = {"content": {XML_MEDIA_TYPE: {"schema": {"type": "string"}}}}
 
 
-def route(app: FastAPI, method: str, base: str, name: str, endpoint, model, errors: tuple[int, ...],
+def route(router: APIRouter, method: str, base: str, name: str, endpoint, model, errors: tuple[int, ...],
           **options) -> None:
     """One endpoint under Open311's `.json` and `.xml` paths and the bare one (JSON), each its own operation."""
     codes = (*errors, 403, 429)
@@ -40,7 +40,7 @@ def route(app: FastAPI, method: str, base: str, name: str, endpoint, model, erro
         formats = ({"response_model": None, "response_class": XMLResponse,
                     "responses": {code: {**_XML, "description": "Open311 errors (XML)"} for code in codes}}
                    if as_xml else {"response_model": model, "responses": {code: ERRORS for code in codes}})
-        app.add_api_route(f"{base}{suffix}", endpoint, methods=[method],
+        router.add_api_route(f"{base}{suffix}", endpoint, methods=[method],
                           operation_id=f"{name}_{suffix[1:]}" if suffix else name,
                           dependencies=[Depends(throttled)], **formats, **options)
 
@@ -93,12 +93,14 @@ def request_body_doc(catalogue: Catalogue, geography: Geography) -> dict:
 def add_routes(app: FastAPI, catalogue: Catalogue, geography: Geography) -> None:
     """The Open311 endpoints, in the order of the OpenAPI document (each path before the bare path that would
     otherwise read its extension as part of an id)."""
-    route(app, "GET", "/discovery", "discovery", get_discovery, Discovery, (400,))
-    route(app, "GET", "/services", "list_services", get_services, list[ServiceDefinition], (400,))
-    route(app, "GET", "/services/{service_code}", "get_service", get_service, ServiceAttributes, (400, 404))
-    route(app, "POST", "/requests", "create_request", post_request, list[ServiceRequestCreated],
+    router = APIRouter()
+    route(router, "GET", "/discovery", "discovery", get_discovery, Discovery, (400,))
+    route(router, "GET", "/services", "list_services", get_services, list[ServiceDefinition], (400,))
+    route(router, "GET", "/services/{service_code}", "get_service", get_service, ServiceAttributes, (400, 404))
+    route(router, "POST", "/requests", "create_request", post_request, list[ServiceRequestCreated],
           (400, 409, 413, 415, 503), status_code=201, openapi_extra=request_body_doc(catalogue, geography))
-    route(app, "GET", "/requests/{service_request_id}", "get_request", get_request, list[ServiceRequestOut],
+    route(router, "GET", "/requests/{service_request_id}", "get_request", get_request, list[ServiceRequestOut],
           (400, 404))
-    route(app, "GET", "/requests", "list_requests", list_requests, list[ServiceRequestOut], (400,))
-    route(app, "GET", "/tokens/{token}", "get_token", get_token, list[TokenAnswer], (400, 404))
+    route(router, "GET", "/requests", "list_requests", list_requests, list[ServiceRequestOut], (400,))
+    route(router, "GET", "/tokens/{token}", "get_token", get_token, list[TokenAnswer], (400, 404))
+    app.include_router(router)
