@@ -81,8 +81,13 @@ def fetch_libs(cache_dir: Path, pom: Path = POM) -> Path:
 
 
 def cluster_id() -> str:
-    # what `kafka-storage random-uuid` prints: 16 random bytes in URL-safe base64 without padding
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """What `kafka-storage random-uuid` prints: 16 random bytes in URL-safe base64 without padding, and, as Kafka's
+    own Uuid.randomUuid makes sure, not starting with "-": the storage tool would read it as an option (one id in
+    64 did, and the broker never started)."""
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
 
 
 def server_properties(port: int, controller_port: int, log_dirs: Path, partitions: int, listener: str = "PLAINTEXT",

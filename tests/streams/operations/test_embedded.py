@@ -176,3 +176,14 @@ def test_the_broker_choice_is_a_setting(monkeypatch):
     monkeypatch.setenv("PATROL_EMBEDDED_BROKER", "redpanda")
     with pytest.raises(ValueError, match="embedded_broker"):
         Settings()
+
+
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch):
+    # one random id in 64 does in URL-safe base64, and kafka-storage read it as an option: the broker never started
+    import uuid
+
+    from streams.operations import embedded_kafka
+
+    draws = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=b"\x01" * 16)])
+    monkeypatch.setattr(embedded_kafka.uuid, "uuid4", lambda: next(draws))
+    assert embedded_kafka.cluster_id() == "AQEBAQEBAQEBAQEBAQEBAQ"
