@@ -166,6 +166,8 @@ class EscalationAcknowledged(EventData):
 class AwaitingVerification(Timing):
     units: list[str] | None = None
     verify_by: str | None = None
+    resolved_s: float | None = None  # from the report to the last unit's `resolved`
+    resolve_on_time: bool | None = None
 
 
 class Reopened(Timing):

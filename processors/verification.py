@@ -35,9 +35,12 @@ def await_verification(core: DistrictCore, incident: Incident, at: datetime, out
     incident.resolved_at = at
     verify_by = core.catalogue.deadline(incident.category, at, incident.category.verify_window_s)
     state.deadlines.set(("verify", incident.incident_id), verify_by)
+    # the time to resolve ends here, when the units are done (the command centre watches it: the resolve stage of
+    # patrol_response_seconds), not when the complainant is asked, which can take the verification window
     record_event(incident, AWAITING, at, out, {
         "units": sorted(a.unit_id for a in incident.resolved.values()), "verify_by": verify_by.isoformat(),
-        **timing(incident, at)})
+        "resolved_s": seconds(at - incident.created_at),
+        "resolve_on_time": incident.resolve_by is None or at <= incident.resolve_by, **timing(incident, at)})
 
 
 def verify(core: DistrictCore, incident: Incident, outcome: str, channel: str, at: datetime,

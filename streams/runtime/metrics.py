@@ -157,7 +157,8 @@ def observe(message: Message, item: WorkItem, now: datetime, domain_of) -> None:
         # a limit already escalated as missed is counted then; only the ones met are counted here
         for stage, seconds, on_time in (("acknowledge", "since_order_s", "ack_on_time"),
                                         ("arrive", "since_dispatch_s", "arrive_on_time"),
-                                        ("resolve", "open_s", "resolve_on_time")):
+                                        # the units' work done (awaiting_verification), not its closing
+                                        ("resolve", "resolved_s", "resolve_on_time")):
             if seconds in data:
                 RESPONSE_SECONDS.labels(stage, domain).observe(data[seconds])
                 if data.get(on_time):

@@ -83,10 +83,12 @@ async def gather(database_url: str, report_prefix: str, since: datetime, speedup
                 r.times["arrive"][domain].append(data["since_dispatch_s"] * speedup)
                 if e["incident_id"] in p1 and data["since_created_s"] * speedup <= FIFTEEN_MINUTES_S:
                     r.p1_within_15min += 1
-            if kind == "closed":
-                r.times["resolve"][domain].append(data["open_s"] * speedup)
+            if kind == "awaiting_verification" and "resolved_s" in data:
+                # resolved when the units are done, not when the complainant is asked
+                r.times["resolve"][domain].append(data["resolved_s"] * speedup)
             for flag in ("ack_on_time", "arrive_on_time", "resolve_on_time"):
-                if data.get(flag) is True:
+                # the resolve limit was judged when the incident awaited verification; its closing says it again
+                if data.get(flag) is True and kind != "closed":
                     r.compliance[street][0] += 1
         escalations = await connection.fetch(
             "SELECT level, reason, street FROM escalations WHERE incident_id = ANY($1::text[])", ids)
