@@ -7,12 +7,11 @@ validated; intake checks again, as it does every inbound record, since the topic
 
 from __future__ import annotations
 
-from pydantic import ValidationError
 
 from processors.dead_letters import Rejected, provenance
 from processors.geography import Geography
 from processors.incidents import district_of
-from processors.intake import Inbound, Limits, _parse_object, _schema_rejection
+from processors.intake import Inbound, Limits, read_message
 from processors.messages import DispatcherCommand, WorkItem
 
 # the reason codes of intake.REASONS that a command can be refused with here, and the one of its own
@@ -23,13 +22,9 @@ REASONS = {
 
 
 def admit_command(record: Inbound, geography: Geography, limits: Limits) -> WorkItem | Rejected:
-    parsed = _parse_object(record, limits)
-    if isinstance(parsed, Rejected):
-        return parsed
-    try:
-        command = DispatcherCommand.model_validate(parsed)
-    except ValidationError as exc:
-        return _schema_rejection(exc)
+    command = read_message(record, limits, DispatcherCommand.model_validate)
+    if isinstance(command, Rejected):
+        return command
     district = district_of(command.incident_id)
     if district is None or district not in geography.districts:
         return Rejected("unknown_district", f"incident {command.incident_id!r} is not of a district served")

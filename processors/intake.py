@@ -10,8 +10,10 @@ count by; the codes are listed in `REASONS` and must never be renamed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import pydantic_core
 from pydantic import ValidationError
@@ -21,6 +23,8 @@ from processors.dead_letters import Rejected, bare_provenance, provenance
 from processors.geography import Geography
 from processors.messages import IncidentReport, LogOn, ReporterRecord, WorkItem, unit_event_adapter
 from processors.register import UnitRegister, check_log_on
+
+T = TypeVar("T")
 
 REASONS = {
     "oversize": "the message is larger than the configured limit",
@@ -80,13 +84,9 @@ class Admitted:
 
 
 def admit_report(record: Inbound, catalogue: Catalogue, geography: Geography, limits: Limits) -> Admitted | Rejected:
-    parsed = _parse_object(record, limits)
-    if isinstance(parsed, Rejected):
-        return parsed
-    try:
-        report = IncidentReport.model_validate(parsed)
-    except ValidationError as exc:
-        return _schema_rejection(exc)
+    report = read_message(record, limits, IncidentReport.model_validate)
+    if isinstance(report, Rejected):
+        return report
     if catalogue.get(report.category) is None:
         return Rejected("unknown_category", f"category {report.category!r} is not in the catalogue")
     street = geography.locate(report.lat, report.lon)
@@ -126,13 +126,9 @@ def admit_unit_event(
 ) -> WorkItem | Rejected:
     """`unit_district` is the district the unit last logged on to (None if it never did); a log-on must agree
     with the unit `register` (processors/register.py), whoever published it."""
-    parsed = _parse_object(record, limits)
-    if isinstance(parsed, Rejected):
-        return parsed
-    try:
-        event = unit_event_adapter.validate_python(parsed)
-    except ValidationError as exc:
-        return _schema_rejection(exc)
+    event = read_message(record, limits, unit_event_adapter.validate_python)
+    if isinstance(event, Rejected):
+        return event
     if isinstance(event, LogOn):
         if event.district not in geography.districts:
             return Rejected("unknown_district", f"district {event.district!r} is not served")
@@ -151,6 +147,17 @@ def admit_unit_event(
         unit_event=event,
         provenance=provenance(record),
     )
+
+
+def read_message(record: Inbound, limits: Limits, validate: Callable[[dict], T]) -> T | Rejected:
+    """The record's JSON object as the contract's message (`validate`: a model's validator), or why it is not one."""
+    parsed = _parse_object(record, limits)
+    if isinstance(parsed, Rejected):
+        return parsed
+    try:
+        return validate(parsed)
+    except ValidationError as exc:
+        return _schema_rejection(exc)
 
 
 def _parse_object(record: Inbound, limits: Limits) -> dict | Rejected:
