@@ -5,12 +5,10 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import random
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from importlib import resources
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -59,11 +57,9 @@ class Steps:
 
 
 def reference(settings: Settings) -> tuple[Catalogue, Geography, list[dict]]:
-    from streams.reference import load_catalogue, load_geography
+    from streams.reference import load_catalogue, load_geography, load_roster
 
-    roster = [json.loads(line) for line in
-              resources.files("processors.data").joinpath("roster.jsonl").read_text().splitlines() if line.strip()]
-    return load_catalogue(settings), load_geography(settings), roster
+    return load_catalogue(settings), load_geography(settings), load_roster()
 
 
 def _bounds(geography: Geography, district: str = DISTRICT) -> tuple[float, float, float, float]:
