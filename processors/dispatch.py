@@ -64,7 +64,7 @@ def _choose(core: DistrictCore, incident: Incident, at: datetime, out: list[Mess
         policy = core.policy
         chosen_one = pick(state, core.catalogue, policy, ranking, incident, at)
         if incident.priority == 1 and policy.preempt and (chosen_one is None or policy.preempt_margin_s is not None):
-            # with a free unit at hand, only a task of lesser priority than 2 is worth interrupting
+            # with no free unit any lesser task may give way; with one at hand, a task from `preempt_margin_from`
             busy_from = 2 if chosen_one is None else policy.preempt_margin_from
             busy = preempt_choice(chosen_one, preemptable(state, incident, agency, taken, policy.preempt_on_scene_from,
                                                           busy_from), policy.preempt_margin_s)

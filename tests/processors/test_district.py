@@ -147,17 +147,6 @@ def test_priority_one_preempts_a_lower_priority_task_short_of_the_scene(s):
     assert s.orders()[-1].incident_id == s.incident_of("R-NOISE")
 
 
-def test_a_unit_on_scene_at_priority_two_work_is_not_preempted(s):
-    # on-scene work of priority 3-5 may be interrupted for a fight (tests/processors/test_priority_one.py);
-    # a drunk being looked after (priority 2) may not
-    s.log_on("P1", "police", *near(LZL, east_m=100))
-    s.report("R-NOISE", "PS-DRUNK", *LZL)
-    s.status("P1", "on_scene")
-    s.report("R-FIGHT", "PS-FIGHT", *near(LZL, north_m=500))
-    assert s.orders("cancel") == []
-    assert s.events("queued", s.incident_of("R-FIGHT"))
-
-
 def test_field_events_drive_the_incident_to_closed_and_free_the_unit(s):
     s.log_on("P1", "police", *near(CXL, east_m=100))
     s.report("R1", "PS-FIGHT", *CXL)

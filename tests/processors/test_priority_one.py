@@ -17,7 +17,7 @@ def s(catalogue, geography):
     return Scenario(catalogue, geography)
 
 
-def test_priority_one_pulls_a_unit_off_on_scene_work_of_priority_three_to_five(s):
+def test_priority_one_pulls_a_unit_off_on_scene_work_of_priority_two_to_five(s):
     s.log_on("P1", "police", *near(LZL, east_m=100))
     s.report("R-NOISE", "PS-NOISE", *LZL)  # priority 3
     s.status("P1", "on_scene")
@@ -138,14 +138,38 @@ def test_an_auxiliary_fills_a_support_place_beside_an_officer_where_the_catalogu
     assert "OFF-PS" in sent and "AUX-TR" not in sent
 
 
-def test_with_a_free_unit_at_hand_a_priority_two_task_keeps_its_unit(s):
-    # the busy car is minutes faster, but it is on its way to a drunk (priority 2): the free car goes instead
-    s.log_on("P-NEAR", "police", *near(LZL, east_m=100))
-    s.report("R-DRUNK", "PS-DRUNK", *LZL)
-    s.status("P-NEAR", "ack")
-    s.log_on("P-FAR", "police", *near(LZL, north_m=3000), street="JJ-LZL")
-    s.report("R-FIGHT", "PS-FIGHT", *near(LZL, north_m=200))
-    assert s.orders()[-1].unit_id == "P-FAR" and s.orders("cancel") == []
+def test_a_priority_two_task_gives_up_a_unit_three_minutes_faster_than_the_free_one(catalogue, geography):
+    # the busy car is minutes faster; it is on its way to a drunk (priority 2), who gets the free car instead
+    for policy, expected in ((DispatchPolicy(), "P-NEAR"), (DispatchPolicy(preempt_margin_from=3), "P-FAR")):
+        s = Scenario(catalogue, geography)
+        s.core.policy = policy
+        s.log_on("P-NEAR", "police", *near(LZL, east_m=100))
+        s.report("R-DRUNK", "PS-DRUNK", *LZL)
+        s.status("P-NEAR", "ack")
+        s.log_on("P-FAR", "police", *near(LZL, north_m=3000), street="JJ-LZL")
+        s.report("R-FIGHT", "PS-FIGHT", *near(LZL, north_m=200))
+        assert s.active_units("R-FIGHT") == {"police": expected}, policy
+        if expected == "P-NEAR":
+            assert s.active_units("R-DRUNK") == {"police": "P-FAR"}
+
+
+def test_with_no_free_unit_priority_one_pulls_a_unit_off_on_scene_priority_two_work(catalogue, geography):
+    for policy, pulled in ((DispatchPolicy(), True), (DispatchPolicy(preempt_on_scene_from=3), False)):
+        s = Scenario(catalogue, geography)
+        s.core.policy = policy
+        s.log_on("P1", "police", *near(LZL, east_m=100))
+        s.report("R-DRUNK", "PS-DRUNK", *LZL)
+        s.status("P1", "on_scene")
+        s.report("R-FIGHT", "PS-FIGHT", *near(LZL, north_m=500))
+        assert (s.active_units("R-FIGHT") == {"police": "P1"}) is pulled, policy
+
+
+def test_priority_one_never_takes_a_unit_from_priority_one(s):
+    s.log_on("P1", "police", *near(LZL, east_m=100))
+    s.report("R-ASSAULT", "PS-ASSAULT", *LZL)
+    s.status("P1", "on_scene")
+    s.report("R-FIGHT", "PS-FIGHT", *near(LZL, north_m=500))
+    assert s.orders("cancel") == [] and s.active_units("R-ASSAULT") == {"police": "P1"}
 
 
 def test_a_unit_come_free_takes_over_a_fight_from_a_unit_still_far_away(catalogue, geography):
@@ -153,7 +177,7 @@ def test_a_unit_come_free_takes_over_a_fight_from_a_unit_still_far_away(catalogu
         s = Scenario(catalogue, geography)
         s.core.policy = policy
         s.log_on("P-NEAR", "police", *near(LZL, east_m=100))
-        s.report("R-DRUNK", "PS-DRUNK", *LZL)  # priority 2 on scene: never pulled off
+        s.report("R-ASSAULT", "PS-ASSAULT", *LZL)  # priority 1 on scene: never pulled off
         s.status("P-NEAR", "on_scene")
         s.log_on("P-FAR", "police", *near(LZL, north_m=4000), street="JJ-LZL")
         s.report("R-FIGHT", "PS-FIGHT", *near(LZL, north_m=200))
