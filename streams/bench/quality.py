@@ -49,6 +49,7 @@ def judge(run: DayRun, catalogue: Catalogue, roster: list[dict], start: datetime
     the core's rule from the first dispatch), per priority and per street, and the spread of work."""
     arrival, waits, late_sla, late_report, judged, p1, p1_fast, reached = [], [], 0, 0, 0, 0, 0, 0
     by_priority: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    reached_by_priority: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     p1_arrival: list[float] = []
     p1_streets: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for case in run.cases.values():
@@ -63,6 +64,8 @@ def judge(run: DayRun, catalogue: Catalogue, roster: list[dict], start: datetime
         else:
             by_sla = from_report  # nobody sent: the waiting clock (arrive_s) is what runs out
         took = case.arrived_s - case.created_s if case.arrived_s is not None else math.inf
+        reached_by_priority[category.priority][0] += 1
+        reached_by_priority[category.priority][1] += case.arrived_s is not None
         if category.priority == 1:
             p1 += 1
             fast = took <= FIFTEEN_MINUTES_S
@@ -89,7 +92,8 @@ def judge(run: DayRun, catalogue: Catalogue, roster: list[dict], start: datetime
     return QualityRow(policy=run.policy, incidents=len(run.cases), reached=reached, arrival_s=arrival, wait_s=waits,
                       late_sla=late_sla, late_report=late_report, judged=judged, p1=p1, p1_within_15min=p1_fast,
                       workload_cv=_workload_cv(run.handled, roster), escalations=run.escalations,
-                      reassigned=run.reassigned, by_priority=dict(by_priority), p1_arrival_s=p1_arrival,
+                      reassigned=run.reassigned, by_priority=dict(by_priority),
+                      reached_by_priority=dict(reached_by_priority), p1_arrival_s=p1_arrival,
                       p1_streets=dict(p1_streets))
 
 

@@ -79,6 +79,12 @@ def _day_tables(day: QualityDay) -> list[str]:
         lines.append(f"| {r.policy} | " + " | ".join(
             f"{_pct(r.within_share(p))} ({r.by_priority.get(p, [0, 0])[1]}/{r.by_priority.get(p, [0, 0])[0]})"
             if r.by_priority.get(p) else "–" for p in PRIORITIES) + " |")
+    lines += ["", "Reached at all (someone on scene before the end of the day plus two hours), per priority: a "
+              "priority starved shows here, not in the share within the limit:", "",
+              "| policy | " + " | ".join(f"P{p}" for p in PRIORITIES) + " |", "|---|" + "---:|" * len(PRIORITIES)]
+    for r in day.rows:
+        lines.append(f"| {r.policy} | " + " | ".join(
+            f"{_pct(r.reached_share(p))}" if r.reached_by_priority.get(p) else "–" for p in PRIORITIES) + " |")
     lines += ["", "Priority-1 incidents reached within 15 minutes, per street"
               + (" (and the 15-minute circle: the share of the day the street's whole area was within 15 minutes "
                  "of a free eligible unit, under ours)" if day.circle else "") + ":", ""]
@@ -116,14 +122,15 @@ def quality_analysis(days: list[QualityDay]) -> list[str]:
             f"incident waited {_min(ours.mean_wait_s)} min on average for its first dispatch (closest-idle "
             f"{_min(closest.mean_wait_s)}).")
     out += [
-        "- *before* → *ours* is what the priority-1 rules buy (a unit pulled off on-scene work of priority 3-5, a "
-        "busy unit 3 minutes faster taken off a task of priority 3-5, a unit come free taking over from one still "
-        "far away, no street balancing for priority 1, priority 5 ageing into priority 4's broken promises). The "
-        "interrupted task heading its priority's queue costs the others of that priority a little: it was reached "
-        "already, so resuming it first gains nothing the within-limit share can see.",
+        "- *before* → *ours* is what the priority-1 rules buy (a unit busy at work of priority 2-5, on its way or "
+        "on scene, taken when no unit is free or when it is 3 minutes faster than the best free one; a unit come "
+        "free taking over from one still far away; no street balancing for priority 1; priority 5 ageing into "
+        "priority 4's broken promises). The units taken cost priorities 2-3 a little, and so does the interrupted "
+        "task heading its priority's queue: it was reached already, so resuming it first gains nothing the "
+        "within-limit share can see.",
         "- The gap between ours and the ceiling is the time units are busy: most late priority-1 incidents are "
-        "dispatched at once, to the nearest unit that may go, which is far because the near ones are on scene at "
-        "work of priority 1-2 (traffic accidents at the rush hours above all).",
+        "dispatched at once, to the nearest unit that may go, which is far because the near ones are at other "
+        "priority-1 work (traffic accidents at the rush hours above all), which no rule takes a unit from.",
         "- Mean and p90 arrival are over the incidents reached: a policy that reaches more of the incidents that "
         "waited long shows a higher mean for it; the late shares count every incident.",
         "",

@@ -48,6 +48,8 @@ class QualityRow:
     reassigned: int = 0
     # priority -> [judged, on scene within the arrive limit counted from the report]
     by_priority: dict[int, list[int]] = field(default_factory=dict)
+    # priority -> [incidents, reached at all by the end of the observed time]: what starving a priority shows as
+    reached_by_priority: dict[int, list[int]] = field(default_factory=dict)
     # report → first on scene of every priority-1 incident judged; never reached is infinite
     p1_arrival_s: list[float] = field(default_factory=list)
     # street -> [priority-1 incidents, reached within 15 minutes]
@@ -93,20 +95,15 @@ class QualityRow:
         judged, within = self.by_priority.get(priority, (0, 0))
         return within / judged if judged else float("nan")
 
+    def reached_share(self, priority: int) -> float:
+        incidents, reached = self.reached_by_priority.get(priority, (0, 0))
+        return reached / incidents if incidents else float("nan")
+
     @classmethod
     def merge(cls, rows: list["QualityRow"]) -> "QualityRow":
         """The same policy's days summed: counts added, samples pooled, the spread averaged over the days."""
-        by_priority: dict[int, list[int]] = {}
-        streets: dict[str, list[int]] = {}
-        for r in rows:
-            for p, (j, w) in r.by_priority.items():
-                by_priority.setdefault(p, [0, 0])
-                by_priority[p][0] += j
-                by_priority[p][1] += w
-            for s, (n, w) in r.p1_streets.items():
-                streets.setdefault(s, [0, 0])
-                streets[s][0] += n
-                streets[s][1] += w
+        by_priority, reached_by_priority, streets = (_summed([getattr(r, name) for r in rows])
+                                                     for name in ("by_priority", "reached_by_priority", "p1_streets"))
         escalations: Counter = Counter()
         for r in rows:
             escalations.update(r.escalations)
@@ -118,8 +115,20 @@ class QualityRow:
                    p1=sum(r.p1 for r in rows), p1_within_15min=sum(r.p1_within_15min for r in rows),
                    workload_cv=sum(cvs) / len(cvs) if cvs else float("nan"), escalations=escalations,
                    reassigned=sum(r.reassigned for r in rows), by_priority=by_priority,
+                   reached_by_priority=reached_by_priority,
                    p1_arrival_s=[a for r in rows for a in r.p1_arrival_s], p1_streets=streets,
                    days=sum(r.days for r in rows))
+
+
+def _summed(tallies: list[dict]) -> dict:
+    """key -> [a, b] tallies added up key by key."""
+    out: dict = {}
+    for tally in tallies:
+        for key, (a, b) in tally.items():
+            pair = out.setdefault(key, [0, 0])
+            pair[0] += a
+            pair[1] += b
+    return out
 
 
 @dataclass

@@ -34,11 +34,13 @@ def test_lateness_counts_from_the_report_as_well_as_from_dispatch():
                 catalogue, roster, START)
     assert (row.late_sla, row.late_report, row.judged) == (1, 2, 3)
     assert row.by_priority[1] == [3, 1]
+    assert row.reached_by_priority[1] == [3, 2] and row.reached_share(1) == 2 / 3  # one never reached
     assert (row.p1, row.p1_within_15min) == (3, 2)
     assert row.p1_streets == {"JJ-CXL": [2, 2], "JJ-DG": [1, 0]}
     assert row.p1_arrival_s[:2] == [900.0, 300.0] and math.isinf(row.p1_arrival_s[2])
     merged = QualityRow.merge([row, row])
     assert (merged.p1, merged.p1_within_15min, merged.by_priority[1], merged.days) == (6, 4, [6, 2], 2)
+    assert merged.reached_by_priority[1] == [6, 4]
 
 
 def test_the_ceiling_reaches_every_incident_at_least_as_soon_as_the_policy():
