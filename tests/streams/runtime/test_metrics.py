@@ -132,8 +132,9 @@ def _circle(district: str, street: str, agency: str) -> float | None:
 
 
 def test_the_fifteen_minute_circle_follows_the_free_officers():
-    catalogue = parse_catalogue(resources.files("processors.data").joinpath("catalogue.yaml").read_text())
-    geography = parse_geography(json.loads(resources.files("processors.data").joinpath("geography.geojson").read_text()))
+    data = resources.files("processors.data")
+    catalogue = parse_catalogue(data.joinpath("catalogue.yaml").read_text())
+    geography = parse_geography(json.loads(data.joinpath("geography.geojson").read_text()))
     circle = metrics.ServiceCircle(geography, catalogue)
     assert {agency: c.code for agency, c in circle.categories.items()} == {
         "police": "PS-FIGHT", "traffic": "TR-ACCIDENT", "city_management": "CM-MANHOLE"}
