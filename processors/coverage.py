@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from processors.catalogue import Category
+from processors.catalogue import Catalogue, Category
 from processors.district_state import DistrictState
 from processors.geography import Geography
 from processors.units import FEWEST_SECONDS_PER_M, places_for
@@ -60,3 +60,17 @@ def covered(state: DistrictState, points: dict[str, list[tuple[float, float]]], 
                 break
         out[street] = ok
     return out
+
+
+def circle_categories(catalogue: Catalogue) -> dict[str, Category]:
+    """agency -> the priority-1 category whose `agency` place its circle is judged for: the first in the
+    catalogue that the agency leads, else the first it takes part in. An agency with no priority-1 work has none."""
+    led: dict[str, Category] = {}
+    joined: dict[str, Category] = {}
+    for category in catalogue.categories:
+        if category.priority != 1:
+            continue
+        led.setdefault(category.agencies[0], category)
+        for agency in category.agencies[1:]:
+            joined.setdefault(agency, category)
+    return {**joined, **led}

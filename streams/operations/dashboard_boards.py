@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from grafana_foundation_sdk.builders import common as common_builders, dashboard as dash, geomap, table
+from grafana_foundation_sdk.builders import common as common_builders, dashboard as dash, geomap, statetimeline, table
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import geomap as geomap_model
 
-from streams.operations.dashboard_panels import COMPLIANCE_COLOURS, DISTRICT, DOMAIN, POSTGRES, RATE, SCRAPE_JOB, STREET, Sql
+from streams.operations.dashboard_panels import COMPLIANCE_COLOURS, DISTRICT, DOMAIN, POSTGRES, PROMETHEUS, RATE
+from streams.operations.dashboard_panels import SCRAPE_JOB, STREET, Sql
 from streams.operations.dashboard_panels import bars, compliance, frame, prom, response_heatmap, series, stat, thresholds
 from streams.operations.dashboard_panels import variables
 
@@ -23,6 +24,7 @@ def integrated_patrol() -> dash.Dashboard:
     board = _incidents_and_reports(board)
     board = _time_limits(board)
     board = _units_streets_and_map(board)
+    board = _service_circle(board)
     return _action_list(board)
 
 
@@ -124,6 +126,35 @@ def _units_streets_and_map(board: dash.Dashboard) -> dash.Dashboard:
                          .override_by_name("age_s", [model.DynamicConfigValue(id_val="unit", value="s")])))
 
 
+
+
+def _service_circle(board: dash.Dashboard) -> dash.Dashboard:
+    """Row "15-minute circle": per street and agency, whether a free officer who may take the agency's priority-1
+    work is within 15 minutes of all of the street, now and over the last 24 h."""
+    d, s = DISTRICT, STREET
+    # max over workers: while a district changes hands, two may describe it for a moment
+    now = f"max by (street, agency) (patrol_street_circle_covered{{{d},{s}}})"
+    meaning = ("A street is covered while every point of it is within 15 minutes (half a minute to set off, "
+               "then the way at the unit's speed) of a free unit of the agency that may take the agency's "
+               "priority-1 work (police: the first priority-1 matter it leads in the catalogue, e.g. a fight).")
+    return (board
+            .with_row(dash.Row("15-minute circle"))
+            .with_panel(statetimeline.Panel().title("15-minute circle: streets within 15 min of a free officer")
+                        .description(meaning).datasource(PROMETHEUS)
+                        .with_target(prom(now, "{{street}} · {{agency}}"))
+                        .span(14).height(12).show_value(common.VisibilityMode.NEVER).merge_values(True)
+                        .mappings([model.ValueMap(options={
+                            "0": model.ValueMappingResult(text="outside", color="red", index=0),
+                            "1": model.ValueMappingResult(text="covered", color="green", index=1)})])
+                        .color_scheme(dash.FieldColor().mode(model.FieldColorModeId.THRESHOLDS))
+                        .thresholds(thresholds((None, "red"), (1, "green"))))
+            .with_panel(bars("15-minute circle: share of the last 24 h covered",
+                             # every half minute, then averaged: the share of the day, whichever worker described it
+                             prom(f"avg_over_time(({now})[24h:30s])", "{{street}} · {{agency}}", instant=True),
+                             unit="percentunit", w=10, h=12,
+                             thresholds=thresholds((None, "red"), (0.8, "orange"), (0.95, "green")),
+                             description="Where the brigade is thin, whatever happened to be reported there.")
+                        .min(0).max(1)))
 
 
 def _action_list(board: dash.Dashboard) -> dash.Dashboard:

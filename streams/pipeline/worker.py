@@ -103,6 +103,7 @@ class Worker:
         self.register = RegisterFollower(settings, register)
         self.known_streets = frozenset(geography.by_code)
         self.known_agencies = frozenset(a for c in catalogue.categories for a in c.agencies)
+        self.circle = metrics.ServiceCircle(geography, catalogue)
         self.districts = DistrictLog(settings, worklog, catalogue, SnapshotStore(settings, snapshots_topic(settings)),
                                      group_id=pipeline_group(settings), loop=PIPELINE)
         self.pipeline = DistrictPipeline(settings, catalogue, geography, self.districts, self.unit_districts,
@@ -170,7 +171,7 @@ class Worker:
         # the district log holds exactly the partitions the core loop owns (revoked ones are forgotten)
         metrics.describe_districts(
             (core for cores in list(self.districts.partitions.values()) for core in cores.cores.values()),
-            streets=self.known_streets, agencies=self.known_agencies)
+            streets=self.known_streets, agencies=self.known_agencies, circle=self.circle)
 
     def report_progress(self) -> None:
         # one line every half minute: where each district log partition stands, to tell a stall from a lull

@@ -14,6 +14,9 @@ from datetime import datetime
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from processors.catalogue import Catalogue
+from processors.coverage import circle_categories, covered, street_points
+from processors.geography import Geography
 from processors.messages import DispatchOrder, Escalation, IncidentEvent, Message, WorkItem
 
 # Response times reach from seconds (an acknowledgement) to days (illegal construction).
@@ -76,6 +79,12 @@ UNITS = Gauge(
 STREET_WORKLOAD = Gauge(
     "patrol_street_workload", "Open incidents per free unit of the street, plus one: the pressure balancing evens out",
     ["district", "street"],
+)
+STREET_CIRCLE = Gauge(
+    "patrol_street_circle_covered",
+    "1 while the street's whole area is within 15 minutes of a free unit of the agency that may take its "
+    "priority-1 work (the 15-minute circle), else 0",
+    ["district", "street", "agency"],
 )
 CONSUMER_LAG = Gauge(
     "patrol_consumer_lag", "Messages not yet consumed, per owned topic partition", ["group", "topic", "partition"]
@@ -180,11 +189,34 @@ def bounded(value: str, known: Collection[str] | None) -> str:
     return value if known is None or value in known else UNKNOWN
 
 
-def describe_districts(cores, streets: Collection[str] | None = None, agencies: Collection[str] | None = None) -> None:
+class ServiceCircle:
+    """What the 15-minute circle gauge is judged against, fixed for the process: each district's street points
+    (processors.coverage.street_points, worked out once, the first time the district is described) and, per agency,
+    the priority-1 category whose place its units are judged able to take (circle_categories)."""
+
+    def __init__(self, geography: Geography, catalogue: Catalogue):
+        self.geography = geography
+        self.categories = circle_categories(catalogue)
+        self._points: dict[str, dict[str, list[tuple[float, float]]]] = {}
+
+    def points(self, district: str) -> dict[str, list[tuple[float, float]]]:
+        if district not in self._points:
+            self._points[district] = street_points(self.geography, district)
+        return self._points[district]
+
+    def covered(self, state) -> dict[tuple[str, str], bool]:
+        """(street, agency) -> whether the street is inside the agency's circle now, for `state`'s district."""
+        points = self.points(state.district)
+        return {(street, agency): ok for agency, category in sorted(self.categories.items())
+                for street, ok in covered(state, points, category, agency).items()}
+
+
+def describe_districts(cores, streets: Collection[str] | None = None, agencies: Collection[str] | None = None,
+                       circle: ServiceCircle | None = None) -> None:
     """Set the gauges from the district cores this worker owns (an iterable of DistrictCore). A unit's home street
     and agency become labels only if they are among `streets` and `agencies` (the worker passes the geography's
-    and the catalogue's), else "unknown"."""
-    open_, queued, units, workload = Tally(), Tally(), Tally(), {}
+    and the catalogue's), else "unknown". The 15-minute circle gauge is set only where `circle` is given."""
+    open_, queued, units, workload, inside = Tally(), Tally(), Tally(), {}, {}
     for core in cores:
         state = core.state
         district = state.district
@@ -201,8 +233,13 @@ def describe_districts(cores, streets: Collection[str] | None = None, agencies: 
         for street in set(state.load.open_incidents) | set(state.load.free_units):
             key = (district, bounded(street, streets))
             workload[key] = max(state.load.pressure(street), workload.get(key, 0.0))
+        if circle is not None:
+            for (street, agency), ok in circle.covered(state).items():
+                key = (district, bounded(street, streets), bounded(agency, agencies))
+                # an "unknown" catch-all is covered only if everything under it is
+                inside[key] = min(float(ok), inside.get(key, 1.0))
     for gauge, values in ((OPEN_INCIDENTS, open_), (QUEUED_INCIDENTS, queued), (UNITS, units),
-                          (STREET_WORKLOAD, workload)):
+                          (STREET_WORKLOAD, workload), (STREET_CIRCLE, inside)):
         # Set in place, then only the label sets that disappeared (a street whose last incident closed) removed,
         # so that they do not linger at their old value. Not clear() and set again: the exposition is served by
         # a thread of its own, and a scrape between the two would find every series of the gauge missing.

@@ -74,6 +74,11 @@ def test_the_three_dashboards_are_there():
     integrated = titles["24-hour integrated patrol"]
     [geomap] = [p for p in integrated["panels"] if p["type"] == "geomap"]
     assert geomap["datasource"]["uid"] == POSTGRES_UID and "v_open_incidents" in geomap["targets"][0]["rawSql"]
+    # the 15-minute circle: per street and agency, covered now and the share of the last 24 h
+    circle = [t["expr"] for p in integrated["panels"] for t in p.get("targets", [])
+              if "patrol_street_circle_covered" in t.get("expr", "")]
+    assert len(circle) == 2 and any("avg_over_time" in e and "[24h:" in e for e in circle), circle
+    assert all("by (street, agency)" in e for e in circle), circle
     sla = titles["SLA and street performance (综合评价)"]
     assert any("v_street_performance" in t.get("rawSql", "") for p in sla["panels"] if p["type"] == "table"
                for t in p["targets"])

@@ -60,6 +60,7 @@ METRICS = {
     "patrol_queued_incidents": "gauge",
     "patrol_units": "gauge",
     "patrol_street_workload": "gauge",
+    "patrol_street_circle_covered": "gauge",
     "patrol_consumer_lag": "gauge",
     "patrol_sink_batch_seconds": "histogram",
     "patrol_sink_rows_total": "counter",

@@ -1,16 +1,21 @@
 """The worker's /metrics as Prometheus reads it: the figures follow what happened, and no label carries an id."""
 
+import json
 import urllib.request
 import uuid
+from importlib import resources
 from types import SimpleNamespace
 
 import pytest
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from processors.catalogue import parse_catalogue
+from processors.geography import parse_geography
 from processors.units import StreetLoad
 from streams.runtime import metrics
 from streams.runtime.topics import DISPATCH_ORDERS
+from tests.processors.scenario import Scenario
 from tests.streams.conftest import Field, TopicReader, eventually, send
 
 pytestmark = pytest.mark.integration
@@ -62,6 +67,12 @@ async def test_the_worker_exports_what_the_command_centre_watches(infrastructure
     assert value(families["patrol_sla_outcomes"], "patrol_sla_outcomes_total", stage="acknowledge",
                  outcome="met") >= 1
     assert value(families["patrol_worker_info"], "patrol_worker_info", app_id=infrastructure.app_id) == 1
+    # the 15-minute circle: the free traffic car covers its street; the police car is busy, and nobody else is on
+    for other in isolated_district.streets:
+        assert value(families["patrol_street_circle_covered"], "patrol_street_circle_covered", district=district,
+                     street=other, agency="traffic") == 1
+        assert value(families["patrol_street_circle_covered"], "patrol_street_circle_covered", district=district,
+                     street=other, agency="police") == 0
 
     # bounded labels only: no incident, order, unit or report id anywhere
     for samples in families.values():
@@ -115,6 +126,48 @@ def test_invented_streets_and_agencies_never_become_labels():
     # free units on S1 for police, and the 5,000 others under one "unknown" street and agency; one workload series
     assert len(ours) <= 4, ours
     assert f'patrol_units{{agency="unknown",district="{district}",status="free",street="unknown"}} 5000.0' in exposition
+def _circle(district: str, street: str, agency: str) -> float | None:
+    return REGISTRY.get_sample_value("patrol_street_circle_covered",
+                                     {"district": district, "street": street, "agency": agency})
+
+
+def test_the_fifteen_minute_circle_follows_the_free_officers():
+    data = resources.files("processors.data")
+    catalogue = parse_catalogue(data.joinpath("catalogue.yaml").read_text())
+    geography = parse_geography(json.loads(data.joinpath("geography.geojson").read_text()))
+    circle = metrics.ServiceCircle(geography, catalogue)
+    assert {agency: c.code for agency, c in circle.categories.items()} == {
+        "police": "PS-FIGHT", "traffic": "TR-ACCIDENT", "city_management": "CM-MANHOLE"}
+    s = Scenario(catalogue, geography)
+    old_town, sansheng = (30.654, 104.066), (30.580, 104.120)  # JJ-CXL in the north-west, JJ-SS 9 km south-east
+    s.log_on("P1", "police", *old_town)
+
+    def describe():
+        metrics.describe_districts([s.core], streets=frozenset(geography.by_code),
+                                   agencies={"police", "traffic", "city_management"}, circle=circle)
+
+    describe()
+    assert _circle("JINJIANG", "JJ-CXL", "police") == 1
+    assert _circle("JINJIANG", "JJ-SS", "police") == 0  # too far for the car
+    assert _circle("JINJIANG", "JJ-CXL", "traffic") == 0  # no traffic unit on duty
+    assert _circle("JINJIANG", "JJ-CXL", "city_management") == 0
+    # every street of the district and every agency with priority-1 work has its series, and no other
+    ours = {(sample.labels["street"], sample.labels["agency"]) for family in REGISTRY.collect()
+            if family.name == "patrol_street_circle_covered" for sample in family.samples
+            if sample.labels["district"] == "JINJIANG"}
+    assert ours == {(street.street, agency) for street in geography.streets if street.district == "JINJIANG"
+                    for agency in ("police", "traffic", "city_management")}
+
+    s.report("R1", "PS-NOISE", old_town[0], old_town[1] + 0.0005)  # the only police car is sent to it
+    assert s.core.state.units["P1"].order_id is not None
+    describe()
+    assert _circle("JINJIANG", "JJ-CXL", "police") == 0
+
+    s.log_on("P2", "police", *sansheng)
+    describe()
+    assert _circle("JINJIANG", "JJ-SS", "police") == 1 and _circle("JINJIANG", "JJ-CXL", "police") == 0
+
+
 def test_every_escalation_reason_has_a_breach_stage():
     """An escalation whose reason the metrics did not know would fail its work-log entry (the outputs unpublished)."""
     import typing
