@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -79,6 +80,14 @@ class Settings(BaseSettings):
         default=1.0, gt=0, le=60,
         description="how often the owner of a district looks for its deadlines due, and writes it a clock tick if "
                     "one is: SLA breaches are noticed within one tick")
+    clock_rate: float = Field(
+        default=1.0, ge=1.0, le=10_000.0,
+        description="a compressed simulated day only (`patrol up`): the worker's clock runs this many times faster "
+                    "than the wall clock from PATROL_CLOCK_EPOCH, so that time limits, travel times and every "
+                    "duration the district core reckons are in simulated time. 1 (the default) is the wall clock")
+    clock_epoch: datetime | None = Field(
+        default=None,
+        description="with PATROL_CLOCK_RATE above 1: the instant at which the simulated clock reads the wall clock")
     snapshot_interval_s: float = Field(
         default=600.0, ge=1,
         description="the longest a district work-log partition goes without a snapshot while it moves on; a takeover "
@@ -163,6 +172,12 @@ class Settings(BaseSettings):
         description="how long a dispatcher's token is valid: a shift; a disabled account's token stops at once")
 
     @model_validator(mode="after")
+    def _compressed_clock_has_an_epoch(self) -> "Settings":
+        if self.clock_rate != 1.0 and (self.clock_epoch is None or self.clock_epoch.tzinfo is None):
+            raise ValueError("PATROL_CLOCK_RATE other than 1 needs PATROL_CLOCK_EPOCH, with its time zone")
+        return self
+
+    @model_validator(mode="after")
     def _retention_outlasts_snapshots(self) -> "Settings":
         if self.worklog_retention_s < 2 * self.snapshot_interval_s:
             raise ValueError(f"PATROL_WORKLOG_RETENTION_S ({self.worklog_retention_s:g}) must be at least twice "
@@ -240,5 +255,7 @@ class Settings(BaseSettings):
                 continue
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
+            elif isinstance(value, datetime):
+                value = value.isoformat()
             env[f"PATROL_{name.upper()}"] = str(value)
         return env

@@ -14,8 +14,7 @@ meeting one record dead-letters that record; a failure of the broker restarts th
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -29,6 +28,7 @@ from streams.pipeline.district_log import DistrictLog
 from streams.pipeline.register import RegisterFollower
 from streams.pipeline.unit_districts import UnitDistricts
 from streams.runtime import metrics
+from streams.runtime.clock import Clock, wall_clock
 from streams.runtime.error_policy import DeadLetterPolicy, Outgoing, unpublishable
 from streams.runtime.topics import (
     DISPATCH_COMMANDS,
@@ -42,18 +42,11 @@ from streams.settings import Settings
 
 log = structlog.get_logger("patrol.worker")
 
-Clock = Callable[[], datetime]
-
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 class DistrictPipeline:
     """Intake (reports, unit events) and the district cores of the work-log partitions this worker owns."""
 
     def __init__(self, settings: Settings, catalogue: Catalogue, geography: Geography, districts: DistrictLog,
-                 unit_districts: UnitDistricts, register: RegisterFollower, *, clock: Clock = _utc_now):
+                 unit_districts: UnitDistricts, register: RegisterFollower, *, clock: Clock = wall_clock):
         self.catalogue = catalogue
         self.geography = geography
         self.districts = districts
@@ -88,7 +81,8 @@ class DistrictPipeline:
 
     async def take_report(self, record) -> list[Outgoing]:
         inbound = self._inbound(record)
-        metrics.observe_intake_wait(record.timestamp, inbound.received_at)
+        # published and taken by the wall clock (the record's timestamp is the producer's), whatever the platform's
+        metrics.observe_intake_wait(record.timestamp, wall_clock())
         admitted = admit_report(inbound, self.catalogue, self.geography, self.limits)
         if isinstance(admitted, Rejected):
             metrics.REPORTS.labels("unknown", "rejected").inc()

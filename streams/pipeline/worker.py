@@ -16,7 +16,6 @@ grace timer.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
 from pathlib import Path
 
 import faust
@@ -34,6 +33,7 @@ from streams.pipeline.register import RegisterFollower
 from streams.pipeline.snapshots import SnapshotStore
 from streams.pipeline.unit_districts import UnitDistricts
 from streams.runtime import health, metrics
+from streams.runtime.clock import platform_clock
 from streams.runtime.consumer_loop import SHUTDOWN_GRACE_S, ConsumerLoop, exit_if_not_stopped_in
 from streams.runtime.error_policy import describe
 from streams.runtime.topics import snapshots_topic, unit_districts_topic, worklog_topic
@@ -107,7 +107,7 @@ class Worker:
         self.districts = DistrictLog(settings, worklog, catalogue, SnapshotStore(settings, snapshots_topic(settings)),
                                      group_id=pipeline_group(settings), loop=PIPELINE)
         self.pipeline = DistrictPipeline(settings, catalogue, geography, self.districts, self.unit_districts,
-                                         self.register)
+                                         self.register, clock=platform_clock(settings))
         self.caught_up = CaughtUp(self.districts, worklog)
         # one consumer for the inbound topics and the work log: every consumer polls the broker every fetch wait, and the
         # embedded broker's CPU is as scarce as the worker's
@@ -157,7 +157,7 @@ class Worker:
         # stream per district, not one per worker and second. Sent by the consumer loop's producer, as the
         # reports' entries are: with a single writer to a district's log, each entry it writes is the next one
         # due when acknowledged, and none waits to be read back.
-        due = self.pipeline.ticks(datetime.now(timezone.utc))
+        due = self.pipeline.ticks(self.pipeline.clock())
         if due and not await _quietly("tick", self.loop.publish(due)):
             log.debug("tick skipped: the consumer loop is restarting or stopping")
 

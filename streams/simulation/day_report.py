@@ -52,6 +52,8 @@ class DayReport:
 
 async def gather(database_url: str, report_prefix: str, since: datetime, speedup: float,
                  roster: list[dict]) -> DayReport:
+    """What became of the day's reports. The worker ran on the day's own clock (`patrol up`), so every duration
+    it recorded is in simulated seconds already."""
     r = DayReport(speedup=speedup)
     connection = await asyncpg.connect(database_url)
     try:
@@ -78,14 +80,14 @@ async def gather(database_url: str, report_prefix: str, since: datetime, speedup
             elif kind == "dispatched":
                 r.orders += len(data.get("units", []))
             if "since_order_s" in data:
-                r.times["acknowledge"][domain].append(data["since_order_s"] * speedup)
+                r.times["acknowledge"][domain].append(data["since_order_s"])
             if "since_dispatch_s" in data:
-                r.times["arrive"][domain].append(data["since_dispatch_s"] * speedup)
-                if e["incident_id"] in p1 and data["since_created_s"] * speedup <= FIFTEEN_MINUTES_S:
+                r.times["arrive"][domain].append(data["since_dispatch_s"])
+                if e["incident_id"] in p1 and data["since_created_s"] <= FIFTEEN_MINUTES_S:
                     r.p1_within_15min += 1
             if kind == "awaiting_verification" and "resolved_s" in data:
                 # resolved when the units are done, not when the complainant is asked
-                r.times["resolve"][domain].append(data["resolved_s"] * speedup)
+                r.times["resolve"][domain].append(data["resolved_s"])
             for flag in ("ack_on_time", "arrive_on_time", "resolve_on_time"):
                 # the resolve limit was judged when the incident awaited verification; its closing says it again
                 if data.get(flag) is True and kind != "closed":

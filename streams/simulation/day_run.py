@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 
 from streams.runtime.consumer_loop import partitions_of
@@ -27,8 +27,10 @@ class DayProgress:
 
 
 async def play_day(settings: Settings, plan: DayPlan, crew: FieldCrew, speedup: float,
-                   on_progress: Callable[[DayProgress], None], drain_s: float = 5.0) -> DayProgress:
-    """Publish the plan in (compressed) time and let the crew answer; returns the final progress."""
+                   on_progress: Callable[[DayProgress], None], drain_s: float = 5.0,
+                   epoch: datetime | None = None) -> DayProgress:
+    """Publish the plan in (compressed) time and let the crew answer; returns the final progress. With `epoch`
+    (the wall instant a worker's compressed clock starts from, and the plan's start), the day starts then."""
     producer = clients.producer(settings, linger_ms=2)
     orders = clients.standalone_consumer(settings)
     await producer.start()
@@ -38,7 +40,8 @@ async def play_day(settings: Settings, plan: DayPlan, crew: FieldCrew, speedup: 
         partitions = await partitions_of(orders, DISPATCH_ORDERS)
         orders.assign(partitions)
         await orders.seek_to_end(*partitions)
-        t0 = loop.time()
+        t0 = loop.time() + (max(0.0, (epoch - datetime.now(timezone.utc)).total_seconds()) if epoch else 0.0)
+        await asyncio.sleep(t0 - loop.time())
         day_s = plan.hours * 3600 / speedup
         done = asyncio.Event()
 
@@ -52,9 +55,8 @@ async def play_day(settings: Settings, plan: DayPlan, crew: FieldCrew, speedup: 
                     for record in records:
                         try:
                             order = json.loads(record.value)
-                            issued = datetime.fromisoformat(order["issued_at"]).timestamp() \
-                                if order.get("issued_at") else time.time()
-                            crew.on_order(order, loop.time(), transit_s=time.time() - issued)
+                            # the hop from the worker, by the wall clock (the record's timestamp is the producer's)
+                            crew.on_order(order, loop.time(), transit_s=time.time() - record.timestamp / 1000)
                         except (ValueError, KeyError):
                             continue  # not an order the crew can read: the worker's problem, not the city's
 

@@ -128,29 +128,38 @@ def run_up(settings: Settings, console: Console, timeout_s: float = 120.0, day: 
         asyncio.run(migrate(live.database_url))
         asyncio.run(ensure_topics(live))
         worker_settings = live.with_overrides(metrics_port=free_port())
+        epoch = None
         if day is not None:
-            # the compressed day needs limits compressed alike, and a clock that ticks often enough for them
-            scaled = workdir / "catalogue.scaled.yaml"
-            scaled.write_text(scaled_catalogue(catalogue_text(live), day.speedup, ACK_TRANSIT_S))
+            # The compressed day runs the worker on a clock as fast as the day's, from the moment the day starts:
+            # the core reckons limits, travel and plausible speeds in simulated seconds as offline, and ticks
+            # often enough for them. The catalogue keeps its limits; the acknowledgement limits allow for the
+            # answer's hop across the broker (wall seconds, so many simulated ones) and calendars are dropped.
+            epoch = datetime.now(timezone.utc) + timedelta(seconds=WORKER_START_S)
+            scaled = workdir / "catalogue.simulated.yaml"
+            scaled.write_text(scaled_catalogue(catalogue_text(live), 1.0, ACK_TRANSIT_S * day.speedup))
             worker_settings = worker_settings.with_overrides(
-                catalogue=scaled, tick_interval_s=max(0.02, min(1.0, 30.0 / day.speedup)))
+                catalogue=scaled, tick_interval_s=max(0.02, min(1.0, 30.0 / day.speedup)),
+                clock_rate=day.speedup, clock_epoch=epoch)
         worker = start_worker(worker_settings, workdir / "worker.log")
         console.print(f"worker started (pid {worker.pid}, log {workdir / 'worker.log'})")
         try:
             if day is None:
                 return _run_sample(live, console, worker, worker_settings.metrics_port, workdir, timeout_s)
-            return _run_day(live, console, worker, worker_settings.metrics_port, workdir, day)
+            return _run_day(live, console, worker, worker_settings.metrics_port, workdir, day, epoch)
         finally:
             stop_child(worker, signal.SIGTERM, timeout=30)
 
 
-def _run_day(live: Settings, console: Console, worker, metrics_port: int, workdir: Path, day: DayOptions) -> int:
+def _run_day(live: Settings, console: Console, worker, metrics_port: int, workdir: Path, day: DayOptions,
+             epoch: datetime) -> int:
     catalogue, geography = load_catalogue(live), load_geography(live)
     roster = load_roster()
     since = datetime.now(timezone.utc)
-    # yesterday's day, so that no report claims a time later than the platform's clock
-    start = (since - timedelta(hours=day.hours)).astimezone(timezone(timedelta(hours=8)))
+    # the day starts when the worker's clock starts running at the day's pace
+    start = epoch.astimezone(timezone(timedelta(hours=8)))
     plan = plan_day(catalogue, geography, roster, seed=day.seed, hours=day.hours, start=start)
+    if not _ready_by(metrics_port, epoch, worker):
+        console.print("[yellow]the worker was not ready when the day began: its first reports wait for it")
     crew = FieldCrew(roster, catalogue, seed=day.seed, speedup=day.speedup)
     reports = sum(1 for m in plan.messages if m.topic == INCIDENT_REPORTS)
     console.print(f"a {day.hours:g}-hour day in the sample district, {day.speedup:g}× faster than the clock: "
@@ -165,7 +174,7 @@ def _run_day(live: Settings, console: Console, worker, metrics_port: int, workdi
                 f"orders answered {p.orders_seen} · unit events {p.unit_events}")))
 
         try:
-            asyncio.run(play_day(live, plan, crew, day.speedup, show))
+            asyncio.run(play_day(live, plan, crew, day.speedup, show, epoch=epoch))
         except RuntimeError as exc:
             console.print(f"[red]{exc}")
             return 1
@@ -211,6 +220,24 @@ def _run_sample(live: Settings, console: Console, worker, metrics_port: int, wor
     _print_summary(console, expected, seen, time.monotonic() - started)
     complete = seen.incidents == len(expected.report_ids) and seen.dead_letters == expected.rejections
     return 0 if complete else 1
+
+
+# How long a worker takes to start and join its groups here, with room to spare: the compressed day begins then.
+WORKER_START_S = 30.0
+
+
+def _ready_by(metrics_port: int, epoch: datetime, worker) -> bool:
+    """Wait until the worker says it is ready (patrol_worker_ready), then until `epoch`; False if it was not ready
+    by then."""
+    ready = False
+    while datetime.now(timezone.utc) < epoch:
+        if not ready and worker.poll() is None:
+            try:
+                ready = Figures.scrape(metrics_port).total("patrol_worker_ready") >= 1
+            except OSError:
+                pass
+        time.sleep(0.2)
+    return ready
 
 
 def _live_screen(metrics_port: int, progress: str):

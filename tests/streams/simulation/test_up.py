@@ -65,3 +65,6 @@ def test_a_simulated_day_ends_with_a_report_and_plots_on_disk(tmp_path):
     for plot in ("response_times.png", "street_workload.png"):
         assert (tmp_path / "report" / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "The day in numbers" in output and "Response times by domain" in output
+    # the worker lives the day on its compressed clock: a crew that drives at its mode's speed is believed
+    # (on the wall clock every arrival's position read as kilometres in a fraction of a second, and was refused)
+    assert "implausible_location" not in output
