@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from processors.catalogue import Catalogue, Category
-from processors.coverage import covered
+from processors.coverage import circle_categories, covered
 from processors.district import DispatchPolicy, DistrictCore
 from processors.geography import Geography
 from processors.register import UnitRegister
@@ -152,11 +152,12 @@ def _observe(event: IncidentEvent, t: float, catalogue: Catalogue, cases: dict[s
 
 
 def _sample_circle(core: DistrictCore, points: dict, circle: dict[str, list[int]]) -> None:
-    """One sample of the 15-minute circle for a fight: per street, [samples covered, samples]."""
-    fight = core.catalogue.get("PS-FIGHT")
-    if fight is None:
+    """One sample of the 15-minute circle for the police (a fight, in the sample catalogue), judged as the live
+    gauge judges it: per street, [samples covered, samples]."""
+    category = circle_categories(core.catalogue).get("police")
+    if category is None:
         return
-    for street, ok in covered(core.state, points, fight).items():
+    for street, ok in covered(core.state, points, category, "police").items():
         tally = circle.setdefault(street, [0, 0])
         tally[0] += ok
         tally[1] += 1
