@@ -108,6 +108,10 @@ class Worker:
                                      group_id=pipeline_group(settings), loop=PIPELINE)
         self.pipeline = DistrictPipeline(settings, catalogue, geography, self.districts, self.unit_districts,
                                          self.register, clock=platform_clock(settings))
+        if settings.clock_rate != 1.0:
+            # never meant for a district on duty: say so where whoever runs it will look
+            log.warning("the clock runs faster than the wall clock: a simulated day only", rate=settings.clock_rate,
+                        epoch=str(settings.clock_epoch))
         self.caught_up = CaughtUp(self.districts, worklog)
         # one consumer for the inbound topics and the work log: every consumer polls the broker every fetch wait, and the
         # embedded broker's CPU is as scarce as the worker's
