@@ -17,6 +17,13 @@ def s(catalogue, geography):
     return Scenario(catalogue, geography)
 
 
+def under(policy: DispatchPolicy, catalogue, geography) -> Scenario:
+    """A scenario whose district core dispatches by `policy` (to show a rule's effect against the rule off)."""
+    s = Scenario(catalogue, geography)
+    s.core.policy = policy
+    return s
+
+
 def test_priority_one_pulls_a_unit_off_on_scene_work_of_priority_two_to_five(s):
     s.log_on("P1", "police", *near(LZL, east_m=100))
     s.report("R-NOISE", "PS-NOISE", *LZL)  # priority 3
@@ -54,8 +61,7 @@ def test_the_bumped_task_goes_to_the_head_of_its_priority(catalogue, geography):
     # a building-site check (priority 3, promised within 2 h) is interrupted for a loose manhole (priority 1);
     # two street-stall complaints (priority 3, promised sooner) are waiting meanwhile
     for policy, expected in ((DispatchPolicy(), "R-BUMPED"), (DispatchPolicy(bumped_first=False), "R-STALL")):
-        s = Scenario(catalogue, geography)
-        s.core.policy = policy
+        s = under(policy, catalogue, geography)
         s.log_on("C1", "city_management", *near(SS, east_m=100))
         s.report("R-BUMPED", "CM-BUILD", *SS)
         s.status("C1", "on_scene")
@@ -70,8 +76,7 @@ def test_the_bumped_task_goes_to_the_head_of_its_priority(catalogue, geography):
 def test_priority_one_is_not_balanced_across_streets(catalogue, geography):
     border = (30.650, 104.072)
     for policy, expected in ((DispatchPolicy(), "P-BUSY"), (DispatchPolicy(balance_priority_1=True), "P-IDLE")):
-        s = Scenario(catalogue, geography)
-        s.core.policy = policy
+        s = under(policy, catalogue, geography)
         s.log_on("P-BUSY", "police", *near(border, east_m=-150), street="JJ-CXL")
         s.log_on("P-IDLE", "police", *near(border, east_m=160), street="JJ-SYJ")
         for i in range(3):
@@ -141,8 +146,7 @@ def test_an_auxiliary_fills_a_support_place_beside_an_officer_where_the_catalogu
 def test_a_priority_two_task_gives_up_a_unit_three_minutes_faster_than_the_free_one(catalogue, geography):
     # the busy car is minutes faster; it is on its way to a drunk (priority 2), who gets the free car instead
     for policy, expected in ((DispatchPolicy(), "P-NEAR"), (DispatchPolicy(preempt_margin_from=3), "P-FAR")):
-        s = Scenario(catalogue, geography)
-        s.core.policy = policy
+        s = under(policy, catalogue, geography)
         s.log_on("P-NEAR", "police", *near(LZL, east_m=100))
         s.report("R-DRUNK", "PS-DRUNK", *LZL)
         s.status("P-NEAR", "ack")
@@ -155,8 +159,7 @@ def test_a_priority_two_task_gives_up_a_unit_three_minutes_faster_than_the_free_
 
 def test_with_no_free_unit_priority_one_pulls_a_unit_off_on_scene_priority_two_work(catalogue, geography):
     for policy, pulled in ((DispatchPolicy(), True), (DispatchPolicy(preempt_on_scene_from=3), False)):
-        s = Scenario(catalogue, geography)
-        s.core.policy = policy
+        s = under(policy, catalogue, geography)
         s.log_on("P1", "police", *near(LZL, east_m=100))
         s.report("R-DRUNK", "PS-DRUNK", *LZL)
         s.status("P1", "on_scene")
@@ -174,8 +177,7 @@ def test_priority_one_never_takes_a_unit_from_priority_one(s):
 
 def test_a_unit_come_free_takes_over_a_fight_from_a_unit_still_far_away(catalogue, geography):
     for policy, expected in ((DispatchPolicy(), "P-NEAR"), (DispatchPolicy(take_over_margin_s=None), "P-FAR")):
-        s = Scenario(catalogue, geography)
-        s.core.policy = policy
+        s = under(policy, catalogue, geography)
         s.log_on("P-NEAR", "police", *near(LZL, east_m=100))
         s.report("R-ASSAULT", "PS-ASSAULT", *LZL)  # priority 1 on scene: never pulled off
         s.status("P-NEAR", "on_scene")
