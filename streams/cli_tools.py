@@ -35,6 +35,9 @@ def simulate(
     seed: int = typer.Option(1, help="the same seed plays the same day"),
     write_catalogue: Optional[Path] = typer.Option(
         None, help="write the catalogue with limits divided by --speedup here, for the worker to run with"),
+    clock_epoch: Optional[str] = typer.Option(
+        None, help="the workers run on a compressed clock (PATROL_CLOCK_RATE = --speedup, PATROL_CLOCK_EPOCH = "
+                   "this ISO-8601 instant with its zone): the day starts then, on their clock"),
 ) -> None:
     """Play a simulated day (reports, shifts, field units answering orders) against a running worker."""
     from datetime import datetime, timedelta, timezone
@@ -47,6 +50,7 @@ def simulate(
 
     settings = _settings()
     catalogue, geography = _reference_or_exit(settings)
+    epoch = _epoch_or_exit(clock_epoch)
     if write_catalogue is not None:
         write_catalogue.parent.mkdir(parents=True, exist_ok=True)
         write_catalogue.write_text(scaled_catalogue(catalogue_text(settings), speedup,
@@ -57,19 +61,42 @@ def simulate(
         err_console.print("PATROL_KAFKA_BOOTSTRAP is not set: simulate plays against a running broker and worker "
                           "(or use `patrol up`)")
         raise typer.Exit(2)
-    if speedup != 1:
-        err_console.print(f"note: at {speedup:g}× the worker must run with limits divided alike "
-                          f"(`patrol simulate --speedup {speedup:g} --write-catalogue FILE`, then PATROL_CATALOGUE=FILE)")
+    if speedup != 1 and epoch is None:
+        err_console.print(f"note: at {speedup:g}× the workers should run on a compressed clock (PATROL_CLOCK_RATE="
+                          f"{speedup:g}, PATROL_CLOCK_EPOCH=T, then --clock-epoch T here), or with limits divided "
+                          f"alike (`--write-catalogue FILE`, then PATROL_CATALOGUE=FILE), in which case they refuse "
+                          "the units' positions as implausible")
     roster = load_roster()
-    start = (datetime.now(timezone.utc) - timedelta(hours=hours)).astimezone(timezone(timedelta(hours=8)))
-    plan = plan_day(catalogue, geography, roster, seed=seed, hours=hours, start=start)
+    if epoch is not None:
+        start = epoch  # the day starts when the workers' clock starts running at its pace
+    else:
+        start = datetime.now(timezone.utc) - timedelta(hours=hours)  # yesterday's: no report is in the future
+    plan = plan_day(catalogue, geography, roster, seed=seed, hours=hours,
+                    start=start.astimezone(timezone(timedelta(hours=8))))
     crew = FieldCrew(roster, catalogue, seed=seed, speedup=speedup)
     with Live(console=console, refresh_per_second=4) as screen:
         final = asyncio.run(play_day(settings, plan, crew, speedup, lambda p: screen.update(
             f"simulated {p.sim_time:%H:%M} ({100 * p.share:.0f}%) · published {p.published} · "
-            f"orders answered {p.orders_seen} · unit events {p.unit_events}")))
+            f"orders answered {p.orders_seen} · unit events {p.unit_events}"), epoch=epoch))
     console.print(f"played {final.published} messages; the crew answered {final.orders_seen} orders "
                   f"with {final.unit_events} unit events")
+
+
+def _epoch_or_exit(text: str | None):
+    """--clock-epoch as an aware datetime, or exit 2 saying why it cannot be one."""
+    from datetime import datetime
+
+    if text is None:
+        return None
+    try:
+        epoch = datetime.fromisoformat(text)
+    except ValueError as exc:
+        err_console.print(f"--clock-epoch {text!r} is not an ISO-8601 instant: {exc}")
+        raise typer.Exit(2)
+    if epoch.tzinfo is None:
+        err_console.print(f"--clock-epoch {text!r} has no time zone: whose clock is it?")
+        raise typer.Exit(2)
+    return epoch
 
 
 def bench(
