@@ -1,4 +1,4 @@
-"""Device credentials of field units: a secret per device, bound to one unit, kept as an argon2 hash in
+"""Device credentials of field units: a secret per device, bound to one unit, kept as an argon2id hash in
 PostgreSQL (unit_credentials), and the signed tokens (JWT, HS256) a device gets for it, each bound to its unit.
 
 A token says which unit and which device; the field API checks at every request that the device's credential is
@@ -13,14 +13,11 @@ from datetime import datetime, timedelta, timezone
 
 import asyncpg
 import jwt
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+
+from streams.runtime import hashed_secrets
 
 ALGORITHM = "HS256"
 ISSUER = "patrol-field"
-_hasher = PasswordHasher()
-# compared against when the device is unknown, so that an unknown device takes as long as a wrong secret
-_DUMMY_HASH = _hasher.hash("no such device")
 
 
 @dataclass(frozen=True)
@@ -41,7 +38,8 @@ async def issue(pool: asyncpg.Pool, unit_id: str, issued_by: str) -> Issued:
     device_id = f"dev-{secrets.token_hex(8)}"
     secret = secrets.token_urlsafe(24)
     await pool.execute("INSERT INTO unit_credentials (device_id, unit_id, secret_hash, issued_by) "
-                       "VALUES ($1, $2, $3, $4)", device_id, unit_id, _hasher.hash(secret), issued_by)
+                       "VALUES ($1, $2, $3, $4)", device_id, unit_id, await hashed_secrets.hash_secret(secret),
+                       issued_by)
     return Issued(device_id, unit_id, secret)
 
 
@@ -57,11 +55,9 @@ async def revoke(pool: asyncpg.Pool, revoked_by: str, *, device_id: str | None =
 async def verify_secret(pool: asyncpg.Pool, device_id: str, secret: str) -> Identity | None:
     row = await pool.fetchrow("SELECT unit_id, secret_hash FROM unit_credentials WHERE device_id = $1 "
                               "AND revoked_at IS NULL", device_id)
-    try:
-        _hasher.verify(row["secret_hash"] if row else _DUMMY_HASH, secret)
-    except (VerificationError, InvalidHashError):
+    if not await hashed_secrets.matches(row["secret_hash"] if row else None, secret):
         return None
-    return Identity(row["unit_id"], device_id) if row else None
+    return Identity(row["unit_id"], device_id)
 
 
 async def active(pool: asyncpg.Pool, identity: Identity) -> bool:

@@ -1,4 +1,4 @@
-"""Dispatcher accounts of the command API: passwords hashed with argon2id (argon2-cffi), bearer tokens signed with
+"""Dispatcher accounts of the command API: passwords hashed with argon2id (streams.runtime.hashed_secrets), bearer tokens signed with
 HS256 (PyJWT) under Settings.command_token_secret, and the `dispatcher_accounts` table (migration 0010).
 
 A token names the account and its role and expires after Settings.command_token_ttl_s; every request checks the
@@ -7,16 +7,12 @@ account again, so that a disabled account's tokens stop working at once.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import time
 from dataclasses import dataclass
 
 import asyncpg
 import jwt
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-
+from streams.runtime import hashed_secrets
 from streams.settings import Settings
 
 ROLES = ("dispatcher", "supervisor")
@@ -24,23 +20,6 @@ ALGORITHM = "HS256"
 ISSUER = "patrol-dispatch/command"
 # a key shorter than the hash's output is weak for HMAC (RFC 7518 §3.2): refused rather than used
 MIN_SECRET_BYTES = 32
-
-_hasher = PasswordHasher()
-
-
-@functools.cache
-def _dummy_hash() -> str:
-    """Checked against when the name is unknown, so that an unknown name takes as long to refuse as a wrong
-    password (made once, when first needed: a hash costs as much as a check)."""
-    return _hasher.hash("an account that does not exist")
-
-
-def _matches(password_hash: str, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
-
 
 @dataclass(frozen=True)
 class Account:
@@ -59,10 +38,6 @@ def secret_of(settings: Settings) -> bytes:
     if len(secret) < MIN_SECRET_BYTES:
         raise NotConfigured(f"PATROL_COMMAND_TOKEN_SECRET must be at least {MIN_SECRET_BYTES} bytes")
     return secret
-
-
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
 
 
 def issue_token(settings: Settings, account: Account, now: float | None = None) -> str:
@@ -88,12 +63,9 @@ async def authenticate(connection: asyncpg.Connection, name: str, password: str)
     """The enabled account with this name and password, or None."""
     row = await connection.fetchrow(
         "SELECT name, role, password_hash FROM dispatcher_accounts WHERE name = $1 AND disabled_at IS NULL", name)
-    # argon2id is made to be slow (its defaults: 64 MiB, 3 passes): in a thread, not on the event loop that
-    # serves every other request
-    stored = row["password_hash"] if row else await asyncio.to_thread(_dummy_hash)
-    if not await asyncio.to_thread(_matches, stored, password):
+    if not await hashed_secrets.matches(row["password_hash"] if row else None, password):
         return None
-    return Account(row["name"], row["role"]) if row else None
+    return Account(row["name"], row["role"])
 
 
 async def current(connection: asyncpg.Connection, account: Account) -> Account | None:
@@ -110,7 +82,7 @@ async def add_account(connection: asyncpg.Connection, name: str, role: str, pass
     await connection.execute(
         """INSERT INTO dispatcher_accounts (name, role, password_hash) VALUES ($1, $2, $3)
            ON CONFLICT (name) DO UPDATE SET role = $2, password_hash = $3, disabled_at = NULL, updated_at = now()""",
-        name, role, await asyncio.to_thread(hash_password, password))
+        name, role, await hashed_secrets.hash_secret(password))
 
 
 async def disable_account(connection: asyncpg.Connection, name: str) -> bool:
