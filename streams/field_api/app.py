@@ -22,7 +22,7 @@ from processors.geography import Geography
 from processors.register import UnitRegister
 from streams.field_api.orders import OrdersHub
 from streams.pipeline.register import RegisterFollower
-from streams.runtime import clients
+from streams.runtime import clients, signed_tokens
 from streams.settings import Settings
 
 
@@ -47,7 +47,9 @@ def create_app(settings: Settings, geography: Geography, register: UnitRegister)
             await producer.stop()
 
     app = FastAPI(title="patrol-dispatch field API", lifespan=lifespan, docs_url=None, redoc_url=None)
-    key = settings.field_token_key.get_secret_value() if settings.field_token_key else secrets.token_hex(32)
+    # a short key is refused at start (signed_tokens.WeakKey), not found out by whoever forges a token
+    key = signed_tokens.key_bytes(settings.field_token_key.get_secret_value() if settings.field_token_key
+                                  else secrets.token_hex(32), "PATROL_FIELD_TOKEN_KEY")
     app.state.settings, app.state.geography, app.state.token_key = settings, geography, key
     app.state.hub = OrdersHub(settings)
     app.state.register = RegisterFollower(settings, register)

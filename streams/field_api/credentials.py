@@ -1,5 +1,5 @@
 """Device credentials of field units: a secret per device, bound to one unit, kept as an argon2id hash in
-PostgreSQL (unit_credentials), and the signed tokens (JWT, HS256) a device gets for it, each bound to its unit.
+PostgreSQL (unit_credentials), and the signed tokens (streams.runtime.signed_tokens) a device gets for it, each bound to its unit.
 
 A token says which unit and which device; the field API checks at every request that the device's credential is
 not revoked, so revoking takes effect at once, not when the token expires.
@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 import asyncpg
-import jwt
 
-from streams.runtime import hashed_secrets
+from streams.runtime import hashed_secrets, signed_tokens
 
-ALGORITHM = "HS256"
 ISSUER = "patrol-field"
 
 
@@ -65,18 +63,11 @@ async def active(pool: asyncpg.Pool, identity: Identity) -> bool:
                                     "AND revoked_at IS NULL", identity.device_id, identity.unit_id))
 
 
-def make_token(key: str, identity: Identity, ttl_s: float, now: datetime | None = None) -> tuple[str, datetime]:
-    now = now or datetime.now(timezone.utc)
-    expires = now + timedelta(seconds=ttl_s)
-    claims = {"sub": identity.unit_id, "dev": identity.device_id, "iss": ISSUER, "iat": now, "exp": expires}
-    return jwt.encode(claims, key, algorithm=ALGORITHM), expires
+def make_token(key: bytes, identity: Identity, ttl_s: float, now: datetime | None = None) -> tuple[str, datetime]:
+    return signed_tokens.sign(key, ISSUER, {"sub": identity.unit_id, "dev": identity.device_id}, ttl_s, now)
 
 
-def read_token(key: str, token: str) -> Identity | None:
+def read_token(key: bytes, token: str) -> Identity | None:
     """The identity a token carries, if it is ours, intact and unexpired."""
-    try:
-        claims = jwt.decode(token, key, algorithms=[ALGORITHM], issuer=ISSUER,
-                            options={"require": ["sub", "dev", "exp", "iss"]})
-    except jwt.PyJWTError:
-        return None
-    return Identity(str(claims["sub"]), str(claims["dev"]))
+    claims = signed_tokens.read(key, ISSUER, token, ("sub", "dev"))
+    return Identity(str(claims["sub"]), str(claims["dev"])) if claims is not None else None

@@ -1,5 +1,6 @@
-"""Dispatcher accounts of the command API: passwords hashed with argon2id (streams.runtime.hashed_secrets), bearer tokens signed with
-HS256 (PyJWT) under Settings.command_token_secret, and the `dispatcher_accounts` table (migration 0010).
+"""Dispatcher accounts of the command API: passwords hashed with argon2id (streams.runtime.hashed_secrets), bearer
+tokens (streams.runtime.signed_tokens) under Settings.command_token_secret, and the `dispatcher_accounts` table
+(migration 0010).
 
 A token names the account and its role and expires after Settings.command_token_ttl_s; every request checks the
 account again, so that a disabled account's tokens stop working at once.
@@ -7,19 +8,16 @@ account again, so that a disabled account's tokens stop working at once.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import asyncpg
-import jwt
-from streams.runtime import hashed_secrets
+
+from streams.runtime import hashed_secrets, signed_tokens
 from streams.settings import Settings
 
 ROLES = ("dispatcher", "supervisor")
-ALGORITHM = "HS256"
 ISSUER = "patrol-dispatch/command"
-# a key shorter than the hash's output is weak for HMAC (RFC 7518 §3.2): refused rather than used
-MIN_SECRET_BYTES = 32
+
 
 @dataclass(frozen=True)
 class Account:
@@ -34,27 +32,22 @@ class NotConfigured(RuntimeError):
 def secret_of(settings: Settings) -> bytes:
     if settings.command_token_secret is None:
         raise NotConfigured("the command API is not configured: set PATROL_COMMAND_TOKEN_SECRET")
-    secret = settings.command_token_secret.get_secret_value().encode()
-    if len(secret) < MIN_SECRET_BYTES:
-        raise NotConfigured(f"PATROL_COMMAND_TOKEN_SECRET must be at least {MIN_SECRET_BYTES} bytes")
-    return secret
+    try:
+        return signed_tokens.key_bytes(settings.command_token_secret.get_secret_value(), "PATROL_COMMAND_TOKEN_SECRET")
+    except signed_tokens.WeakKey as exc:
+        raise NotConfigured(str(exc)) from None
 
 
-def issue_token(settings: Settings, account: Account, now: float | None = None) -> str:
-    now = time.time() if now is None else now
-    claims = {"sub": account.name, "role": account.role, "iss": ISSUER, "iat": int(now),
-              "exp": int(now + settings.command_token_ttl_s)}
-    return jwt.encode(claims, secret_of(settings), algorithm=ALGORITHM)
+def issue_token(settings: Settings, account: Account) -> str:
+    token, _ = signed_tokens.sign(secret_of(settings), ISSUER, {"sub": account.name, "role": account.role},
+                                  settings.command_token_ttl_s)
+    return token
 
 
 def read_token(settings: Settings, token: str) -> Account | None:
     """The account a token was issued to, if its signature, issuer and expiry hold (None otherwise)."""
-    try:
-        claims = jwt.decode(token, secret_of(settings), algorithms=[ALGORITHM], issuer=ISSUER,
-                            options={"require": ["sub", "role", "exp", "iat", "iss"]})
-    except jwt.InvalidTokenError:
-        return None
-    if claims.get("role") not in ROLES or not isinstance(claims.get("sub"), str):
+    claims = signed_tokens.read(secret_of(settings), ISSUER, token, ("sub", "role"))
+    if claims is None or claims.get("role") not in ROLES or not isinstance(claims.get("sub"), str):
         return None
     return Account(claims["sub"], claims["role"])
 
